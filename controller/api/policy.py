@@ -1,0 +1,288 @@
+"""SLOPolicy: the service's SLOs, their SLIs and burn-rate alerts, and the freeze policy."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import ConfigDict, Field, model_validator
+
+from controller.api.conditions import Condition
+from controller.api.notifications import Notifications, NotificationState
+from controller.api.types import (
+    Duration,
+    Name,
+    ObjectMeta,
+    Percent,
+    SloName,
+    Wire,
+)
+
+PromQL = Annotated[str, Field(min_length=1, max_length=4096)]
+MetricName = Annotated[
+    str, Field(min_length=1, max_length=200, pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+]
+
+
+class RatioSLI(Wire):
+    """bad / total, both PromQL templates of a rate over ``{{window}}``."""
+
+    bad: PromQL
+    total: PromQL
+
+
+class LatencySLI(Wire):
+    """Share of requests faster than ``le``: the histogram bucket ratio, not a quantile."""
+
+    histogram: MetricName
+    le: Annotated[str, Field(pattern=r"^([0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?|\+Inf)$")]
+    selector: Annotated[str, Field(max_length=1024)] = ""
+    track_selector: Annotated[str, Field(max_length=1024)] = (
+        'service="{{service}}",track="{{track}}"'
+    )
+
+
+class ThroughputSLI(Wire):
+    """The rate must stay at or above ``min`` (per second)."""
+
+    query: PromQL
+    min: Annotated[float, Field(ge=0)]
+
+
+class GaugeSLI(Wire):
+    """The value must stay at or below ``max`` (and at or above ``min`` when set)."""
+
+    query: PromQL
+    max: float | None = None
+    min: float | None = None
+
+    @model_validator(mode="after")
+    def _a_bound(self) -> Self:
+        if self.max is None and self.min is None:
+            raise ValueError("set max (the highest acceptable value) or min, or both")
+        if self.max is not None and self.min is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) must not exceed max ({self.max})")
+        return self
+
+
+class ProbeSLI(Wire):
+    """A synthetic health check: HTTP GET ``url`` every ``interval``; 2xx/3xx is success."""
+
+    url: Annotated[str, Field(min_length=1, max_length=2048, pattern=r"^https?://")]
+    interval: Duration = Duration("10s")
+    timeout: Duration = Duration("2s")
+
+
+class SLIKind(StrEnum):
+    RATIO = "ratio"
+    LATENCY = "latency"
+    THROUGHPUT = "throughput"
+    GAUGE = "gauge"
+    PROBE = "probe"
+
+
+class SLI(Wire):
+    """Exactly one of ratio, latency, throughput, gauge or probe."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [{
+        "rule": "[has(self.ratio), has(self.latency), has(self.throughput), has(self.gauge), "
+                "has(self.probe)].filter(x, x).size() == 1",
+        "message": "set exactly one of ratio, latency, throughput, gauge or probe",
+    }]})
+
+    ratio: RatioSLI | None = None
+    latency: LatencySLI | None = None
+    throughput: ThroughputSLI | None = None
+    gauge: GaugeSLI | None = None
+    probe: ProbeSLI | None = None
+
+    @property
+    def kind(self) -> SLIKind:
+        for kind in SLIKind:
+            if getattr(self, kind.value) is not None:
+                return kind
+        raise ValueError("SLI has no kind")
+
+    def templates(self) -> dict[str, str]:
+        """Every text that may hold template variables, by its field name."""
+        out: dict[str, str] = {}
+        if self.ratio:
+            out["ratio.bad"] = self.ratio.bad
+            out["ratio.total"] = self.ratio.total
+        if self.latency:
+            out["latency.selector"] = self.latency.selector
+            out["latency.trackSelector"] = self.latency.track_selector
+        if self.throughput:
+            out["throughput.query"] = self.throughput.query
+        if self.gauge:
+            out["gauge.query"] = self.gauge.query
+        if self.probe:
+            out["probe.url"] = self.probe.url
+        return out
+
+
+class AlertSeverity(StrEnum):
+    CRITICAL = "critical"
+    WARNING = "warning"
+
+
+class BurnRateAlert(Wire):
+    """Fires when the burn rate exceeds ``factor`` over both ``long`` and ``short``."""
+
+    severity: AlertSeverity = AlertSeverity.CRITICAL
+    factor: Annotated[float, Field(gt=0)]
+    long: Duration
+    short: Duration
+
+
+class SLO(Wire):
+    name: SloName
+    description: Annotated[str, Field(max_length=1024)] = ""
+    objective: Annotated[float, Field(gt=0, lt=100)] | None = None
+    window: Duration = Duration("30d")
+    sli: SLI
+    burn_rate_alerts: list[BurnRateAlert] = Field(default_factory=list)
+
+    @property
+    def budget(self) -> float:
+        """The error budget as a fraction: 1 - objective."""
+        if self.objective is None:
+            raise ValueError(f"SLO {self.name} has no objective")
+        return 1.0 - self.objective / 100.0
+
+    @property
+    def is_threshold(self) -> bool:
+        """Throughput and gauge SLIs are judged by their bound, not by a ratio objective."""
+        return self.sli.kind in (SLIKind.THROUGHPUT, SLIKind.GAUGE)
+
+
+class InFlight(StrEnum):
+    HOLD = "hold"
+    ROLLBACK = "rollback"
+
+
+class NotifyChannel(StrEnum):
+    SLACK = "slack"
+    EMAIL = "email"
+
+
+class FreezeReleases(Wire):
+    slo: SloName
+    when_remaining_below: Percent = Percent(10)
+    release_above: Percent = Percent(15)
+    in_flight: InFlight = InFlight.HOLD
+    notify: list[NotifyChannel] = Field(default_factory=lambda: [NotifyChannel.SLACK])
+    open_incident: bool = True
+
+
+class ErrorBudgetPolicy(Wire):
+    freeze_releases: FreezeReleases | None = None
+
+
+class PrometheusRef(Wire):
+    url: Annotated[str, Field(min_length=1, max_length=2048, pattern=r"^https?://")]
+    timeout: Duration = Duration("10s")
+
+
+class Override(Wire):
+    """Break-glass: lets runs start despite a freeze until ``expires``."""
+
+    id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][-A-Za-z0-9_.]*$")]
+    reason: Annotated[str, Field(min_length=1, max_length=1024)]
+    expires: datetime
+    allow: list[Name] = Field(default_factory=list)
+    by: Annotated[str, Field(max_length=253)] = ""
+
+
+class SLOPolicySpec(Wire):
+    prometheus: PrometheusRef | None = None
+    evaluation_interval: Duration = Duration("60s")
+    slos: Annotated[list[SLO], Field(min_length=1, max_length=64)]
+    error_budget_policy: ErrorBudgetPolicy = Field(default_factory=ErrorBudgetPolicy)
+    notifications: Notifications | None = None
+    overrides: Annotated[list[Override], Field(max_length=32)] = Field(default_factory=list)
+
+    def slo(self, name: str) -> SLO | None:
+        for s in self.slos:
+            if s.name == name:
+                return s
+        return None
+
+
+class SLOState(StrEnum):
+    OK = "Ok"
+    UNKNOWN = "Unknown"
+
+
+class BurnRateStatus(Wire):
+    model_config = ConfigDict(extra="ignore")
+
+    severity: AlertSeverity
+    factor: float
+    long: Duration
+    short: Duration
+    long_rate: float | None = None
+    short_rate: float | None = None
+    firing: bool = False
+
+
+class SLOStatus(Wire):
+    model_config = ConfigDict(extra="ignore")
+
+    name: str
+    state: SLOState = SLOState.UNKNOWN
+    reason: str = ""
+    message: str = ""
+    objective: float | None = None
+    window: Duration | None = None
+    budget_remaining: float | None = None  # percent of the budget left, may be negative
+    error_ratio: float | None = None
+    value: float | None = None
+    burn_rates: list[BurnRateStatus] = Field(default_factory=list)
+
+
+class OverrideStatus(Wire):
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    by: str = ""
+    reason: str
+    until: datetime
+    allow: list[str] = Field(default_factory=list)
+    active: bool = True
+
+
+class IncidentState(Wire):
+    model_config = ConfigDict(extra="ignore")
+
+    dedup_key: str
+    open: bool
+
+
+class SLOPolicyStatus(Wire):
+    model_config = ConfigDict(extra="ignore")
+
+    observed_generation: int = 0
+    evaluated_at: datetime | None = None
+    frozen: bool = False
+    frozen_since: datetime | None = None
+    reason: str = ""
+    message: str = ""
+    budget_remaining: float | None = None
+    slos: list[SLOStatus] = Field(default_factory=list)
+    overrides: list[OverrideStatus] = Field(default_factory=list)
+    conditions: list[Condition] = Field(default_factory=list)
+    notifications: NotificationState = Field(default_factory=NotificationState)
+    incident: IncidentState | None = None
+
+
+class SLOPolicy(Wire):
+    api_version: Literal["rolloutctl.dev/v1alpha1"] = "rolloutctl.dev/v1alpha1"
+    kind: Literal["SLOPolicy"] = "SLOPolicy"
+    metadata: ObjectMeta
+    spec: SLOPolicySpec
+    status: SLOPolicyStatus = Field(default_factory=SLOPolicyStatus)
+
+    def to_wire(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)

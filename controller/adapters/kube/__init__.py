@@ -1,0 +1,1 @@
+"""Kubernetes: clients, plans, workloads, watches, leases and events."""

@@ -1,0 +1,48 @@
+"""Building Kubernetes API clients from a kubeconfig or the in-cluster service account."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from kubernetes import client, config
+from kubernetes.config.config_exception import ConfigException
+
+# Every call carries a timeout (connect, read) in seconds; watches set their own.
+REQUEST_TIMEOUT = (5.0, 30.0)
+
+
+class NoCluster(Exception):
+    """No kubeconfig or in-cluster configuration could be loaded; the message says how to fix."""
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    kubeconfig: str | None = None
+    context: str | None = None
+
+
+def api_client(cfg: ClusterConfig | None = None) -> client.ApiClient:
+    """An ApiClient for ``cfg``: an explicit kubeconfig, $KUBECONFIG, ~/.kube/config, or
+    the in-cluster service account, in that order."""
+    cfg = cfg or ClusterConfig()
+    path = cfg.kubeconfig or os.environ.get("KUBECONFIG")
+    default = os.path.expanduser("~/.kube/config")
+    if path is None and not os.path.exists(default) and os.environ.get(
+        "KUBERNETES_SERVICE_HOST"
+    ):
+        conf = client.Configuration()
+        try:
+            config.load_incluster_config(client_configuration=conf)
+        except ConfigException as exc:
+            raise NoCluster(f"in-cluster configuration failed: {exc}") from None
+        return client.ApiClient(conf)
+    path = path or default
+    if not os.path.exists(path):
+        raise NoCluster(
+            f"no kubeconfig at {path}; pass --kubeconfig FILE or set KUBECONFIG"
+        )
+    try:
+        return config.new_client_from_config(config_file=path, context=cfg.context)
+    except ConfigException as exc:
+        raise NoCluster(f"cannot use kubeconfig {path}: {exc}") from None

@@ -1,0 +1,80 @@
+"""The seams between the pure core and the outside world: small Protocols, one per role.
+
+The engine never sees these; the reconciler, the simulator and the runtime are written
+against them, and ``adapters/`` provides the real implementations (``testing/`` the fakes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from controller.api.policy import SLO
+from controller.engine.measurements import Measurement, Track
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """Wall-clock time, timezone-aware UTC; read once per reconcile pass."""
+        ...
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never jumps, for leases and timeouts."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class QueryContext:
+    """Checked values for query templates, and when to evaluate."""
+
+    service: str
+    namespace: str
+    revision: str
+    at: datetime
+
+
+class MetricsSource(Protocol):
+    def measure(self, slo: SLO, track: Track, window_seconds: float,
+                ctx: QueryContext) -> Measurement:
+        """The SLI of ``slo`` for ``track`` over the window ending at ``ctx.at``. Never raises
+        for data problems: those come back as a Measurement with a status."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class RouterObservation:
+    """What the router's objects say now. ``weight`` is None when it cannot be read."""
+
+    weight: int | None
+    reason: str = "Observed"
+    message: str = ""
+
+
+class RouterError(Exception):
+    """The router cannot act: ``reason`` is CamelCase (RouteNotFound, BackendNotFound, ...)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class TrafficRouter(Protocol):
+    """Moves traffic between stable and canary for one plan (1-4 methods, a null object)."""
+
+    def observe(self) -> RouterObservation:
+        """The canary weight the route objects carry now (0-100)."""
+        ...
+
+    def apply(self, weight: int) -> int:
+        """Set the canary weight; returns the weight actually achieved. Idempotent."""
+        ...
+
+    def verify(self, weight: int) -> bool:
+        """Read back: does the route carry ``weight`` now?"""
+        ...
+
+    def restore(self) -> None:
+        """All traffic to stable (weight 0), removing anything the router created."""
+        ...

@@ -44,9 +44,12 @@ class MetricsSource(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class RouterObservation:
-    """What the router's objects say now. ``weight`` is None when it cannot be read."""
+    """What the router's objects say now. ``weight`` is None when it cannot be read;
+    ``achieved`` is the share of traffic the canary really gets where that differs from the
+    configured weight (the replica-ratio router), in percent."""
 
     weight: int | None
+    achieved: float | None = None
     reason: str = "Observed"
     message: str = ""
 

@@ -242,9 +242,7 @@ class Cluster:
 
     def api_client(self, user: str = ADMIN_USER) -> ApiClient:
         """A ``kubernetes.client.ApiClient`` authenticated as USER (admin by default)."""
-        from kubernetes import config
-
-        return config.new_client_from_config(config_file=str(self.kubeconfig_for(user)))
+        return new_api_client(self.kubeconfig_for(user))
 
     def request(
         self, method: str, path: str, body: Mapping[str, Any] | None = None, user: str = ADMIN_USER
@@ -264,6 +262,16 @@ class Cluster:
 
     def stop(self) -> None:
         stop_cluster(self.dir)
+
+
+def new_api_client(kubeconfig: Path) -> ApiClient:
+    """A ``kubernetes.client.ApiClient`` from a kubeconfig file (imported lazily)."""
+    from kubernetes import config
+
+    api: ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
+        config_file=str(kubeconfig)
+    )
+    return api
 
 
 def write_kubeconfig(path: Path, server: str, ca_file: Path, user: str, token: str) -> None:
@@ -724,20 +732,16 @@ def main(argv: list[str] | None = None) -> int:
         names = stop_cluster(args.dir)
         print(f"stopped: {', '.join(names) if names else 'nothing was running'}")
         return 0
-    if args.command == "status":
-        cluster = load_cluster(args.dir)
-        if cluster is None:
-            print("no cluster recorded")
-            return 1
-        alive = {n: pid_alive(p) for n, p in cluster.pids.items()}
-        ready = cluster.is_ready()
-        print(f"server {cluster.server}: ready={ready} processes={json.dumps(alive)}")
-        return 0 if ready and alive and all(alive.values()) else 1
-    cluster = load_cluster(args.dir)
-    if cluster is None:
+    recorded = load_cluster(args.dir)
+    if recorded is None:
         print(f"no cluster recorded in {args.dir}", file=sys.stderr)
         return 1
-    print(cluster.kubeconfig_for(args.user))
+    if args.command == "status":
+        alive = {n: pid_alive(p) for n, p in recorded.pids.items()}
+        ready = recorded.is_ready()
+        print(f"server {recorded.server}: ready={ready} processes={json.dumps(alive)}")
+        return 0 if ready and alive and all(alive.values()) else 1
+    print(recorded.kubeconfig_for(args.user))
     return 0
 
 

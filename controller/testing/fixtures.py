@@ -33,7 +33,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import pytest
 import yaml
@@ -88,9 +88,7 @@ class TestCluster:
 
     def api_client(self, user: str = cluster_mod.ADMIN_USER) -> ApiClient:
         """A ``kubernetes.client.ApiClient`` as USER (admin by default)."""
-        from kubernetes import config
-
-        return config.new_client_from_config(config_file=str(self.kubeconfig_for(user)))
+        return cluster_mod.new_api_client(self.kubeconfig_for(user))
 
     def kubeconfig_for(self, user: str) -> Path:
         """A kubeconfig for token user USER (``admin``, ``rbac-user``, the controller's)."""
@@ -113,7 +111,6 @@ def _crd_documents(path: Path) -> list[dict[str, Any]]:
 def install_crds(api: ApiClient, paths: Iterable[Path], timeout: float = 60.0) -> list[str]:
     """Create (or replace) the CRDs in PATHS and wait until each is Established."""
     from kubernetes import client
-    from kubernetes.client.rest import ApiException
 
     ext = client.ApiextensionsV1Api(api)
     names: list[str] = []
@@ -121,13 +118,15 @@ def install_crds(api: ApiClient, paths: Iterable[Path], timeout: float = 60.0) -
         for doc in _crd_documents(path):
             name = doc["metadata"]["name"]
             try:
-                ext.create_custom_resource_definition(body=doc, _request_timeout=30)
-            except ApiException as e:
+                ext.create_custom_resource_definition(body=cast(Any, doc), _request_timeout=30)
+            except client.ApiException as e:
                 if e.status != 409:
                     raise
                 current = _read_crd(ext, name)
                 doc["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-                ext.replace_custom_resource_definition(name, body=doc, _request_timeout=30)
+                ext.replace_custom_resource_definition(
+                    name, body=cast(Any, doc), _request_timeout=30
+                )
             names.append(name)
     deadline = time.monotonic() + timeout
     for name in names:
@@ -195,7 +194,7 @@ def cluster(
         try:
             handle.installed_crds = install_crds(api, files)
         finally:
-            api.close()
+            api.close()  # type: ignore[no-untyped-call]
         yield handle
     finally:
         if started is not None:
@@ -224,7 +223,7 @@ def namespace(cluster: TestCluster, request: pytest.FixtureRequest) -> Iterator[
     api = cluster.api_client()
     core = client.CoreV1Api(api)
     core.create_namespace(
-        body={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
+        body=client.V1Namespace(metadata=client.V1ObjectMeta(name=name)),
         _request_timeout=30,
     )
     try:
@@ -233,7 +232,7 @@ def namespace(cluster: TestCluster, request: pytest.FixtureRequest) -> Iterator[
         try:
             core.delete_namespace(name, propagation_policy="Background", _request_timeout=30)
         finally:
-            api.close()
+            api.close()  # type: ignore[no-untyped-call]
 
 
 # --------------------------------------------------------------------------- prometheus

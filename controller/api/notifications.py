@@ -84,6 +84,12 @@ class Severity(StrEnum):
 class OutgoingMessage(Wire):
     """One announcement waiting in the outbox; ``key`` makes its delivery idempotent."""
 
+    # The engine fills key .. evidence, and ``run``: the run the entry belongs to, so that a
+    # late message of an earlier run never lands in a newer run's thread (default: the
+    # object's current run). The dispatcher owns the rest: ``attempts`` (delivery attempts
+    # started, claims included), ``next_attempt_at`` (not before; also the claim of the
+    # replica delivering it), ``delivered`` (channels done: slack, slackCritical, email,
+    # incident) and ``last_error`` (never containing a secret).
     model_config = ConfigDict(extra="ignore")
 
     key: str
@@ -93,21 +99,39 @@ class OutgoingMessage(Wire):
     title: str
     text: str = ""
     drill: bool = False
+    run: int | None = None
     step: int | None = None
     weight: int | None = None
     evidence: list[dict[str, object]] = Field(default_factory=list)
     attempts: int = 0
     next_attempt_at: datetime | None = None
+    delivered: list[str] = Field(default_factory=list)
     last_error: str | None = None
 
 
 class SlackThread(Wire):
+    """The Slack root message of the current run (plans) or freeze (policies)."""
+
+    # ``channel``: the channel id Slack answered with; ``thread_ts``: the root's ts;
+    # ``root_key``: the dedup key in the root's metadata; ``rendered_hash``: the hash of the
+    # live state last shown in the root, so that it is updated only when that changes.
     model_config = ConfigDict(extra="ignore")
 
     channel: str
     thread_ts: str
     run: int
+    root_key: str | None = None
     rendered_hash: str | None = None
+
+
+class OpenIncident(Wire):
+    """An incident triggered on the incident webhook and not yet resolved."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    dedup_key: str
+    since: datetime
+    trigger_key: str
 
 
 class NotificationState(Wire):
@@ -116,6 +140,7 @@ class NotificationState(Wire):
     model_config = ConfigDict(extra="ignore")
 
     slack: SlackThread | None = None
+    incident: OpenIncident | None = None
     outbox: list[OutgoingMessage] = Field(default_factory=list)
     sent: list[str] = Field(default_factory=list)
     failures: int = 0

@@ -12,6 +12,16 @@ from typing import Protocol
 
 from controller.api.policy import SLO
 from controller.engine.measurements import Measurement, Track
+from controller.engine.observation import RouterObservation
+
+__all__ = [
+    "Clock",
+    "MetricsSource",
+    "QueryContext",
+    "RouterError",
+    "RouterObservation",
+    "TrafficRouter",
+]
 
 
 class Clock(Protocol):
@@ -40,18 +50,6 @@ class MetricsSource(Protocol):
         """The SLI of ``slo`` for ``track`` over the window ending at ``ctx.at``. Never raises
         for data problems: those come back as a Measurement with a status."""
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class RouterObservation:
-    """What the router's objects say now. ``weight`` is None when it cannot be read;
-    ``achieved`` is the share of traffic the canary really gets where that differs from the
-    configured weight (the replica-ratio router), in percent."""
-
-    weight: int | None
-    achieved: float | None = None
-    reason: str = "Observed"
-    message: str = ""
 
 
 class RouterError(Exception):

@@ -258,6 +258,7 @@ class Requests(Wire):
     """The latest request of each kind; ``status.handled`` holds the ids already acted on."""
 
     promote: PromoteRequest | None = None
+    resume: Request | None = None
     abort: Request | None = None
     retry: Request | None = None
     drill: DrillRequest | None = None
@@ -440,6 +441,7 @@ class Handled(Wire):
     model_config = ConfigDict(extra="ignore")
 
     promote: str | None = None
+    resume: str | None = None
     abort: str | None = None
     retry: str | None = None
     drill: str | None = None
@@ -478,6 +480,7 @@ class RolloutPlanStatus(Wire):
     run_started_at: datetime | None = None
     step_started_at: datetime | None = None
     last_analysis_at: datetime | None = None
+    pause_reason: str | None = None  # set when the controller paused the run itself
     promotion_stage: PromotionStage | None = None
     promoted_full: bool = False
     rollback_reason: str | None = None

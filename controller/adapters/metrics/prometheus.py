@@ -1,0 +1,457 @@
+"""``PrometheusSource``: the ``MetricsSource`` port over ``prometheus-api-client``.
+
+Instant queries at the evaluation time (``ctx.at``), each with a timeout. Problems with
+the data or with Prometheus are measurements, never exceptions:
+
+* ``ok``: the value with its evidence (numerator, denominator, samples, query).
+* ``no_data``: the denominator is empty, NaN or 0 (no traffic in the window).
+* ``error``: connection refused, timeout, HTTP 4xx/5xx, a bad query, an unsafe template
+  value (refused before anything is sent). Messages name the host, never credentials.
+* ``ambiguous``: a query that must return one series returned several (e.g. a template
+  without ``sum``).
+* ``stale``: the series behind the denominator stopped reporting (see below).
+
+A missing numerator (no series of errors) with traffic present is 0 errors.
+
+Staleness rule
+--------------
+Prometheus already hides an instant sample older than its lookback (5m), but a range
+function such as ``rate(x[5m])`` still answers from the old samples of a series that
+stopped three minutes ago, as if it were current. So when the window is longer than
+``stale_after`` (default 180 s, three scrape intervals of 60 s), the source also evaluates
+the denominator over only the last ``stale_after`` seconds (``freshness_query``): a series
+that is still scraped has samples there and answers (possibly 0); one that stopped does
+not, and the measurement is ``stale``. The check is one extra query, independent of how the
+template is written.
+
+Retries and timeouts
+--------------------
+The client retries by itself through urllib3; we configure that retry rather than stack a
+second one: connection failures only (``connect=2``, backoff 0.2 s, no retry on read
+timeouts or on HTTP statuses, so a slow query is not run three times). Each request has a
+client-side timeout of ``(min(timeout, 3 s) to connect, timeout + 1 s to read)`` and asks
+Prometheus to give up after ``timeout`` (the ``timeout`` query parameter), so a slow
+query comes back as Prometheus's own "query timed out" error. Worst case for one query:
+3 connection attempts of up to 3 s each plus 0.4 s of backoff, or ``timeout + 1`` s.
+
+Every query is counted in ``rolloutctl_prometheus_queries_total{status}`` (``ok``,
+``empty``, ``ambiguous``, ``error``) and timed in ``rolloutctl_prometheus_query_seconds``.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import json
+import math
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from urllib3.util.retry import Retry
+
+from controller.adapters.metrics.queries import (
+    QueryError,
+    SLIQueries,
+    budget_queries,
+    freshness_query,
+    sli_queries,
+)
+from controller.api.policy import SLO, PrometheusRef, SLIKind
+from controller.engine.measurements import Measurement, MeasurementStatus, Track
+from controller.ports import QueryContext
+
+__all__ = ["PrometheusSource", "QueryMetrics", "safe_url"]
+
+DEFAULT_TIMEOUT_SECONDS = 10.0
+DEFAULT_STALE_AFTER_SECONDS = 180.0
+CONNECT_TIMEOUT_CAP_SECONDS = 3.0
+_MAX_MESSAGE = 300
+
+
+def safe_url(url: str) -> str:
+    """``scheme://host:port/path`` without user, password or query: safe to show anywhere."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    netloc = f"{host}:{port}" if port else host
+    return f"{parts.scheme}://{netloc}{parts.path}".rstrip("/")
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+class QueryMetrics:
+    """The query counter and latency histogram, registered once per registry."""
+
+    _by_registry: dict[int, QueryMetrics] = {}  # noqa: RUF012 - a per-class cache
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.queries = Counter(
+            "rolloutctl_prometheus_queries",
+            "Instant queries sent to Prometheus, by outcome (ok, empty, ambiguous, error).",
+            ["status"],
+            registry=registry,
+        )
+        self.seconds = Histogram(
+            "rolloutctl_prometheus_query_seconds",
+            "Time taken by one Prometheus instant query, retries included.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=registry,
+        )
+
+    @classmethod
+    def for_registry(cls, registry: CollectorRegistry | None = None) -> QueryMetrics:
+        registry = REGISTRY if registry is None else registry
+        found = cls._by_registry.get(id(registry))
+        if found is None:
+            found = cls._by_registry[id(registry)] = cls(registry)
+        return found
+
+
+# --------------------------------------------------------------------------- one query
+
+
+class _Outcome(StrEnum):
+    OK = "ok"
+    EMPTY = "empty"
+    AMBIGUOUS = "ambiguous"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    outcome: _Outcome
+    value: float | None = None
+    message: str = ""
+
+
+def _labels(metric: Mapping[str, str]) -> str:
+    return "{" + ",".join(f'{k}="{v}"' for k, v in sorted(metric.items())) + "}"
+
+
+def _answer_of(result: Any) -> _Answer:
+    """Interpret the ``result`` of an instant query (a vector, or a scalar's pair)."""
+    if (
+        isinstance(result, list)
+        and len(result) == 2
+        and isinstance(result[0], int | float)
+        and isinstance(result[1], str)
+    ):  # a scalar (or string) result: [time, "value"]
+        try:
+            return _Answer(_Outcome.OK, float(result[1]))
+        except ValueError:
+            return _Answer(_Outcome.ERROR, message="the query returns a string, not a number")
+    if not isinstance(result, list):
+        return _Answer(_Outcome.ERROR, message="unexpected answer: not a Prometheus result")
+    if not result:
+        return _Answer(_Outcome.EMPTY)
+    if any(not isinstance(r, dict) or "value" not in r for r in result):
+        return _Answer(
+            _Outcome.ERROR,
+            message="the query returns a range vector; an instant vector or scalar is needed",
+        )
+    if len(result) > 1:
+        shown = ", ".join(_labels(r.get("metric", {})) for r in result[:3])
+        more = ", ..." if len(result) > 3 else ""
+        return _Answer(
+            _Outcome.AMBIGUOUS,
+            message=f"returned {len(result)} series where one was expected ({shown}{more}); "
+            "aggregate it, e.g. sum(...)",
+        )
+    try:
+        return _Answer(_Outcome.OK, float(result[0]["value"][1]))
+    except (TypeError, ValueError, IndexError, KeyError):
+        return _Answer(_Outcome.ERROR, message="unexpected answer: the sample is not a number")
+
+
+_HTTP_STATUS_RE = re.compile(r"^HTTP Status Code (\d+) \((.*)\)$", re.DOTALL)
+
+
+def _http_error_message(exc: PrometheusApiClientException, where: str) -> str:
+    """``HTTP 400 from HOST: bad_data: parse error ...`` from the client's exception text."""
+    match = _HTTP_STATUS_RE.match(str(exc))
+    if match is None:
+        return f"unexpected answer from {where}"
+    code = match.group(1)
+    detail = ""
+    try:
+        body = ast.literal_eval(match.group(2))
+        doc = json.loads(body)
+        if isinstance(doc, dict) and doc.get("status") == "error":
+            detail = f": {doc.get('errorType', 'error')}: {doc.get('error', '')}"
+    except (ValueError, SyntaxError, TypeError):
+        detail = ""
+    if not detail:
+        detail = " (not a Prometheus API answer: check the URL)" if code == "404" else ""
+    return _clip(f"HTTP {code} from {where}{detail}")
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 3] + "..."
+
+
+# --------------------------------------------------------------------------- the source
+
+
+class PrometheusSource:
+    """Measures SLIs with instant queries against one Prometheus (see the module doc)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
+        stale_after_seconds: float = DEFAULT_STALE_AFTER_SECONDS,
+        headers: Mapping[str, str] | None = None,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        if timeout_seconds <= 0:
+            raise ValueError("timeout_seconds must be positive")
+        self.url = url.rstrip("/")
+        self.where = safe_url(self.url)
+        self.timeout_seconds = float(timeout_seconds)
+        self.stale_after_seconds = float(stale_after_seconds)
+        self._metrics = QueryMetrics.for_registry(registry)
+        retry = Retry(
+            total=2,
+            connect=2,
+            read=0,
+            status=0,
+            other=0,
+            backoff_factor=0.2,
+            raise_on_status=False,
+        )
+        self._client = PrometheusConnect(
+            url=self.url,
+            headers=dict(headers) if headers else None,
+            retry=retry,
+            timeout=None,  # set per query below
+        )
+
+    @classmethod
+    def from_ref(cls, ref: PrometheusRef, **kwargs: Any) -> PrometheusSource:
+        """A source for an SLOPolicy's ``spec.prometheus`` (its URL and timeout)."""
+        kwargs.setdefault("timeout_seconds", ref.timeout.seconds)
+        return cls(ref.url, **kwargs)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> PrometheusSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ the port
+
+    def measure(
+        self, slo: SLO, track: Track, window_seconds: float, ctx: QueryContext
+    ) -> Measurement:
+        """The SLI of ``slo`` for ``track`` over the window ending at ``ctx.at``."""
+        try:
+            queries = sli_queries(slo, track, window_seconds, ctx)
+            fresh = None
+            if window_seconds > self.stale_after_seconds:
+                fresh = freshness_query(queries, slo, track, ctx, self.stale_after_seconds)
+        except QueryError as exc:
+            return Measurement(MeasurementStatus.ERROR, message=f"not queried: {exc}")
+        at = ctx.at.timestamp()
+        if queries.value is not None:
+            return self._measure_value(queries, fresh, at)
+        return self._measure_counts(queries, fresh, at)
+
+    def measure_budget(self, slo: SLO, ctx: QueryContext, window_seconds: float) -> Measurement:
+        """The service's bad ratio over an SLO window, canary and stable together.
+
+        ``numerator``/``denominator`` are the bad and total counts summed over the window
+        (a ratio of sums); ``value`` = numerator / denominator; ``samples`` = denominator.
+        """
+        try:
+            per_track = budget_queries(slo, ctx, window_seconds)
+        except QueryError as exc:
+            return Measurement(MeasurementStatus.ERROR, message=f"not queried: {exc}")
+        at = ctx.at.timestamp()
+        bad_sum = total_sum = 0.0
+        text = "\n".join(q.text for q in per_track)
+        for queries in per_track:
+            counts = self._counts(queries, None, at)
+            if isinstance(counts, Measurement):
+                if counts.status == MeasurementStatus.NO_DATA:
+                    continue  # this track had no traffic in the window
+                return _with_query(counts, text)
+            bad_sum += counts[0]
+            total_sum += counts[1]
+        if total_sum <= 0:
+            return Measurement(
+                MeasurementStatus.NO_DATA, query=text,
+                message=f"no events in the {per_track[0].window_seconds}s budget window",
+            )
+        return Measurement(
+            MeasurementStatus.OK,
+            value=_ratio(bad_sum, total_sum),
+            samples=total_sum,
+            numerator=bad_sum,
+            denominator=total_sum,
+            query=text,
+        )
+
+    # ------------------------------------------------------------------ internals
+
+    def _measure_value(self, queries: SLIQueries, fresh: str | None, at: float) -> Measurement:
+        assert queries.value is not None
+        text = queries.text
+        answer = self._query(queries.value, at)
+        if answer.outcome != _Outcome.OK or answer.value is None:
+            return _unusable(answer, "the query", text)
+        if math.isnan(answer.value):
+            return Measurement(MeasurementStatus.NO_DATA, query=text, message="the query is NaN")
+        stale = self._stale(fresh, at, text)
+        if stale is not None:
+            return stale
+        return Measurement(MeasurementStatus.OK, value=answer.value, query=text)
+
+    def _measure_counts(self, queries: SLIQueries, fresh: str | None, at: float) -> Measurement:
+        counts = self._counts(queries, fresh, at)
+        if isinstance(counts, Measurement):
+            return _with_query(counts, queries.text)
+        bad, total = counts
+        return Measurement(
+            MeasurementStatus.OK,
+            value=_ratio(bad, total),
+            samples=total,
+            numerator=bad,
+            denominator=total,
+            query=queries.text,
+        )
+
+    def _counts(
+        self, queries: SLIQueries, fresh: str | None, at: float
+    ) -> tuple[float, float] | Measurement:
+        """``(bad, total)`` events in the window, or the Measurement saying why not."""
+        assert queries.total is not None
+        total = self._query(queries.total, at)
+        if total.outcome != _Outcome.OK or total.value is None:
+            return _unusable(total, "the total", "")
+        if math.isnan(total.value) or total.value <= 0:
+            nan = math.isnan(total.value)
+            return Measurement(
+                MeasurementStatus.NO_DATA,
+                denominator=None if nan else total.value,
+                message=f"no traffic: the total is {'NaN' if nan else '0'} "
+                f"over {queries.window_seconds}s",
+            )
+        stale = self._stale(fresh, at, "")
+        if stale is not None:
+            return stale
+        if queries.bad is not None:
+            answer = self._query(queries.bad, at)
+            if answer.outcome == _Outcome.EMPTY:
+                return 0.0, total.value  # no error series with traffic present: 0 errors
+            if answer.outcome != _Outcome.OK or answer.value is None:
+                return _unusable(answer, "the bad count", "")
+            if not math.isfinite(answer.value):
+                return Measurement(MeasurementStatus.NO_DATA, message="the bad count is NaN")
+            return max(0.0, answer.value), total.value
+        assert queries.good is not None
+        answer = self._query(queries.good, at)
+        if answer.outcome == _Outcome.EMPTY:
+            return Measurement(
+                MeasurementStatus.NO_DATA,
+                denominator=total.value,
+                message="the histogram has a count but no bucket with this le: "
+                "write le exactly as the bucket label (e.g. \"0.2\", not \"0.20\")",
+            )
+        if answer.outcome != _Outcome.OK or answer.value is None:
+            return _unusable(answer, "the good count", "")
+        if not math.isfinite(answer.value):
+            return Measurement(MeasurementStatus.NO_DATA, message="the good count is NaN")
+        return max(0.0, total.value - answer.value), total.value
+
+    def _stale(self, fresh: str | None, at: float, text: str) -> Measurement | None:
+        if fresh is None:
+            return None
+        answer = self._query(fresh, at)
+        if answer.outcome == _Outcome.EMPTY:
+            return Measurement(
+                MeasurementStatus.STALE,
+                query=text,
+                message=f"no sample in the last {self.stale_after_seconds:g}s: "
+                "the series stopped reporting",
+            )
+        if answer.outcome == _Outcome.ERROR:
+            return _unusable(answer, "the freshness check", text)
+        return None
+
+    def _query(self, expr: str, at: float) -> _Answer:
+        started = time.monotonic()
+        answer = self._send(expr, at)
+        self._metrics.seconds.observe(time.monotonic() - started)
+        self._metrics.queries.labels(status=answer.outcome.value).inc()
+        return answer
+
+    def _send(self, expr: str, at: float) -> _Answer:
+        timeout = self.timeout_seconds
+        connect = min(timeout, CONNECT_TIMEOUT_CAP_SECONDS)
+        try:
+            result = self._client.custom_query(
+                expr,
+                params={"time": f"{at:.3f}", "timeout": f"{timeout:g}"},
+                timeout=(connect, timeout + 1.0),  # type: ignore[arg-type]
+            )
+        except requests.exceptions.ConnectTimeout:
+            return _Answer(
+                _Outcome.ERROR, message=f"timed out connecting to {self.where} ({connect:g}s)"
+            )
+        except requests.exceptions.Timeout:
+            return _Answer(
+                _Outcome.ERROR, message=f"no answer from {self.where} within {timeout + 1:g}s"
+            )
+        except requests.exceptions.ConnectionError as exc:
+            why = "connection refused" if "refused" in str(exc).lower() else "connection failed"
+            return _Answer(_Outcome.ERROR, message=f"cannot reach {self.where}: {why}")
+        except PrometheusApiClientException as exc:
+            return _Answer(_Outcome.ERROR, message=_http_error_message(exc, self.where))
+        except requests.exceptions.RequestException as exc:
+            return _Answer(
+                _Outcome.ERROR, message=f"request to {self.where} failed ({type(exc).__name__})"
+            )
+        except (ValueError, KeyError, TypeError):
+            return _Answer(
+                _Outcome.ERROR,
+                message=f"{self.where} did not answer like a Prometheus API (check the URL)",
+            )
+        return _answer_of(result)
+
+
+def _ratio(bad: float, total: float) -> float:
+    return min(1.0, max(0.0, bad / total))
+
+
+def _unusable(answer: _Answer, what: str, text: str) -> Measurement:
+    if answer.outcome == _Outcome.EMPTY:
+        return Measurement(
+            MeasurementStatus.NO_DATA, query=text, message=f"{what} returned no series"
+        )
+    if answer.outcome == _Outcome.AMBIGUOUS:
+        return Measurement(
+            MeasurementStatus.AMBIGUOUS, query=text, message=f"{what} {answer.message}"
+        )
+    return Measurement(MeasurementStatus.ERROR, query=text, message=answer.message)
+
+
+def _with_query(m: Measurement, text: str) -> Measurement:
+    return dataclasses.replace(m, query=text)

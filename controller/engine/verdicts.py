@@ -1,0 +1,236 @@
+"""Gate verdicts: Pass, Fail or Inconclusive, each with a reason and its evidence.
+
+- Pass: the objective is met and there are at least ``minSamples`` events.
+- Fail: the objective is missed (``ObjectiveMissed``), a critical burn-rate alert fires on
+  both windows (``FastBurn``), or the canary burns more than ``maxRatio`` times what stable
+  burns (``WorseThanStable``). With fewer than ``minSamples`` events a gate fails only when
+  the errors seen already miss the objective even if every missing event were good.
+- Inconclusive: ``PrometheusError``, ``NoData``, ``TooFewSamples``, ``AmbiguousResult``,
+  ``Stale``. Never a pass.
+
+``failingSince`` survives Inconclusive verdicts (an outage is not a recovery) and clears
+on Pass; ``inconclusiveSince`` marks the start of an unbroken Inconclusive stretch.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from controller.api.plan import Analysis, Gate, GateKind, GateReason, GateStatus, Verdict
+from controller.api.policy import SLO, AlertSeverity, SLIKind
+from controller.api.types import Duration
+from controller.engine import budget
+from controller.engine.measurements import GateMeasurement, Measurement, MeasurementStatus
+
+MIN_PROBES = 3
+
+_INCONCLUSIVE_REASON = {
+    MeasurementStatus.ERROR: GateReason.PROMETHEUS_ERROR,
+    MeasurementStatus.NO_DATA: GateReason.NO_DATA,
+    MeasurementStatus.AMBIGUOUS: GateReason.AMBIGUOUS_RESULT,
+    MeasurementStatus.STALE: GateReason.STALE,
+}
+
+
+def initial(gate: Gate) -> GateStatus:
+    return GateStatus(name=gate.name, kind=gate.kind)
+
+
+def _percent_good(bad_ratio: float) -> float:
+    return round(100.0 * (1.0 - bad_ratio), 6)
+
+
+def _unusable(m: Measurement, track: str) -> tuple[GateReason, str] | None:
+    if m.ok:
+        return None
+    reason = _INCONCLUSIVE_REASON.get(m.status, GateReason.NO_DATA)
+    detail = f": {m.message}" if m.message else ""
+    return reason, f"{track} {m.status.value.replace('_', ' ')}{detail}"
+
+
+def _fast_burn(slo: SLO, m: GateMeasurement, min_samples: int) -> tuple[float, str] | None:
+    """The highest firing critical alert's long-window burn rate, with a message."""
+    if slo.objective is None:
+        return None
+    for burn in m.burn_rates:
+        if burn.alert >= len(slo.burn_rate_alerts):
+            continue
+        alert = slo.burn_rate_alerts[burn.alert]
+        if alert.severity != AlertSeverity.CRITICAL:
+            continue
+        if not (burn.long.ok and burn.short.ok):
+            continue
+        if (burn.long.samples or 0) < min_samples:
+            continue
+        assert burn.long.value is not None and burn.short.value is not None
+        long_burn = budget.burn_rate(burn.long.value, slo.objective)
+        short_burn = budget.burn_rate(burn.short.value, slo.objective)
+        if budget.alert_fires(long_burn, short_burn, alert.factor):
+            return long_burn, (
+                f"fast burn: {long_burn:.1f}x over {Duration.of_seconds(burn.long_seconds)} and "
+                f"{short_burn:.1f}x over {Duration.of_seconds(burn.short_seconds)} exceed "
+                f"{alert.factor:g}x"
+            )
+    return None
+
+
+def judge(
+    gate: Gate,
+    slo: SLO | None,
+    m: GateMeasurement | None,
+    previous: GateStatus | None,
+    analysis: Analysis,
+    now: datetime,
+) -> GateStatus:
+    """The gate's verdict at ``now`` from this pass's measurement."""
+    verdict, reason, message, evidence = _verdict(gate, slo, m, analysis.min_samples)
+    failing_since = None
+    inconclusive_since = None
+    prev_failing = previous.failing_since if previous is not None else None
+    prev_inconclusive = previous.inconclusive_since if previous is not None else None
+    if verdict == Verdict.FAIL:
+        failing_since = prev_failing or now
+    elif verdict == Verdict.INCONCLUSIVE:
+        failing_since = prev_failing
+        inconclusive_since = prev_inconclusive or now
+    return GateStatus(
+        name=gate.name,
+        kind=gate.kind,
+        verdict=verdict,
+        reason=reason,
+        message=message,
+        evaluated_at=now,
+        failing_since=failing_since,
+        inconclusive_since=inconclusive_since,
+        window=Duration.of_seconds(round(m.window_seconds)) if m and m.window_seconds else None,
+        **evidence,
+    )
+
+
+Evidence = dict[str, float | str | None]
+
+
+def _verdict(
+    gate: Gate, slo: SLO | None, m: GateMeasurement | None, min_samples: int
+) -> tuple[Verdict, GateReason, str, Evidence]:
+    if m is None:
+        return Verdict.INCONCLUSIVE, GateReason.NO_DATA, "not measured", {}
+    c = m.canary
+    evidence: Evidence = {
+        "query": c.query or None,
+        "samples": c.samples,
+        "numerator": c.numerator,
+        "denominator": c.denominator,
+    }
+    if gate.kind == GateKind.PROBE:
+        assert gate.probe is not None
+        return _ratio_verdict(c, gate.probe.objective, MIN_PROBES, evidence, "probes")
+    if slo is None:
+        return Verdict.INCONCLUSIVE, GateReason.NO_DATA, "SLO not found in the policy", evidence
+    if gate.kind == GateKind.CANARY_VS_STABLE:
+        assert gate.canary_vs_stable is not None
+        return _versus_stable(slo, m, gate.canary_vs_stable.max_ratio, min_samples, evidence)
+
+    kind = slo.sli.kind
+    if kind == SLIKind.THROUGHPUT:
+        assert slo.sli.throughput is not None
+        bad = _unusable(c, "canary")
+        if bad:
+            return Verdict.INCONCLUSIVE, bad[0], bad[1], evidence
+        assert c.value is not None
+        minimum = slo.sli.throughput.min
+        evidence |= {"value": c.value, "objective": minimum}
+        if c.value >= minimum:
+            return Verdict.PASS, GateReason.OBJECTIVE_MET, f"{c.value:g}/s >= {minimum:g}/s", (
+                evidence)
+        return Verdict.FAIL, GateReason.OBJECTIVE_MISSED, f"{c.value:g}/s < {minimum:g}/s", (
+            evidence)
+    if kind == SLIKind.GAUGE:
+        g = slo.sli.gauge
+        assert g is not None
+        bad = _unusable(c, "canary")
+        if bad:
+            return Verdict.INCONCLUSIVE, bad[0], bad[1], evidence
+        assert c.value is not None
+        evidence |= {"value": c.value, "objective": g.max if g.max is not None else g.min}
+        missed = GateReason.OBJECTIVE_MISSED
+        if g.max is not None and c.value > g.max:
+            return Verdict.FAIL, missed, f"{c.value:g} > max {g.max:g}", evidence
+        if g.min is not None and c.value < g.min:
+            return Verdict.FAIL, missed, f"{c.value:g} < min {g.min:g}", evidence
+        return Verdict.PASS, GateReason.OBJECTIVE_MET, f"{c.value:g} within bounds", evidence
+
+    # ratio, latency, probe SLIs: judged by the bad ratio against the error budget
+    assert slo.objective is not None
+    fast = _fast_burn(slo, m, min_samples)
+    if fast is not None:
+        evidence |= {"burn_rate": round(fast[0], 6), "objective": slo.objective}
+        if c.ok and c.value is not None:
+            evidence["value"] = _percent_good(c.value)
+        return Verdict.FAIL, GateReason.FAST_BURN, fast[1], evidence
+    return _ratio_verdict(c, slo.objective, min_samples, evidence, "events")
+
+
+def _ratio_verdict(
+    c: Measurement, objective: float, min_samples: int, evidence: Evidence, unit: str
+) -> tuple[Verdict, GateReason, str, Evidence]:
+    bad = _unusable(c, "canary")
+    if bad:
+        return Verdict.INCONCLUSIVE, bad[0], bad[1], evidence
+    assert c.value is not None
+    allowed = 1.0 - objective / 100.0
+    samples = c.samples or 0.0
+    burn = c.value / allowed if allowed > 0 else None
+    evidence |= {
+        "value": _percent_good(c.value),
+        "objective": objective,
+        "burn_rate": round(burn, 6) if burn is not None else None,
+    }
+    good = f"{_percent_good(c.value):g}% good"
+    if samples < min_samples:
+        errors = c.numerator if c.numerator is not None else c.value * samples
+        if min_samples > 0 and errors / min_samples > allowed:
+            return Verdict.FAIL, GateReason.OBJECTIVE_MISSED, (
+                f"{errors:g} bad {unit} already miss {objective:g}% even at {min_samples} {unit}"
+            ), evidence
+        return Verdict.INCONCLUSIVE, GateReason.TOO_FEW_SAMPLES, (
+            f"{samples:g} {unit} in the window, need {min_samples}"
+        ), evidence
+    if c.value <= allowed:
+        return Verdict.PASS, GateReason.OBJECTIVE_MET, f"{good} >= {objective:g}%", evidence
+    return Verdict.FAIL, GateReason.OBJECTIVE_MISSED, f"{good} < {objective:g}%", evidence
+
+
+def _versus_stable(
+    slo: SLO, m: GateMeasurement, max_ratio: float, min_samples: int, evidence: Evidence
+) -> tuple[Verdict, GateReason, str, Evidence]:
+    c, s = m.canary, m.stable
+    if s is None:
+        return Verdict.INCONCLUSIVE, GateReason.NO_DATA, "stable not measured", evidence
+    for track, meas in (("canary", c), ("stable", s)):
+        bad = _unusable(meas, track)
+        if bad:
+            return Verdict.INCONCLUSIVE, bad[0], bad[1], evidence
+    assert c.value is not None and s.value is not None and slo.objective is not None
+    canary_burn = budget.burn_rate(c.value, slo.objective)
+    stable_burn = budget.burn_rate(s.value, slo.objective)
+    evidence |= {
+        "value": round(canary_burn, 6),
+        "stable_value": round(stable_burn, 6),
+        "burn_rate": round(canary_burn, 6),
+        "objective": max_ratio,
+    }
+    for track, meas in (("canary", c), ("stable", s)):
+        if (meas.samples or 0) < min_samples:
+            return Verdict.INCONCLUSIVE, GateReason.TOO_FEW_SAMPLES, (
+                f"{meas.samples or 0:g} {track} events in the window, need {min_samples}"
+            ), evidence
+    limit = max(max_ratio * stable_burn, 1.0)
+    if canary_burn <= limit:
+        return Verdict.PASS, GateReason.OBJECTIVE_MET, (
+            f"canary burns {canary_burn:.2f}x, stable {stable_burn:.2f}x (limit {limit:.2f}x)"
+        ), evidence
+    return Verdict.FAIL, GateReason.WORSE_THAN_STABLE, (
+        f"canary burns {canary_burn:.2f}x, more than {max_ratio:g} x stable's "
+        f"{stable_burn:.2f}x and more than the budget allows"
+    ), evidence

@@ -22,6 +22,7 @@ from controller.adapters.kube.client import REQUEST_TIMEOUT
 from controller.ports import RouterError
 
 __all__ = [
+    "JSON",
     "JSON_PATCH",
     "MERGE_PATCH",
     "REQUEST_TIMEOUT",
@@ -32,6 +33,7 @@ __all__ = [
     "response_json",
 ]
 
+JSON = "application/json"
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
 
@@ -127,7 +129,11 @@ def to_router_error(exc: ApiException, ref: ObjectRef, action: str, *,
     code = exc.status
     if code == 404:
         if is_not_found(exc, ref):
-            return RouterError(not_found, f"{ref} not found: {fix}")
+            return RouterError(not_found, f"{ref} not found: {fix}" if fix else
+                               f"{ref} not found")
+        details = status.get("details")
+        if isinstance(details, dict) and details.get("name"):  # e.g. the namespace
+            return RouterError(not_found, f"cannot {action} {ref}: {said}")
         return RouterError(
             Reason.API_NOT_SERVED,
             f"the API server does not serve {ref.api_version} {ref.kind} (HTTP 404 while "

@@ -46,6 +46,7 @@ import json
 import math
 import re
 import time
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -53,7 +54,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+from prometheus_api_client import PrometheusConnect
+from prometheus_api_client.exceptions import PrometheusApiClientException
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from urllib3.util.retry import Retry
 
@@ -64,7 +66,7 @@ from controller.adapters.metrics.queries import (
     freshness_query,
     sli_queries,
 )
-from controller.api.policy import SLO, PrometheusRef, SLIKind
+from controller.api.policy import SLO, PrometheusRef
 from controller.engine.measurements import Measurement, MeasurementStatus, Track
 from controller.ports import QueryContext
 
@@ -96,7 +98,9 @@ def safe_url(url: str) -> str:
 class QueryMetrics:
     """The query counter and latency histogram, registered once per registry."""
 
-    _by_registry: dict[int, QueryMetrics] = {}  # noqa: RUF012 - a per-class cache
+    _by_registry: weakref.WeakKeyDictionary[CollectorRegistry, QueryMetrics] = (
+        weakref.WeakKeyDictionary()
+    )
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.queries = Counter(
@@ -115,9 +119,9 @@ class QueryMetrics:
     @classmethod
     def for_registry(cls, registry: CollectorRegistry | None = None) -> QueryMetrics:
         registry = REGISTRY if registry is None else registry
-        found = cls._by_registry.get(id(registry))
+        found = cls._by_registry.get(registry)
         if found is None:
-            found = cls._by_registry[id(registry)] = cls(registry)
+            found = cls._by_registry[registry] = cls(registry)
         return found
 
 
@@ -410,7 +414,7 @@ class PrometheusSource:
             result = self._client.custom_query(
                 expr,
                 params={"time": f"{at:.3f}", "timeout": f"{timeout:g}"},
-                timeout=(connect, timeout + 1.0),  # type: ignore[arg-type]
+                timeout=(connect, timeout + 1.0),
             )
         except requests.exceptions.ConnectTimeout:
             return _Answer(

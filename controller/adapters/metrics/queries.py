@@ -105,6 +105,14 @@ class SLIQueries:
 
 
 def _render(template: str, values: dict[str, str]) -> str:
+    # ``templates.render`` checks values with ``re.match(...$)``, which lets one trailing
+    # newline through; refuse it here too until that check uses ``fullmatch``.
+    for name, value in values.items():
+        if value != value.rstrip("\n"):
+            raise QueryError(
+                f"refusing to substitute {name}={value!r}: only letters, digits, '-', '_' "
+                "and '.' (at most 63) are allowed in template values"
+            )
     try:
         return templates.render(template, values)
     except templates.TemplateError as exc:

@@ -160,6 +160,10 @@ class _Pass:
         """Routers other than the replica ratio need the canary scaled by the controller."""
         return self.provider != RouterKind.REPLICAS
 
+    def canary_can_take_traffic(self) -> bool:
+        canary = self.obs.canary
+        return canary.ready and canary.replicas > 0 and canary.ready_replicas > 0
+
     def canary_replicas(self) -> int:
         wanted = self.spec.target.canary.replicas
         if wanted is not None:
@@ -278,14 +282,14 @@ class _Pass:
     def begin_step_if_ready(self) -> None:
         """Shift traffic to the current step once the canary can take it."""
         step = self.spec.steps[self.s["current_step"]]
-        if self.uses_canary_replicas and not self.obs.canary.ready:
+        if self.uses_canary_replicas and not self.canary_can_take_traffic():
             self.enter(Phase.PROGRESSING, "WaitingForCanary",
                        f"waiting for the canary to be ready before shifting {step.weight}%")
             self.requeue.append(TRANSITION_REQUEUE)
             return
         self.set_weight(step.weight)
-        self.set(step_started_at=self.now, last_analysis_at=None,
-                 gates=[verdicts.initial(g) for g in self.spec.gates])
+        # The gates keep the verdicts that let this step start until its first evaluation.
+        self.set(step_started_at=self.now, last_analysis_at=None)
         self.enter(Phase.PROGRESSING, "StepStarted",
                    f"step {self.s['current_step'] + 1}: {step.weight}% for {step.hold}")
         self.event("StepAdvanced", "StepStarted",
@@ -738,7 +742,7 @@ class _Pass:
                 self.scale_canary(0)
                 return
             self.scale_canary(self.canary_replicas())
-            if self.uses_canary_replicas and not obs.canary.ready:
+            if self.uses_canary_replicas and not self.canary_can_take_traffic():
                 self.enter(Phase.ROLLING_BACK, "Drill", "drill: waiting for the canary")
                 return
             self.set_weight(first, ActionTag.DRILL_SHIFT)
@@ -766,7 +770,7 @@ class _Pass:
                 self.finish_drill(report)
                 return
             self.scale_canary(self.canary_replicas())
-            if self.uses_canary_replicas and not obs.canary.ready:
+            if self.uses_canary_replicas and not self.canary_can_take_traffic():
                 return
             self.set_weight(report.pre_drill_weight, ActionTag.DRILL_RESTORE)
 
@@ -938,7 +942,7 @@ def _conditions(p: _Pass) -> tuple[Condition, ...]:
     if router.weight is None:
         ready = (ConditionStatus.FALSE, router.reason, router.message)
     elif not obs.canary.exists or not obs.stable.exists:
-        ready = (ConditionStatus.FALSE, s["reason"], s["message"])
+        ready = (ConditionStatus.FALSE, s["reason"] or "WorkloadNotFound", s["message"])
     else:
         ready = (ConditionStatus.TRUE, "Reconciled", "the controller can act on this plan")
     conds = set_condition(conds, ConditionType.READY, *ready, gen, now)
@@ -959,7 +963,8 @@ def _conditions(p: _Pass) -> tuple[Condition, ...]:
         conds = set_condition(conds, ConditionType.FROZEN, ConditionStatus.FALSE, "NotFrozen",
                               "releases are open", gen, now)
     if phase == Phase.ROLLED_BACK:
-        degraded = (ConditionStatus.TRUE, s["rollback_reason"] or s["reason"], s["message"])
+        degraded = (ConditionStatus.TRUE, s["rollback_reason"] or s["reason"] or "RolledBack",
+                    s["message"])
     elif router.weight is None:
         degraded = (ConditionStatus.TRUE, router.reason, router.message)
     else:

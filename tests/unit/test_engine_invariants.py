@@ -1,0 +1,190 @@
+"""Property tests of DESIGN.md's invariants, over generated runs in virtual time."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from controller.api.plan import Phase, Verdict
+from controller.engine.decide import decide, record_results
+from controller.engine.measurements import Measurement, MeasurementStatus
+from controller.engine.observation import ActionType, FreezeInput
+from controller.testing import builders as b
+from controller.testing.world import World
+
+KINDS = ["good", "bad", "burn", "nodata", "error", "few"]
+
+
+def measurement(kind: str) -> Measurement:
+    return {
+        "good": b.ratio(0.0, 1000),
+        "bad": b.ratio(0.02, 1000),
+        "burn": b.ratio(1.0, 1000),
+        "nodata": b.missing(MeasurementStatus.NO_DATA),
+        "error": b.missing(MeasurementStatus.ERROR, "refused"),
+        "few": b.ratio(0.0, 3),
+    }[kind]
+
+
+@st.composite
+def scenarios(draw: st.DrawFn) -> dict:  # type: ignore[type-arg]
+    n = draw(st.integers(1, 4))
+    weights = sorted(draw(st.sets(st.integers(1, 99), min_size=n - 1, max_size=n - 1)))
+    holds = draw(st.lists(st.integers(15, 90), min_size=n, max_size=n))
+    segments = draw(st.lists(st.tuples(st.integers(5, 120), st.sampled_from(KINDS)),
+                             min_size=1, max_size=8))
+    return {
+        "steps": [(w, f"{h}s") for w, h in zip([*weights, 100], holds, strict=True)],
+        "rollback_after": draw(st.sampled_from(["0s", "20s", "45s"])),
+        "on_no_data": draw(st.sampled_from(["hold", "pause", "rollback"])),
+        "segments": segments,
+        "fast_burn": draw(st.booleans()),
+    }
+
+
+def build(sc: dict) -> World:  # type: ignore[type-arg]
+    plan = b.plan(steps=sc["steps"], analysis={
+        "interval": "10s", "window": "30s", "rollbackAfter": sc["rollback_after"],
+        "minSamples": 100, "noDataTimeout": "60s", "onNoData": sc["on_no_data"]})
+    bounds = []
+    t = 0
+    for duration, kind in sc["segments"]:
+        t += duration
+        bounds.append((t, kind))
+
+    def script(now: float, _w: int, gate: str) -> object:
+        kind = next((k for end, k in bounds if now < end), bounds[-1][1])
+        m = measurement(kind)
+        burn = 1.0 if (kind == "burn" and sc["fast_burn"]) else None
+        return b.gate_measurement(gate, m, stable=b.ratio(0.0), burn=burn, window=30)
+
+    return World(plan, b.policy(), b.T0, script=script)  # type: ignore[arg-type]
+
+
+def horizon(world: World) -> timedelta:
+    total = sum(s.hold.seconds for s in world.plan.spec.steps)
+    return timedelta(seconds=total + 600)
+
+
+SETTINGS = settings(max_examples=150, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+
+@SETTINGS
+@given(scenarios())
+def test_weights_move_only_along_the_steps_or_to_zero(sc: dict) -> None:  # type: ignore[type-arg]
+    world = build(sc)
+    world.run(b.T0 + horizon(world))
+    steps = [s.weight for s in world.plan.spec.steps]
+    previous_step = None
+    for step in world.history:
+        for action in step.decision.actions:
+            if action.type != ActionType.SET_WEIGHT:
+                continue
+            assert action.weight == 0 or action.weight in steps
+            if action.weight:
+                assert action.weight == steps[step.decision.status.current_step]
+        current = step.decision.status.current_step
+        if previous_step is not None and current is not None and current != previous_step:
+            assert current in (previous_step + 1, 0), "a step was skipped"
+        previous_step = current if current is not None else previous_step
+
+
+@SETTINGS
+@given(scenarios())
+def test_no_promotion_on_fail_or_inconclusive_or_before_the_hold(sc: dict) -> None:  # type: ignore[type-arg]
+    world = build(sc)
+    world.run(b.T0 + horizon(world))
+    before = None
+    for step in world.history:
+        status = step.decision.status
+        if before is not None and before.current_step is not None and (
+            status.current_step == before.current_step + 1
+            or (status.phase == Phase.PROMOTING and before.phase != Phase.PROMOTING)
+        ):
+            assert step.measured, "advanced without a fresh evaluation"
+            assert all(g.verdict == Verdict.PASS for g in status.gates)
+            hold = world.plan.spec.steps[before.current_step].hold.timedelta
+            assert before.step_started_at is not None
+            assert step.at >= before.step_started_at + hold
+        before = status
+
+
+@SETTINGS
+@given(scenarios())
+def test_rollback_takes_one_decision(sc: dict) -> None:  # type: ignore[type-arg]
+    world = build(sc)
+    world.run(b.T0 + horizon(world))
+    previous = Phase.PENDING
+    for step in world.history:
+        status = step.decision.status
+        if status.phase == Phase.ROLLING_BACK and previous != Phase.ROLLING_BACK:
+            sets = [a.weight for a in step.decision.actions if a.type == ActionType.SET_WEIGHT]
+            assert sets == [0], "rollback did not set weight 0 in the same decision"
+            assert status.canary_weight == 0
+        previous = status.phase
+    if any(s.decision.status.phase == Phase.ROLLING_BACK for s in world.history):
+        assert world.plan.status.phase == Phase.ROLLED_BACK
+
+
+@SETTINGS
+@given(scenarios(), st.data())
+def test_replaying_from_any_persisted_status_gives_the_same_decision(sc: dict, data: st.DataObject) -> None:  # type: ignore[type-arg]
+    world = build(sc)
+    world.run(b.T0 + horizon(world))
+    # Decide again from a persisted status with the same observation: same decision.
+    index = data.draw(st.integers(0, len(world.history) - 1))
+    replay = build(sc)
+    replay.run(world.history[index].at - timedelta(microseconds=1))
+    obs = replay.observe(world.history[index].at)
+    assert decide(obs) == decide(obs)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios(), st.sets(st.integers(0, 400), max_size=40))
+def test_crashes_before_the_status_write_skip_nothing(sc: dict, crashes: set[int]) -> None:  # type: ignore[type-arg]
+    clean = build(sc)
+    clean.run(b.T0 + horizon(clean))
+    crashed = build(sc)
+    crashed.run(b.T0 + horizon(crashed), crash=lambda n: n in crashes)
+    # Same outcome, and the persisted steps never skip one.
+    assert crashed.plan.status.phase == clean.plan.status.phase
+    seen = []
+    for step in crashed.history:
+        s = step.decision.status.current_step
+        if s is not None and (not seen or seen[-1] != s):
+            seen.append(s)
+    for a, c in zip(seen, seen[1:], strict=False):
+        assert c in (a + 1, 0)
+    succeeded = [r for r in crashed.plan.status.history if r.outcome == "Succeeded"]
+    assert len(succeeded) <= 1, "promoted twice"
+
+
+@SETTINGS
+@given(scenarios(), st.sampled_from(["BudgetBelowThreshold", "FastBurn", "BudgetUnknown"]))
+def test_no_run_starts_while_frozen(sc: dict, reason: str) -> None:  # type: ignore[type-arg]
+    world = build(sc)
+    world.freeze = FreezeInput(policy="platform", frozen=True, reason=reason,
+                               budget_remaining=5.0)
+    world.run(b.T0 + horizon(world))
+    assert world.router_weight == 0
+    assert world.plan.status.phase == Phase.FROZEN
+    assert all(r.type != "RunStarted" for r in world.plan.status.decisions)
+
+
+def test_record_results_takes_drill_timings_from_the_write() -> None:
+    from controller.api.plan import DrillReport, RolloutPlanStatus
+    from controller.engine.observation import Action, ActionResult, ActionTag
+
+    status = RolloutPlanStatus(drills=[DrillReport(id="d", requested_at=b.T0)])
+    zero = Action(ActionType.SET_WEIGHT, weight=0, tag=ActionTag.DRILL_ZERO)
+    out = record_results(status, [ActionResult(zero, True, b.at(0.3))], True, 1)
+    assert out.drills[-1].canary_weight_zero_at == b.at(0.3)
+    assert out.drills[-1].stable_ready_at == b.at(0.3)
+    failed = record_results(status, [ActionResult(zero, False, b.at(0.3), "boom", "ApiError")],
+                            True, 1)
+    assert failed.drills[-1].canary_weight_zero_at is None
+    degraded = next(c for c in failed.conditions if c.type == "Degraded")
+    assert degraded.status == "True" and "boom" in degraded.message

@@ -122,7 +122,6 @@ def test_a_weight_outside_0_to_100_is_refused(weight: int, api: ApiClient) -> No
 def test_an_unreachable_api_server_is_a_router_error_not_a_urllib3_one(
     api: ApiClient,
 ) -> None:
-    api.configuration.retries = 0
     for kind in TRAFFIC:
         router = router_for(plan({kind: TRAFFIC[kind]}), api)
         with pytest.raises(RouterError) as err:

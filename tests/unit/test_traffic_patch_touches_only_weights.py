@@ -126,7 +126,7 @@ def test_the_canary_ingress_routes_only_what_went_to_stable(api: ApiClient) -> N
     router = NginxRouter(api, "shop", NginxRoute(
         ingress="web", stable_service="checkout", canary_service="checkout-canary"),
         Owner("rolloutctl.dev/v1alpha1", "RolloutPlan", "checkout", "uid-1"))
-    primary = {
+    primary: dict[str, Any] = {
         "metadata": {"name": "web", "annotations": {"kubernetes.io/ingress.class": "nginx",
                                                      "nginx.ingress.kubernetes.io/x": "y"}},
         "spec": {"tls": [{"hosts": ["shop.example"], "secretName": "tls"}], "rules": [

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from controller.adapters.metrics.probe import ProbeRegistry, ProbeSpec, Prober
+from controller.adapters.metrics.probe import Prober, ProbeRegistry, ProbeSpec
 from controller.engine.measurements import MeasurementStatus
 
 
@@ -48,7 +48,9 @@ class Site:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
         self.thread.start()
 
     def url(self, path: str = "/healthz") -> str:

@@ -51,7 +51,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
 from prometheus_api_client import PrometheusConnect
@@ -66,6 +65,7 @@ from controller.adapters.metrics.queries import (
     freshness_query,
     sli_queries,
 )
+from controller.adapters.metrics.redact import safe_url
 from controller.api.policy import SLO, PrometheusRef
 from controller.engine.measurements import Measurement, MeasurementStatus, Track
 from controller.ports import QueryContext
@@ -76,20 +76,6 @@ DEFAULT_TIMEOUT_SECONDS = 10.0
 DEFAULT_STALE_AFTER_SECONDS = 180.0
 CONNECT_TIMEOUT_CAP_SECONDS = 3.0
 _MAX_MESSAGE = 300
-
-
-def safe_url(url: str) -> str:
-    """``scheme://host:port/path`` without user, password or query: safe to show anywhere."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    netloc = f"{host}:{port}" if port else host
-    return f"{parts.scheme}://{netloc}{parts.path}".rstrip("/")
 
 
 # --------------------------------------------------------------------------- metrics

@@ -1,0 +1,276 @@
+"""The probe SLI: HTTP GET a URL at an interval in a background thread, keep the results,
+and report the failure ratio over a window as a ``Measurement``.
+
+* Success is an answer with status 2xx or 3xx. Redirects are not followed (a 3xx is the
+  answer), and no proxy is used: the probe measures the URL itself.
+* Each probe is bounded by ``timeout`` (connect and each read); the body is read up to
+  64 KiB and dropped.
+* ``measure(window, at)``: ``value`` = failed / probes in ``(at - window, at]``,
+  ``samples`` = probes, ``numerator`` = failed, ``denominator`` = probes. ``no_data`` when no
+  probe finished in the window; ``stale`` when the newest probe is older than three
+  intervals plus the timeout (the prober stopped or is stuck).
+* Results are kept for ``retention`` (default 7 h, enough for a 6 h burn-rate window).
+
+Standard library only (``urllib.request``): one GET with a timeout needs nothing more.
+Messages carry the status or the kind of failure, never the URL's credentials or query.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import ssl
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from controller.adapters.metrics.redact import safe_url
+from controller.engine.measurements import Measurement, MeasurementStatus
+from controller.ports import Clock
+
+__all__ = ["ProbeRegistry", "ProbeResult", "ProbeSpec", "Prober", "SystemClock"]
+
+DEFAULT_RETENTION_SECONDS = 7 * 3600.0
+_BODY_LIMIT = 64 * 1024
+
+
+class SystemClock:
+    """The real clock (the adapters' default)."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeSpec:
+    """What to probe and how often. ``url`` is already rendered (no template variables)."""
+
+    url: str
+    interval_seconds: float = 10.0
+    timeout_seconds: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not self.url.startswith(("http://", "https://")):
+            raise ValueError("a probe URL starts with http:// or https://")
+        if self.interval_seconds <= 0 or self.timeout_seconds <= 0:
+            raise ValueError("probe interval and timeout must be positive")
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    at: float  # unix seconds when the probe finished
+    ok: bool
+    status: int | None = None  # HTTP status, None when no answer
+    error: str = ""  # why it failed: "HTTP 503", "timed out after 2s", ...
+    seconds: float = 0.0
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # a 3xx is the probe's answer, not something to follow
+
+
+def _opener() -> urllib.request.OpenerDirector:
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect())
+
+
+def _failure(exc: BaseException, timeout: float) -> str:
+    reason: Any = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    if isinstance(reason, TimeoutError | socket.timeout):
+        return f"timed out after {timeout:g}s"
+    if isinstance(reason, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(reason, ConnectionResetError):
+        return "connection reset"
+    if isinstance(reason, socket.gaierror):
+        return "host not found"
+    if isinstance(reason, ssl.SSLError):
+        return "TLS error"
+    if isinstance(reason, http.client.HTTPException):
+        return "invalid HTTP answer"
+    if isinstance(reason, OSError):
+        return "connection failed"
+    return "failed"
+
+
+class Prober:
+    """Probes one URL every ``interval`` in a daemon thread until ``stop()``."""
+
+    def __init__(
+        self,
+        spec: ProbeSpec,
+        *,
+        clock: Clock | None = None,
+        retention_seconds: float = DEFAULT_RETENTION_SECONDS,
+    ) -> None:
+        self.spec = spec
+        self.clock: Clock = clock or SystemClock()
+        self.retention_seconds = retention_seconds
+        self._results: deque[ProbeResult] = deque()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._opener = _opener()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> Prober:
+        if self.running:
+            return self
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._loop, name=f"probe {safe_url(self.spec.url)}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop probing; waits for an in-flight probe (at most its timeout)."""
+        self._stop.set()
+        thread = self._thread
+        if thread is not None:
+            thread.join(self.spec.timeout_seconds + 1.0 if timeout is None else timeout)
+        self._thread = None
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            self.probe_once()
+            elapsed = time.monotonic() - started
+            self._stop.wait(max(0.0, self.spec.interval_seconds - elapsed))
+
+    def probe_once(self) -> ProbeResult:
+        """One GET, recorded and returned."""
+        timeout = self.spec.timeout_seconds
+        started = time.monotonic()
+        status: int | None = None
+        error = ""
+        try:
+            request = urllib.request.Request(
+                self.spec.url, method="GET", headers={"User-Agent": "rolloutctl-probe"}
+            )
+            with self._opener.open(request, timeout=timeout) as response:
+                status = int(response.status)
+                response.read(_BODY_LIMIT)
+        except urllib.error.HTTPError as exc:  # 4xx/5xx, and 3xx since we do not follow
+            status = int(exc.code)
+            exc.close()
+        except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
+            error = _failure(exc, timeout)
+        ok = status is not None and 200 <= status < 400
+        if status is not None and not ok:
+            error = f"HTTP {status}"
+        result = ProbeResult(
+            at=self.clock.now().timestamp(),
+            ok=ok,
+            status=status,
+            error=error,
+            seconds=time.monotonic() - started,
+        )
+        self._record(result)
+        return result
+
+    def _record(self, result: ProbeResult) -> None:
+        with self._lock:
+            self._results.append(result)
+            horizon = result.at - self.retention_seconds
+            while self._results and self._results[0].at < horizon:
+                self._results.popleft()
+
+    def results(self) -> list[ProbeResult]:
+        with self._lock:
+            return list(self._results)
+
+    @property
+    def stale_after_seconds(self) -> float:
+        return 3 * self.spec.interval_seconds + self.spec.timeout_seconds
+
+    def measure(self, window_seconds: float, at: datetime) -> Measurement:
+        """The failure ratio of the probes that finished in ``(at - window, at]``."""
+        end = at.timestamp()
+        start = end - window_seconds
+        results = self.results()
+        query = f"GET {safe_url(self.spec.url)} every {self.spec.interval_seconds:g}s"
+        in_window = [r for r in results if start < r.at <= end]
+        if not in_window:
+            return Measurement(
+                MeasurementStatus.NO_DATA,
+                query=query,
+                message=f"no probe finished in the last {window_seconds:g}s",
+            )
+        newest = max(r.at for r in results if r.at <= end)
+        if end - newest > self.stale_after_seconds:
+            return Measurement(
+                MeasurementStatus.STALE,
+                query=query,
+                message=f"the newest probe is {end - newest:.0f}s old (prober stopped?)",
+            )
+        failed = [r for r in in_window if not r.ok]
+        message = ""
+        if failed:
+            message = f"{len(failed)} of {len(in_window)} probes failed; last: {failed[-1].error}"
+        return Measurement(
+            MeasurementStatus.OK,
+            value=len(failed) / len(in_window),
+            samples=float(len(in_window)),
+            numerator=float(len(failed)),
+            denominator=float(len(in_window)),
+            query=query,
+            message=message,
+        )
+
+
+class ProbeRegistry:
+    """The running probers, one per spec: started on first use, stopped when no longer
+    wanted (``retain``) or at shutdown (``stop_all``)."""
+
+    def __init__(
+        self,
+        *,
+        clock: Clock | None = None,
+        retention_seconds: float = DEFAULT_RETENTION_SECONDS,
+    ) -> None:
+        self.clock: Clock = clock or SystemClock()
+        self.retention_seconds = retention_seconds
+        self._probers: dict[ProbeSpec, Prober] = {}
+        self._lock = threading.Lock()
+
+    def ensure(self, spec: ProbeSpec) -> Prober:
+        """The prober for ``spec``, started if it was not running."""
+        with self._lock:
+            prober = self._probers.get(spec)
+            if prober is None:
+                prober = Prober(spec, clock=self.clock, retention_seconds=self.retention_seconds)
+                self._probers[spec] = prober
+            return prober.start()
+
+    def measure(self, spec: ProbeSpec, window_seconds: float, at: datetime) -> Measurement:
+        """Measure ``spec`` over the window; starts its prober on first use (no data yet)."""
+        return self.ensure(spec).measure(window_seconds, at)
+
+    def retain(self, specs: Iterable[ProbeSpec]) -> None:
+        """Stop and forget every prober whose spec is not in ``specs``."""
+        wanted = set(specs)
+        with self._lock:
+            gone = [s for s in self._probers if s not in wanted]
+            stopping = [self._probers.pop(s) for s in gone]
+        for prober in stopping:
+            prober.stop()
+
+    def specs(self) -> list[ProbeSpec]:
+        with self._lock:
+            return list(self._probers)
+
+    def stop_all(self) -> None:
+        self.retain(())

@@ -7,6 +7,7 @@ condition carries the ``observedGeneration`` it was computed for.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
@@ -43,6 +44,11 @@ class Condition(Wire):
     message: Annotated[str, Field(max_length=32768)] = ""
 
 
+@lru_cache(maxsize=512)
+def _is_reason(reason: str) -> bool:
+    return bool(_REASON_RE.match(reason))
+
+
 def set_condition(
     conditions: tuple[Condition, ...] | list[Condition],
     type_: str,
@@ -53,7 +59,7 @@ def set_condition(
     now: datetime,
 ) -> tuple[Condition, ...]:
     """Conditions with ``type_`` set; keeps ``lastTransitionTime`` unless ``status`` flips."""
-    if not _REASON_RE.match(reason):
+    if not _is_reason(reason):
         raise ValueError(f"condition reason {reason!r} must be CamelCase")
     out: list[Condition] = []
     found = False
@@ -62,6 +68,11 @@ def set_condition(
             out.append(c)
             continue
         found = True
+        if (c.status, c.reason, c.message, c.observed_generation) == (
+            status, reason, message, generation
+        ):
+            out.append(c)  # unchanged: keep the object (and its lastTransitionTime)
+            continue
         since = c.last_transition_time if c.status == status else now
         out.append(
             Condition(

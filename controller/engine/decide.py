@@ -15,6 +15,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from controller.api.conditions import Condition, ConditionStatus, ConditionType, set_condition
@@ -64,7 +65,12 @@ _WARNING = {"Holding", "Frozen", "DriftCorrected", "Paused", "Superseded", "Prom
 
 def steps_hash(steps: list[Step]) -> str:
     """A short, stable hash of the steps (weights and holds); a change restarts at step 0."""
-    text = json.dumps([[s.weight, s.hold.seconds] for s in steps], separators=(",", ":"))
+    return _hash_steps(tuple((s.weight, s.hold.seconds) for s in steps))
+
+
+@lru_cache(maxsize=1024)
+def _hash_steps(steps: tuple[tuple[int, float], ...]) -> str:
+    text = json.dumps([list(s) for s in steps], separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -129,7 +135,7 @@ class _Pass:
 
     def __post_init__(self) -> None:
         st = self.obs.plan.status
-        self.s = dict(st)  # field name -> value (shallow; lists are replaced, not mutated)
+        self.s = dict(st.__dict__)  # field name -> value (shallow; lists are replaced)
         self.s["history"] = list(st.history)
         self.s["drills"] = list(st.drills)
         self.s["decisions"] = list(st.decisions)
@@ -816,7 +822,8 @@ class _Pass:
             self.idle()
         self.s["observed_generation"] = self.obs.plan.metadata.generation
         self.s["conditions"] = list(_conditions(self))
-        status = RolloutPlanStatus.model_validate(self.s)
+        # Every value was built from validated models: construct without re-validating.
+        status = self.obs.plan.status.model_copy(update=self.s)
         requeue = max(0.0, min(self.requeue)) if self.requeue else None
         return Decision(tuple(self.actions), status, requeue, tuple(self.added))
 

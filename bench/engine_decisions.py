@@ -1,0 +1,64 @@
+"""Decisions per second of the pure engine (goal: >= 20,000/s on this machine).
+
+    python -m bench.engine_decisions [--runs 7] [--seconds 2]
+
+Each run replays a mix of observations taken from whole rollouts in virtual time (healthy
+steps, failing gates, rollbacks, promotions), calling ``decide`` as fast as it goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from datetime import timedelta
+
+from bench.machine import describe, median
+from controller.engine import decide
+from controller.engine.observation import Observation
+from controller.testing import builders as b
+from controller.testing.world import World
+
+
+def corpus() -> list[Observation]:
+    """Observations captured from rollouts: healthy, a sustained failure and a fast burn."""
+    observations: list[Observation] = []
+    scripts = {
+        "healthy": lambda t, w, g: b.ratio(0.0001, 2000),
+        "failing": lambda t, w, g: b.ratio(0.01 if t > 90 else 0.0, 2000),
+        "burning": lambda t, w, g: b.gate_measurement(
+            g, b.ratio(1.0 if t > 70 else 0.0, 2000), burn=1.0 if t > 70 else None),
+    }
+    for name, script in scripts.items():
+        world = World(b.plan(name=name), b.policy(), b.T0, script=script)  # type: ignore[arg-type]
+        now = b.T0
+        for _ in range(120):
+            obs = world.observe(now)
+            observations.append(obs)
+            step = world.tick(now)
+            now += timedelta(seconds=min(max(step.decision.requeue_after or 5, 0.5), 10))
+    return observations
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--seconds", type=float, default=2.0)
+    args = parser.parse_args()
+    observations = corpus()
+    rates = []
+    for _ in range(args.runs):
+        count = 0
+        start = time.perf_counter()
+        while time.perf_counter() - start < args.seconds:
+            for obs in observations:
+                decide(obs)
+            count += len(observations)
+        rates.append(count / (time.perf_counter() - start))
+    print(f"machine: {describe()}")
+    print(f"corpus: {len(observations)} observations from 3 rollouts")
+    print("runs (decisions/s): " + ", ".join(f"{r:,.0f}" for r in rates))
+    print(f"median: {median(rates):,.0f} decisions/s (goal >= 20,000)")
+
+
+if __name__ == "__main__":
+    main()

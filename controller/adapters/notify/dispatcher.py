@@ -1,0 +1,769 @@
+"""The notification dispatcher: drains the outboxes that the engine fills in status.
+
+Contract with the reconciler: after it has written an object's status (and, cheaply, after
+any pass over an object whose outbox is not empty), it calls ``submit(kind, namespace,
+name)``. ``submit`` only puts the key in a bounded, deduplicating queue and returns at once;
+worker threads do the rest:
+
+1. read the object; pick the outbox entries that are due (``nextAttemptAt`` unset or past);
+2. **claim** them with one status write guarded by resourceVersion (``attempts`` + 1,
+   ``nextAttemptAt`` = now + claim TTL), so a second replica leaves them alone and a
+   crashed one's claim expires;
+3. deliver each entry, in outbox order, to its channels (Slack thread reply, criticalChannel
+   copy, e-mail, incident webhook); an entry whose earlier attempt may have reached Slack
+   (``attempts`` > 0 before the claim) is first looked up by its dedup key in Slack message
+   metadata and skipped if found;
+4. **record** the outcome with a second guarded write (on 409: re-read, merge, retry):
+   delivered entries move to ``sent``, failed ones keep their ``attempts``, get
+   ``nextAttemptAt`` (exponential backoff, or Slack's Retry-After) and ``lastError``;
+5. update the Slack root message in place when the live state it shows has changed.
+
+Order is kept per channel: an entry never overtakes an earlier one on a channel the earlier
+one still waits for. Nothing here raises into the caller; every send has a timeout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ssl
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from controller.adapters.notify.errors import (
+    Conflict,
+    DeliveryError,
+    ObjectGone,
+    SecretUnavailable,
+    StoreError,
+)
+from controller.adapters.notify.incident import IncidentWebhook
+from controller.adapters.notify.mail import SmtpMailer
+from controller.adapters.notify.metrics import NotifyMetrics, default_metrics
+from controller.adapters.notify.redact import redact, redacting_logger
+from controller.adapters.notify.render import (
+    email_message,
+    entry_message,
+    incident_dedup_key,
+    incident_event,
+    metadata,
+    orphan_root,
+    root_key,
+    root_message,
+)
+from controller.adapters.notify.routing import (
+    POLICY_THREAD_STARTERS,
+    Channel,
+    IncidentAction,
+    channels_for,
+    incident_action,
+    is_alarming,
+    metric_type,
+)
+from controller.adapters.notify.slack import DEFAULT_BASE_URL, SlackBot, SlackWebhook
+from controller.adapters.notify.store import NotificationStore
+from controller.adapters.notify.subject import (
+    Kind,
+    ObjectRef,
+    PlanView,
+    Subject,
+    UnreadableState,
+)
+from controller.adapters.notify.workqueue import KeyQueue
+from controller.api.notifications import (
+    MAX_SENT_KEYS,
+    NotificationState,
+    OpenIncident,
+    OutgoingMessage,
+    SecretKeyRef,
+    SlackThread,
+)
+from controller.ports import Clock
+
+log = redacting_logger("controller.adapters.notify")
+
+# How far back to look in a channel's history for a message that may have been posted
+# before a crash: the entry's time minus this margin.
+_LOOKBACK = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class DispatcherConfig:
+    cluster_name: str = ""
+    slack_base_url: str = DEFAULT_BASE_URL
+    #: timeout of every Slack, SMTP and webhook call, in seconds
+    send_timeout: float = 10.0
+    #: a Slack rate limit asking to wait at most this long is waited out in place (once);
+    #: a longer one reschedules the message
+    rate_limit_inline_wait: float = 5.0
+    workers: int = 2
+    queue_size: int = 1000
+    #: how long a replica's claim on outbox entries holds (bounds one delivery pass)
+    claim_ttl: float = 120.0
+    backoff_base: float = 5.0
+    backoff_max: float = 600.0
+    #: attempts after which an entry is dropped (recorded, counted, an Event)
+    max_attempts: int = 15
+    secret_ttl: float = 60.0
+    #: guarded status writes tried per pass before giving up (409 or API errors)
+    write_attempts: int = 5
+    #: names this replica in Events and logs
+    identity: str = ""
+    smtp_ssl_context: ssl.SSLContext | None = None
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+# ----------------------------------------------------------------------------- pass state
+
+
+@dataclass
+class _EntryResult:
+    attempted: bool = False
+    delivered: set[str] = field(default_factory=set)
+    complete: bool = False
+    error: DeliveryError | None = None
+    gave_up: bool = False
+
+
+@dataclass
+class _Pass:
+    subject: Subject
+    now: datetime
+    deadline: float
+    thread: SlackThread | None
+    incident: OpenIncident | None
+    thread_changed: bool = False
+    incident_changed: bool = False
+    blocked: set[Channel] = field(default_factory=set)
+    failed: dict[Channel, DeliveryError] = field(default_factory=dict)
+    thread_keys: dict[str, set[str]] = field(default_factory=dict)
+    results: dict[str, _EntryResult] = field(default_factory=dict)
+    original: dict[str, OutgoingMessage] = field(default_factory=dict)
+    cut_short: bool = False
+    root_error: DeliveryError | None = None
+
+
+class _SecretCache:
+    def __init__(self, store: NotificationStore, ttl: float, clock: Clock) -> None:
+        self._store = store
+        self._ttl = ttl
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._values: dict[tuple[str, str, str], tuple[str, float]] = {}
+
+    def get(self, namespace: str, ref: SecretKeyRef) -> str:
+        k = (namespace, ref.name, ref.key)
+        now = self._clock.monotonic()
+        with self._lock:
+            hit = self._values.get(k)
+            if hit is not None and hit[1] > now:
+                return hit[0]
+        value = self._store.read_secret(namespace, ref)
+        with self._lock:
+            self._values[k] = (value, now + self._ttl)
+        return value
+
+    def forget(self, namespace: str, ref: SecretKeyRef) -> None:
+        with self._lock:
+            self._values.pop((namespace, ref.name, ref.key), None)
+
+
+class Dispatcher:
+    """Delivers outbox entries in the background; see the module docstring."""
+
+    def __init__(
+        self,
+        store: NotificationStore,
+        config: DispatcherConfig | None = None,
+        *,
+        clock: Clock | None = None,
+        metrics: NotifyMetrics | None = None,
+    ) -> None:
+        self.config = config or DispatcherConfig()
+        self._store = store
+        self._clock: Clock = clock or SystemClock()
+        self._metrics = metrics or default_metrics()
+        self._queue: KeyQueue[ObjectRef] = KeyQueue(self.config.queue_size)
+        self._secrets = _SecretCache(store, self.config.secret_ttl, self._clock)
+        self._bots: OrderedDict[str, SlackBot] = OrderedDict()
+        self._bots_lock = threading.Lock()
+        self._mailer = SmtpMailer(timeout=self.config.send_timeout,
+                                  ssl_context=self.config.smtp_ssl_context)
+        self._incident = IncidentWebhook(timeout=self.config.send_timeout)
+        self._threads: list[threading.Thread] = []
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> Dispatcher:
+        if self._threads:
+            return self
+        for i in range(max(1, self.config.workers)):
+            t = threading.Thread(target=self._work, name=f"notify-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop taking work; workers finish the pass they are in (bounded by timeouts)."""
+        self._queue.shutdown()
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        self._threads = []
+
+    def __enter__(self) -> Dispatcher:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def submit(self, kind: str, namespace: str, name: str) -> bool:
+        """Ask for the object's outbox to be delivered. Never blocks, never raises; False when
+        the queue is full (the next reconcile submits again)."""
+        try:
+            ref = ObjectRef(Kind(kind), namespace, name)
+        except ValueError:
+            log.error("submit: unknown kind %r", kind)
+            return False
+        if self._queue.add(ref):
+            return True
+        self._metrics.dropped.labels("QueueFull").inc()
+        return False
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """True when nothing is queued or in progress (retries scheduled later may remain)."""
+        return self._queue.wait_idle(timeout)
+
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def _work(self) -> None:
+        while True:
+            ref = self._queue.get()
+            if ref is None:
+                return
+            self._metrics.queue_depth.set(len(self._queue))
+            try:
+                delay = self.process(ref)
+            except Exception as exc:  # a bug must not kill the worker
+                log.error("notification pass for %s failed: %s", ref, type(exc).__name__)
+                log.debug("notification pass for %s failed", ref, exc_info=True)
+                delay = self.config.backoff_base
+            finally:
+                self._queue.done(ref)
+            if delay is not None:
+                self._queue.add_after(ref, delay)
+
+    # ------------------------------------------------------------------ one pass
+
+    def process(self, ref: ObjectRef) -> float | None:
+        """One delivery pass over REF (synchronously). Returns the seconds after which the
+        object wants another pass, or None when nothing is left to do."""
+        cfg = self.config
+        for _ in range(cfg.write_attempts):
+            try:
+                subject = self._store.read(ref)
+            except ObjectGone:
+                return None
+            except UnreadableState as exc:
+                log.error("%s", exc)
+                return None
+            except StoreError as exc:
+                log.warning("cannot read %s: %s", ref, exc)
+                return cfg.backoff_base
+            if subject.settings_error is not None:
+                log.warning("%s: %s; not delivering", ref, subject.settings_error)
+                return None
+            now = self._clock.now()
+            work = self._due(subject, now)
+            if not work and not self._root_stale(subject):
+                return self._next_delay(subject.state, now)
+            original = {e.key: e for e in subject.state.outbox}
+            channels = self._channels(subject)
+            if any(channels[k] for k in work):
+                try:
+                    subject = self._store.write_state(subject, _claim(subject.state, work, now,
+                                                                      cfg.claim_ttl))
+                except Conflict:
+                    continue  # someone wrote first: read again and see what is left
+                except ObjectGone:
+                    return None
+                except StoreError as exc:
+                    log.warning("cannot claim notifications of %s: %s", ref, exc)
+                    return cfg.backoff_base
+            p = _Pass(
+                subject=subject,
+                now=now,
+                deadline=self._clock.monotonic()
+                + max(cfg.claim_ttl / 2, cfg.claim_ttl - self._send_budget()),
+                thread=subject.state.slack,
+                incident=subject.state.incident,
+                original=original,
+            )
+            self._deliver(p, work)
+            self._update_root(p)
+            return self._record(p)
+        return cfg.backoff_base
+
+    def _send_budget(self) -> float:
+        # The longest one send may take: a timeout, an in-place rate-limit wait, a retry.
+        return 2 * self.config.send_timeout + self.config.rate_limit_inline_wait + 1
+
+    def _channels(self, subject: Subject) -> dict[str, list[Channel]]:
+        """Per outbox entry, the channels it still needs, in delivery order. A resolve is
+        needed only when an incident is open or an earlier entry will trigger one."""
+        kind = subject.ref.kind
+        incident = subject.state.incident is not None
+        out: dict[str, list[Channel]] = {}
+        for e in subject.state.outbox:
+            chans = channels_for(subject, e)
+            if Channel.INCIDENT in chans:
+                action = incident_action(kind, e)
+                if action is IncidentAction.TRIGGER:
+                    incident = True
+                elif action is IncidentAction.RESOLVE:
+                    if not incident:
+                        chans = [c for c in chans if c is not Channel.INCIDENT]
+                    incident = False
+            out[e.key] = [c for c in chans if c not in e.delivered]
+        return out
+
+    def _due(self, subject: Subject, now: datetime) -> list[str]:
+        """Keys of the entries to work on now: due, and with no channel or at least one
+        channel not held up by an earlier entry that is waiting (backoff, or another
+        replica's claim)."""
+        channels = self._channels(subject)
+        blocked: set[Channel] = set()
+        keys = []
+        for e in subject.state.outbox:
+            needed = set(channels[e.key])
+            if e.next_attempt_at is not None and e.next_attempt_at > now:
+                blocked |= needed
+                continue
+            if not needed or needed - blocked:
+                keys.append(e.key)
+        return keys
+
+    def _next_delay(self, state: NotificationState, now: datetime) -> float | None:
+        waits = [
+            (e.next_attempt_at - now).total_seconds()
+            for e in state.outbox
+            if e.next_attempt_at is not None
+        ]
+        if not waits:
+            return None
+        return max(0.05, min(waits))
+
+    # ------------------------------------------------------------------ delivering
+
+    def _deliver(self, p: _Pass, work: list[str]) -> None:
+        todo = set(work)
+        channels = self._channels(p.subject)
+        for e in p.subject.state.outbox:
+            needed = set(channels[e.key])
+            if e.key not in todo:
+                if e.next_attempt_at is not None and e.next_attempt_at > p.now:
+                    p.blocked |= needed  # claimed by another replica, or backing off
+                continue
+            before = p.original.get(e.key, e)
+            r = _EntryResult(delivered=set(e.delivered))
+            p.results[e.key] = r
+            held = False
+            for ch in channels[e.key]:
+                if ch in p.blocked or ch in p.failed:
+                    held = True
+                    continue
+                if self._clock.monotonic() > p.deadline:
+                    p.cut_short = True
+                    held = True
+                    continue
+                r.attempted = True
+                started = time.monotonic()
+                try:
+                    self._send(p, ch, e, before.attempts)
+                except DeliveryError as err:
+                    p.failed[ch] = err
+                    r.error = err
+                    self._metrics.failed.labels(str(ch), err.reason).inc()
+                    log.warning("%s: %s %s not delivered: %s", p.subject.ref, e.type, e.key,
+                                err.message)
+                    continue
+                self._metrics.send_seconds.labels(str(ch)).observe(time.monotonic() - started)
+                r.delivered.add(ch)
+                self._metrics.sent.labels(str(ch), metric_type(e)).inc()
+            if r.error is None and not held:
+                r.complete = True
+            elif r.error is not None and e.attempts >= self.config.max_attempts:
+                r.gave_up = r.complete = True
+                self._metrics.dropped.labels("GaveUp").inc()
+
+    def _send(self, p: _Pass, ch: Channel, e: OutgoingMessage, attempts_before: int) -> None:
+        settings = p.subject.settings
+        assert settings is not None
+        try:
+            if ch is Channel.SLACK:
+                assert settings.slack is not None
+                if settings.slack.webhook_secret_ref is not None:
+                    url = self._secret(p, ch, settings.slack.webhook_secret_ref)
+                    SlackWebhook(url, timeout=self.config.send_timeout,
+                                 max_inline_wait=self.config.rate_limit_inline_wait).post(
+                        entry_message(p.subject, e, self.config.cluster_name, standalone=True)
+                    )
+                else:
+                    self._slack_thread_reply(p, e, attempts_before)
+            elif ch is Channel.SLACK_CRITICAL:
+                self._slack_critical(p, e, attempts_before)
+            elif ch is Channel.EMAIL:
+                assert settings.email is not None
+                smtp = settings.email.smtp
+                password = (self._secret(p, ch, smtp.password_secret_ref)
+                            if smtp.password_secret_ref is not None else None)
+                self._mailer.send(smtp, password, email_message(
+                    p.subject, e, self.config.cluster_name, settings.email))
+            elif ch is Channel.INCIDENT:
+                self._incident_event(p, e)
+        except DeliveryError as err:
+            if err.reason == "AuthFailed":
+                self._forget_credentials(p, ch)
+            raise
+
+    def _secret(self, p: _Pass, ch: Channel, ref: SecretKeyRef) -> str:
+        try:
+            return self._secrets.get(p.subject.ref.namespace, ref)
+        except SecretUnavailable as exc:
+            raise DeliveryError(ch, "SecretUnavailable", str(exc), permanent=True) from None
+        except StoreError as exc:
+            raise DeliveryError(ch, "SecretUnavailable", str(exc)) from None
+
+    def _forget_credentials(self, p: _Pass, ch: Channel) -> None:
+        settings = p.subject.settings
+        if settings is None:
+            return
+        refs: list[SecretKeyRef | None] = []
+        if ch in (Channel.SLACK, Channel.SLACK_CRITICAL) and settings.slack is not None:
+            refs = [settings.slack.token_secret_ref, settings.slack.webhook_secret_ref]
+        elif ch is Channel.EMAIL and settings.email is not None:
+            refs = [settings.email.smtp.password_secret_ref]
+        elif ch is Channel.INCIDENT and settings.incident is not None:
+            refs = [settings.incident.routing_key_secret_ref]
+        for ref in refs:
+            if ref is not None:
+                self._secrets.forget(p.subject.ref.namespace, ref)
+
+    def _bot(self, p: _Pass, ch: Channel) -> SlackBot:
+        settings = p.subject.settings
+        assert settings is not None and settings.slack is not None
+        assert settings.slack.token_secret_ref is not None
+        token = self._secret(p, ch, settings.slack.token_secret_ref)
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        with self._bots_lock:
+            bot = self._bots.get(digest)
+            if bot is not None:
+                self._bots.move_to_end(digest)
+                return bot
+        bot = SlackBot(token, base_url=self.config.slack_base_url,
+                       timeout=self.config.send_timeout,
+                       max_inline_wait=self.config.rate_limit_inline_wait)
+        with self._bots_lock:
+            bot = self._bots.setdefault(digest, bot)
+            while len(self._bots) > 64:
+                self._bots.popitem(last=False)
+        return bot
+
+    def _slack_thread_reply(self, p: _Pass, e: OutgoingMessage, attempts_before: int) -> None:
+        subject = p.subject
+        settings = subject.settings
+        assert settings is not None and settings.slack is not None
+        bot = self._bot(p, Channel.SLACK)
+        bot.check()
+        cluster = self.config.cluster_name
+        maybe_posted = attempts_before > 0
+        oldest = (e.at - _LOOKBACK).timestamp()
+        is_plan = subject.ref.kind is Kind.ROLLOUT_PLAN
+        run = (e.run if e.run is not None else subject.current_run) if is_plan else 0
+        thread = p.thread
+        if is_plan:
+            needs_root = thread is None or thread.run < run
+            orphan = thread is not None and thread.run > run
+        else:
+            starter = e.type in POLICY_THREAD_STARTERS
+            needs_root = starter and (thread is None or thread.root_key != root_key(subject, 0, e))
+            orphan = thread is None and not starter
+        if orphan:
+            # No thread to reply in (an earlier run's late message, or a policy message
+            # outside a freeze): a top-level message.
+            if maybe_posted and bot.find(settings.slack.channel, e.key, oldest):
+                return
+            bot.post(settings.slack.channel, entry_message(subject, e, cluster, standalone=True),
+                     metadata(e.key, subject), broadcast=False)
+            return
+        if needs_root:
+            rk = root_key(subject, run, e)
+            found = bot.find(settings.slack.channel, rk, oldest) if maybe_posted else None
+            if found is not None:
+                channel_id, ts = found
+                rendered_hash = None  # unknown: the root is refreshed at the end of the pass
+            else:
+                live = not is_plan or run == subject.current_run
+                msg = root_message(subject, cluster) if live else orphan_root(subject, run,
+                                                                              cluster)
+                channel_id, ts = bot.post(settings.slack.channel, msg, metadata(rk, subject))
+                rendered_hash = msg.hash if live else None
+            thread = SlackThread(channel=channel_id, thread_ts=ts, run=run, root_key=rk,
+                                 rendered_hash=rendered_hash)
+            p.thread = thread
+            p.thread_changed = True
+            p.thread_keys[ts] = {rk}
+        assert thread is not None
+        if maybe_posted:
+            keys = p.thread_keys.get(thread.thread_ts)
+            if keys is None or e.key not in keys:
+                keys = bot.thread_keys(thread.channel, thread.thread_ts)
+                p.thread_keys[thread.thread_ts] = keys
+            if e.key in keys:
+                log.info("%s: %s already in the Slack thread; not posting it again",
+                         subject.ref, e.key)
+                return
+        bot.post(thread.channel, entry_message(subject, e, cluster), metadata(e.key, subject),
+                 thread_ts=thread.thread_ts, broadcast=is_alarming(e))
+        p.thread_keys.setdefault(thread.thread_ts, set()).add(e.key)
+        if not is_plan and e.type == "FreezeLifted":
+            # The freeze is over: show its final state and start afresh next time.
+            self._refresh_root(p, bot, force=True)
+            p.thread = None
+            p.thread_changed = True
+
+    def _slack_critical(self, p: _Pass, e: OutgoingMessage, attempts_before: int) -> None:
+        settings = p.subject.settings
+        assert settings is not None and settings.slack is not None
+        channel = settings.slack.critical_channel
+        assert channel is not None
+        bot = self._bot(p, Channel.SLACK_CRITICAL)
+        if attempts_before > 0 and bot.find(channel, e.key, (e.at - _LOOKBACK).timestamp(),
+                                            as_channel=Channel.SLACK_CRITICAL):
+            return
+        bot.post(channel, entry_message(p.subject, e, self.config.cluster_name, standalone=True),
+                 metadata(e.key, p.subject), as_channel=Channel.SLACK_CRITICAL)
+
+    def _incident_event(self, p: _Pass, e: OutgoingMessage) -> None:
+        settings = p.subject.settings
+        assert settings is not None and settings.incident is not None
+        action = incident_action(p.subject.ref.kind, e)
+        if action is None:
+            return
+        if action is IncidentAction.RESOLVE and p.incident is None:
+            return  # nothing open: nothing to resolve
+        cluster = self.config.cluster_name
+        dedup = (p.incident.dedup_key if p.incident is not None
+                 else incident_dedup_key(p.subject, e, cluster))
+        routing_key = self._secret(p, Channel.INCIDENT, settings.incident.routing_key_secret_ref)
+        event = incident_event(p.subject, e, cluster, action=action, dedup_key=dedup,
+                               routing_key=routing_key, severity=settings.incident.severity)
+        self._incident.send(settings.incident.url, event)
+        if action is IncidentAction.TRIGGER:
+            if p.incident is None:
+                p.incident = OpenIncident(dedup_key=dedup, since=e.at, trigger_key=e.key)
+        else:
+            p.incident = None
+        p.incident_changed = True
+
+    # ------------------------------------------------------------------ the root message
+
+    def _root_stale(self, subject: Subject) -> bool:
+        thread = subject.state.slack
+        settings = subject.settings
+        if thread is None or settings is None or settings.slack is None:
+            return False
+        if settings.slack.token_secret_ref is None:
+            return False
+        if isinstance(subject.view, PlanView) and thread.run != subject.view.run:
+            return False
+        return root_message(subject, self.config.cluster_name).hash != thread.rendered_hash
+
+    def _update_root(self, p: _Pass) -> None:
+        if Channel.SLACK in p.failed or Channel.SLACK in p.blocked or p.thread is None:
+            return
+        subject = p.subject
+        settings = subject.settings
+        if settings is None or settings.slack is None or settings.slack.token_secret_ref is None:
+            return
+        if isinstance(subject.view, PlanView) and p.thread.run != subject.view.run:
+            return
+        try:
+            self._refresh_root(p, self._bot(p, Channel.SLACK), force=False)
+        except DeliveryError as err:
+            p.root_error = err
+            self._metrics.failed.labels(str(Channel.SLACK), err.reason).inc()
+            log.warning("%s: root message not updated: %s", subject.ref, err.message)
+
+    def _refresh_root(self, p: _Pass, bot: SlackBot, *, force: bool) -> None:
+        assert p.thread is not None
+        msg = root_message(p.subject, self.config.cluster_name)
+        if not force and msg.hash == p.thread.rendered_hash:
+            return
+        rk = p.thread.root_key or root_key(p.subject, p.thread.run)
+        try:
+            bot.update(p.thread.channel, p.thread.thread_ts, msg, metadata(rk, p.subject))
+        except DeliveryError as err:
+            if not err.permanent:
+                raise
+            # The root is gone or not ours to edit: stop trying, keep threading.
+            log.warning("%s: root message cannot be updated: %s", p.subject.ref, err.message)
+        self._metrics.sent.labels(str(Channel.SLACK), "RootUpdated").inc()
+        p.thread = replace_thread(p.thread, rendered_hash=msg.hash)
+        p.thread_changed = True
+
+    # ------------------------------------------------------------------ recording
+
+    def _record(self, p: _Pass) -> float | None:
+        cfg = self.config
+        subject = p.subject
+        now = self._clock.now()
+        errors = [r.error for r in p.results.values() if r.error is not None]
+        if p.root_error is not None:
+            errors.append(p.root_error)
+        for attempt in range(cfg.write_attempts):
+            state = _merge(subject.state, p, now, cfg)
+            if state == subject.state:
+                written = subject
+                break
+            try:
+                written = self._store.write_state(subject, state)
+                break
+            except Conflict:
+                try:
+                    subject = self._store.read(subject.ref)
+                except ObjectGone:
+                    return None
+                except StoreError:
+                    time.sleep(min(2.0, 0.2 * (attempt + 1)))
+            except ObjectGone:
+                return None
+            except StoreError as exc:
+                log.warning("cannot record notifications of %s: %s", subject.ref, exc)
+                time.sleep(min(2.0, 0.2 * (attempt + 1)))
+        else:
+            # The claim expires by itself and the entries are looked up before reposting.
+            log.error("gave up recording notifications of %s; they will be checked and "
+                      "retried after %.0f s", subject.ref, cfg.claim_ttl)
+            return cfg.claim_ttl
+        self._announce_failures(written, p, errors)
+        if p.cut_short:
+            return 0.0
+        # A failed root update has no timer of its own: the next submit (every reconcile)
+        # or the next retry of an entry tries again.
+        return self._next_delay(written.state, now)
+
+    def _announce_failures(self, subject: Subject, p: _Pass,
+                           errors: list[DeliveryError]) -> None:
+        first = [
+            r.error for key, r in p.results.items()
+            if r.error is not None and p.original.get(key) is not None
+            and p.original[key].attempts == 0
+        ]
+        gave_up = [key for key, r in p.results.items() if r.gave_up]
+        if first:
+            self._store.record_event(subject, "NotificationFailed", "; ".join(
+                sorted({f"{err.channel}: {err.message}" for err in first})))
+        if gave_up:
+            self._store.record_event(subject, "NotificationDropped", (
+                f"gave up after {self.config.max_attempts} attempts on "
+                + ", ".join(gave_up)))
+
+
+def replace_thread(thread: SlackThread, **changes: object) -> SlackThread:
+    return thread.model_copy(update=changes)
+
+
+def _claim(state: NotificationState, keys: list[str], now: datetime, ttl: float
+           ) -> NotificationState:
+    until = now + timedelta(seconds=ttl)
+    wanted = set(keys)
+    return state.model_copy(update={"outbox": [
+        e.model_copy(update={"attempts": e.attempts + 1, "next_attempt_at": until})
+        if e.key in wanted else e
+        for e in state.outbox
+    ]})
+
+
+def _backoff(cfg: DispatcherConfig, attempts: int, err: DeliveryError) -> float:
+    if err.permanent:
+        delay = cfg.backoff_max
+    else:
+        delay = min(cfg.backoff_max, cfg.backoff_base * 2 ** max(0, attempts - 1))
+    if err.retry_after is not None:
+        delay = max(delay, err.retry_after)
+    return delay
+
+
+def _merge(fresh: NotificationState, p: _Pass, now: datetime, cfg: DispatcherConfig
+           ) -> NotificationState:
+    """FRESH (the state as stored now) with this pass's outcome applied by key."""
+    sent = list(fresh.sent)
+    outbox: list[OutgoingMessage] = []
+    failures = 0
+    last_error: str | None = None
+    for e in fresh.outbox:
+        r = p.results.get(e.key)
+        if r is None:
+            outbox.append(e)
+            continue
+        before = p.original.get(e.key, e)
+        if r.error is not None:
+            failures += 1
+            last_error = f"{e.key} {r.error.channel}: {r.error.message}"
+        if r.complete:
+            if r.gave_up:
+                last_error = f"gave up on {e.key} after {e.attempts} attempts: {last_error}"
+            if e.key not in sent:
+                sent.append(e.key)
+            continue
+        if r.error is not None:
+            nxt: datetime | None = now + timedelta(seconds=_backoff(cfg, e.attempts, r.error))
+            err_text: str | None = f"{r.error.channel}: {r.error.message}"
+        else:
+            # Held behind an earlier entry, or the pass ran out of time: not a failure, due
+            # again as soon as what held it is.
+            nxt = None
+            err_text = e.last_error
+        outbox.append(e.model_copy(update={
+            "attempts": e.attempts if r.attempted else before.attempts,
+            "next_attempt_at": nxt,
+            "delivered": sorted(r.delivered),
+            "last_error": redact(err_text) if err_text else None,
+        }))
+    for key, r in p.results.items():
+        if r.complete and key not in sent and not any(e.key == key for e in fresh.outbox):
+            sent.append(key)
+    slack = fresh.slack
+    if p.thread_changed:
+        ours = p.thread
+        theirs = fresh.slack
+        if ours is None or theirs is None or theirs.run <= ours.run:
+            slack = ours
+    incident = p.incident if p.incident_changed else fresh.incident
+    state_error = fresh.last_error
+    if last_error is not None:
+        state_error = redact(last_error)
+    elif p.root_error is not None:
+        state_error = redact(f"root message: {p.root_error.message}")
+    return fresh.model_copy(update={
+        "slack": slack,
+        "incident": incident,
+        "outbox": outbox,
+        "sent": sent[-MAX_SENT_KEYS:],
+        "failures": fresh.failures + failures + (1 if p.root_error is not None else 0),
+        "last_error": state_error,
+    })
+
+
+__all__ = ["Dispatcher", "DispatcherConfig", "SystemClock"]

@@ -1,0 +1,143 @@
+"""An in-memory NotificationStore with the API server's concurrency rules.
+
+Objects are kept raw (as the API server returns them), every write bumps the
+resourceVersion, a write carrying a stale resourceVersion is a Conflict, and status is
+patched with JSON merge patch semantics, so the dispatcher's conflict handling is exercised
+by unit tests exactly as against the real server.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from controller.adapters.notify.errors import Conflict, ObjectGone, SecretUnavailable, StoreError
+from controller.adapters.notify.redact import redact, remember_secret
+from controller.adapters.notify.store import state_patch
+from controller.adapters.notify.subject import Kind, ObjectRef, Subject, subject_from_object
+from controller.api.notifications import NotificationState, SecretKeyRef
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+@dataclass(frozen=True)
+class RecordedEvent:
+    ref: ObjectRef
+    reason: str
+    message: str
+
+
+class InMemoryNotificationStore:
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._objects: dict[ObjectRef, dict[str, Any]] = {}
+        self._secrets: dict[tuple[str, str], dict[str, str]] = {}
+        self._rv = 0
+        self.events: list[RecordedEvent] = []
+        self.writes = 0
+        self.conflicts = 0
+        self.secret_reads = 0
+        #: called (outside the lock) before each write_state; may change the object
+        self.before_write: Callable[[ObjectRef], None] | None = None
+        self._failing_writes = 0
+
+    # ------------------------------------------------------------------ test controls
+
+    def put(self, kind: Kind, obj: dict[str, Any]) -> ObjectRef:
+        """Create or replace an object (as the reconciler would write it)."""
+        with self._lock:
+            obj = copy.deepcopy(obj)
+            meta = obj.setdefault("metadata", {})
+            meta.setdefault("namespace", "default")
+            meta.setdefault("uid", f"uid-{meta['name']}")
+            self._rv += 1
+            meta["resourceVersion"] = str(self._rv)
+            ref = ObjectRef(kind, meta["namespace"], meta["name"])
+            self._objects[ref] = obj
+            return ref
+
+    def update_status(self, ref: ObjectRef, change: Callable[[dict[str, Any]], None]) -> None:
+        """Change an object's status in place (the engine appending to the outbox)."""
+        with self._lock:
+            obj = self._objects[ref]
+            change(obj.setdefault("status", {}))
+            self._rv += 1
+            obj["metadata"]["resourceVersion"] = str(self._rv)
+
+    def get(self, ref: ObjectRef) -> dict[str, Any]:
+        with self._lock:
+            return copy.deepcopy(self._objects[ref])
+
+    def delete(self, ref: ObjectRef) -> None:
+        with self._lock:
+            self._objects.pop(ref, None)
+
+    def put_secret(self, namespace: str, name: str, data: dict[str, str]) -> None:
+        with self._lock:
+            self._secrets[(namespace, name)] = dict(data)
+
+    def fail_writes(self, count: int) -> None:
+        """The next COUNT writes fail as if the API server were unreachable."""
+        with self._lock:
+            self._failing_writes = count
+
+    # ------------------------------------------------------------------ the Protocol
+
+    def read(self, ref: ObjectRef) -> Subject:
+        with self._lock:
+            obj = self._objects.get(ref)
+            if obj is None:
+                raise ObjectGone(f"{ref} not found")
+            return subject_from_object(ref.kind, copy.deepcopy(obj))
+
+    def write_state(self, subject: Subject, state: NotificationState) -> Subject:
+        if self.before_write is not None:
+            self.before_write(subject.ref)
+        with self._lock:
+            if self._failing_writes > 0:
+                self._failing_writes -= 1
+                raise StoreError(f"write {subject.ref}: ConnectionRefusedError")
+            obj = self._objects.get(subject.ref)
+            if obj is None:
+                raise ObjectGone(f"{subject.ref} not found")
+            if obj["metadata"]["resourceVersion"] != subject.resource_version:
+                self.conflicts += 1
+                raise Conflict(f"write {subject.ref}: the object changed (409)")
+            status = obj.setdefault("status", {})
+            status["notifications"] = merge_patch(
+                status.get("notifications"), state_patch(state)
+            )
+            self._rv += 1
+            obj["metadata"]["resourceVersion"] = str(self._rv)
+            self.writes += 1
+            return subject_from_object(subject.ref.kind, copy.deepcopy(obj))
+
+    def read_secret(self, namespace: str, ref: SecretKeyRef) -> str:
+        with self._lock:
+            self.secret_reads += 1
+            data = self._secrets.get((namespace, ref.name))
+        if data is None:
+            raise SecretUnavailable(f"Secret {namespace}/{ref.name} not found")
+        value = data.get(ref.key)
+        if value is None:
+            raise SecretUnavailable(f"Secret {namespace}/{ref.name} has no key {ref.key!r}")
+        remember_secret(value)
+        return value
+
+    def record_event(self, subject: Subject, reason: str, message: str) -> None:
+        with self._lock:
+            self.events.append(RecordedEvent(subject.ref, reason, redact(message)))

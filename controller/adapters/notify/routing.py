@@ -1,0 +1,96 @@
+"""Who gets which announcement: pure rules over an outbox entry and the object's settings."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from controller.adapters.notify.subject import Kind, Subject
+from controller.api.notifications import OutgoingMessage, Severity
+
+
+class Channel(StrEnum):
+    SLACK = "slack"  # the run's thread (or the incoming webhook)
+    SLACK_CRITICAL = "slackCritical"  # a top-level copy in criticalChannel
+    EMAIL = "email"
+    INCIDENT = "incident"
+
+
+class IncidentAction(StrEnum):
+    TRIGGER = "trigger"
+    RESOLVE = "resolve"
+
+
+#: Every type the engine and the policy evaluator emit; anything else is "Other" in metrics.
+KNOWN_TYPES = frozenset({
+    "RunStarted", "StepAdvanced", "AwaitingPromotion", "Paused", "Resumed", "Holding",
+    "Frozen", "Unfrozen", "RollbackStarted", "RolledBack", "Promoting", "Succeeded",
+    "Superseded", "DriftCorrected", "DrillStarted", "DrillCompleted", "Invalid",
+    "FreezeStarted", "FreezeLifted", "OverrideActivated", "OverrideExpired",
+})
+
+#: Failures: broadcast from the thread to the channel and copied to criticalChannel.
+ALARM_TYPES = frozenset({"RollbackStarted", "RolledBack", "FreezeStarted", "Invalid"})
+#: E-mail goes out for critical entries (rollbacks, freezes) and when a freeze is lifted.
+EMAIL_TYPES = frozenset({"RollbackStarted", "RolledBack", "FreezeStarted", "FreezeLifted"})
+
+_TRIGGERS = {Kind.ROLLOUT_PLAN: frozenset({"RollbackStarted"}),
+             Kind.SLO_POLICY: frozenset({"FreezeStarted"})}
+_RESOLVERS = {Kind.ROLLOUT_PLAN: frozenset({"Succeeded", "RunStarted"}),
+              Kind.SLO_POLICY: frozenset({"FreezeLifted"})}
+
+#: A policy's thread starts with a freeze; a plan's with a new run.
+POLICY_THREAD_STARTERS = frozenset({"FreezeStarted"})
+
+
+def metric_type(entry: OutgoingMessage) -> str:
+    return entry.type if entry.type in KNOWN_TYPES else "Other"
+
+
+def is_alarming(entry: OutgoingMessage) -> bool:
+    return entry.severity is Severity.CRITICAL or entry.type in ALARM_TYPES
+
+
+def wants_email(entry: OutgoingMessage) -> bool:
+    return entry.severity is Severity.CRITICAL or entry.type in EMAIL_TYPES
+
+
+def incident_action(kind: Kind, entry: OutgoingMessage) -> IncidentAction | None:
+    """Trigger on a rollback or a freeze, resolve on recovery; never for a drill (a
+    rehearsal must not page anyone)."""
+    if entry.drill:
+        return None
+    if entry.type in _TRIGGERS[kind]:
+        return IncidentAction.TRIGGER
+    if entry.type in _RESOLVERS[kind]:
+        return IncidentAction.RESOLVE
+    return None
+
+
+def channels_for(subject: Subject, entry: OutgoingMessage) -> list[Channel]:
+    """The channels ENTRY should reach, in delivery order, before considering whether an
+    incident is open (a resolve without an open incident is dropped by the dispatcher)."""
+    settings = subject.settings
+    if settings is None:
+        return []
+    allowed = subject.freeze_channels  # policies may restrict (freezeReleases.notify)
+    out: list[Channel] = []
+    if settings.slack is not None and (allowed is None or "slack" in allowed):
+        out.append(Channel.SLACK)
+        if (
+            is_alarming(entry)
+            and settings.slack.critical_channel
+            and settings.slack.critical_channel != settings.slack.channel
+            and settings.slack.token_secret_ref is not None
+        ):
+            out.append(Channel.SLACK_CRITICAL)
+    if settings.email is not None and wants_email(entry) and (
+        allowed is None or "email" in allowed
+    ):
+        out.append(Channel.EMAIL)
+    if (
+        settings.incident is not None
+        and incident_action(subject.ref.kind, entry) is not None
+        and (subject.ref.kind is Kind.ROLLOUT_PLAN or subject.open_incident)
+    ):
+        out.append(Channel.INCIDENT)
+    return out

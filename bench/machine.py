@@ -33,7 +33,7 @@ def percentile(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    rank = max(1, int(round(p / 100 * len(ordered) + 0.5)))
+    rank = max(1, round(p / 100 * len(ordered) + 0.5))
     return ordered[min(rank, len(ordered)) - 1]
 
 

@@ -7,9 +7,9 @@ condition carries the ``observedGeneration`` it was computed for.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from datetime import datetime
 from enum import StrEnum
+from functools import lru_cache
 from typing import Annotated
 
 from pydantic import Field

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import timedelta
 
 from hypothesis import HealthCheck, given, settings
@@ -131,7 +132,9 @@ def test_rollback_takes_one_decision(sc: dict) -> None:  # type: ignore[type-arg
 
 @SETTINGS
 @given(scenarios(), st.data())
-def test_replaying_from_any_persisted_status_gives_the_same_decision(sc: dict, data: st.DataObject) -> None:  # type: ignore[type-arg]
+def test_replaying_from_any_persisted_status_gives_the_same_decision(
+    sc: dict, data: st.DataObject  # type: ignore[type-arg]
+) -> None:
     world = build(sc)
     world.run(b.T0 + horizon(world))
     # Decide again from a persisted status with the same observation: same decision.
@@ -156,7 +159,7 @@ def test_crashes_before_the_status_write_skip_nothing(sc: dict, crashes: set[int
         s = step.decision.status.current_step
         if s is not None and (not seen or seen[-1] != s):
             seen.append(s)
-    for a, c in zip(seen, seen[1:], strict=False):
+    for a, c in itertools.pairwise(seen):
         assert c in (a + 1, 0)
     succeeded = [r for r in crashed.plan.status.history if r.outcome == "Succeeded"]
     assert len(succeeded) <= 1, "promoted twice"

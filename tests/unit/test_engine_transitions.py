@@ -23,7 +23,9 @@ from controller.engine.observation import ActionType, FreezeInput
 from controller.testing import builders as b
 
 
-def running(p: RolloutPlan, step: int = 0, started: float = 0.0, **extra: object) -> RolloutPlanStatus:
+def running(
+    p: RolloutPlan, step: int = 0, started: float = 0.0, **extra: object
+) -> RolloutPlanStatus:
     """The status of a run sitting at ``step`` since ``started`` seconds after T0."""
     return RolloutPlanStatus(
         phase=Phase.PROGRESSING, run=1, revision="rev-new", steps_hash=steps_hash(p.spec.steps),

@@ -34,10 +34,10 @@ def test_pure_packages_read_no_clock_and_do_no_io() -> None:
                         problems.append(f"{path.relative_to(REPO)}:{node.lineno} imports {name}")
             if isinstance(node, ast.Call):
                 func = node.func
-                if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
-                    if (func.value.id, func.attr) in CLOCK_CALLS:
-                        problems.append(f"{path.relative_to(REPO)}:{node.lineno} calls "
-                                        f"{func.value.id}.{func.attr}()")
+                if (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name)
+                        and (func.value.id, func.attr) in CLOCK_CALLS):
+                    problems.append(f"{path.relative_to(REPO)}:{node.lineno} calls "
+                                    f"{func.value.id}.{func.attr}()")
                 if isinstance(func, ast.Name) and func.id in {"open", "print", "input"}:
                     problems.append(f"{path.relative_to(REPO)}:{node.lineno} calls {func.id}()")
     assert problems == []

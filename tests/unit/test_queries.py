@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
@@ -130,8 +131,7 @@ def test_a_probe_sli_is_not_promql() -> None:
     ],
 )
 def test_unsafe_values_are_refused_before_a_query_exists(field: str, value: str) -> None:
-    ctx = QueryContext(**{**{"service": "checkout", "namespace": "shop", "revision": "r1",
-                             "at": CTX.at}, field: value})
+    ctx = dataclasses.replace(CTX, **{field: value})
     gauge = slo({"gauge": {"query": 'up{namespace="{{namespace}}",rev="{{revision}}"}',
                            "max": 1}}, objective=None)
     for s in (RATIO, LATENCY, gauge):

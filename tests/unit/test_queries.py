@@ -131,7 +131,8 @@ def test_a_probe_sli_is_not_promql() -> None:
     ],
 )
 def test_unsafe_values_are_refused_before_a_query_exists(field: str, value: str) -> None:
-    ctx = dataclasses.replace(CTX, **{field: value})
+    values: dict[str, Any] = {field: value}
+    ctx = dataclasses.replace(CTX, **values)
     gauge = slo({"gauge": {"query": 'up{namespace="{{namespace}}",rev="{{revision}}"}',
                            "max": 1}}, objective=None)
     for s in (RATIO, LATENCY, gauge):

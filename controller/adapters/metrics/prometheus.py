@@ -218,7 +218,7 @@ class PrometheusSource:
         retry = Retry(
             total=2,
             connect=2,
-            read=0,
+            read=False,  # re-raise read timeouts as they are: a slow query is not re-run
             status=0,
             other=0,
             backoff_factor=0.2,

@@ -19,10 +19,12 @@ the same port instead. It carries ``nginx.ingress.kubernetes.io/canary: "true"``
 (``controller: true``; no ``blockOwnerDeletion``, so the controller needs no rights on the
 plan's finalizers), so deleting the plan garbage-collects it.
 
-The canary Ingress belongs wholly to the controller: ``apply`` rewrites it to the clone of
-the current primary with the current weight (a hand edit of its weight or rules is drift,
-and is undone), and when the primary's routing changes the clone follows on the next
-``apply``. A canary Service must serve the same port (number or name) as the stable one.
+The canary Ingress belongs to the controller: ``apply`` rewrites its spec and its
+``nginx.ingress.kubernetes.io/*`` annotations to the clone of the current primary at the
+current weight (a hand edit of its weight, rules or canary-by-header settings is drift, and
+is undone), and when the primary's routing changes the clone follows on the next ``apply``.
+Other labels, annotations and ownerReferences added to it (by a webhook, a policy engine)
+are kept. A canary Service must serve the same port (number or name) as the stable one.
 ``apply(0)`` and ``restore()`` delete it (no canary Ingress means weight 0); an Ingress of
 that name the plan does not own is never changed or deleted: ``RouterError("IngressNotOwned")``.
 
@@ -64,6 +66,7 @@ API_VERSION = "networking.k8s.io/v1"
 CANARY_ANNOTATION = "nginx.ingress.kubernetes.io/canary"
 WEIGHT_ANNOTATION = "nginx.ingress.kubernetes.io/canary-weight"
 CLASS_ANNOTATION = "kubernetes.io/ingress.class"
+NGINX_ANNOTATION_PREFIX = "nginx.ingress.kubernetes.io/"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "rolloutctl"
 CANARY_SUFFIX = "-canary"
@@ -141,9 +144,9 @@ class NginxRouter:
             return weight
         if not self._owns(current):
             raise RouterError(Reason.INGRESS_NOT_OWNED, self._not_owned_message())
-        if not self._is_up_to_date(current, desired):
-            desired["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-            self._replace(desired)
+        update = self._update_of(current, desired)
+        if update is not None:
+            self._replace(update)
         return weight
 
     def verify(self, weight: int) -> bool:
@@ -255,15 +258,34 @@ class NginxRouter:
         weight = int(text)
         return weight if 0 <= weight <= 100 else None
 
-    @staticmethod
-    def _is_up_to_date(current: dict[str, Any], desired: dict[str, Any]) -> bool:
-        have, want = as_dict(current.get("metadata")), desired["metadata"]
-        return bool(
-            current.get("spec") == desired["spec"]
-            and have.get("labels") == want["labels"]
-            and have.get("annotations") == want["annotations"]
-            and have.get("ownerReferences") == want["ownerReferences"]
-        )
+    def _update_of(self, current: dict[str, Any],
+                   desired: dict[str, Any]) -> dict[str, Any] | None:
+        """What to write over CURRENT to make it DESIRED, or None when it already is.
+
+        Labels, annotations and ownerReferences that others added are kept (a mutating
+        webhook or a policy engine must not make the router rewrite the object at every
+        reconcile), except ``nginx.ingress.kubernetes.io/*`` annotations: they change the
+        routing, so only the router's own stay."""
+        have = as_dict(current.get("metadata"))
+        want = desired["metadata"]
+        labels = {**as_dict(have.get("labels")), **want["labels"]}
+        annotations = {
+            key: value for key, value in as_dict(have.get("annotations")).items()
+            if not key.startswith(NGINX_ANNOTATION_PREFIX) and key != CLASS_ANNOTATION
+        }
+        annotations.update(want["annotations"])
+        owners = [r for r in as_list(have.get("ownerReferences"))
+                  if as_dict(r).get("uid") != self.owner.uid]
+        owners.extend(want["ownerReferences"])
+        if (current.get("spec") == desired["spec"] and have.get("labels") == labels
+                and have.get("annotations") == annotations
+                and have.get("ownerReferences") == owners):
+            return None
+        update = copy.deepcopy(desired)
+        update["metadata"].update(labels=labels, annotations=annotations,
+                                  ownerReferences=owners,
+                                  resourceVersion=have["resourceVersion"])
+        return update
 
     # --------------------------------------------------------------- API calls
 

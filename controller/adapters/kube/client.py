@@ -33,7 +33,7 @@ def api_client(cfg: ClusterConfig | None = None) -> client.ApiClient:
     ):
         conf = client.Configuration()
         try:
-            config.load_incluster_config(client_configuration=conf)
+            config.load_incluster_config(client_configuration=conf)  # type: ignore[no-untyped-call]
         except ConfigException as exc:
             raise NoCluster(f"in-cluster configuration failed: {exc}") from None
         return client.ApiClient(conf)
@@ -43,6 +43,9 @@ def api_client(cfg: ClusterConfig | None = None) -> client.ApiClient:
             f"no kubeconfig at {path}; pass --kubeconfig FILE or set KUBECONFIG"
         )
     try:
-        return config.new_client_from_config(config_file=path, context=cfg.context)
+        api: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=path, context=cfg.context
+        )
+        return api
     except ConfigException as exc:
         raise NoCluster(f"cannot use kubeconfig {path}: {exc}") from None

@@ -1,0 +1,23 @@
+# rolloutctl: the two first-screen commands, and a few shortcuts for development.
+.PHONY: demo test test-fast setup lint crds control-plane clean-cluster
+
+demo:            ## Set everything up and run the sandbox rollout stories on this machine
+	scripts/demo
+
+test:            ## The whole test suite, as CI runs it
+	scripts/test
+
+test-fast:       ## Everything but the slow end-to-end tests
+	scripts/test -m "not slow"
+
+setup:           ## Install Python deps, Debian's prometheus and build the control plane
+	scripts/setup
+
+lint:
+	.venv/bin/ruff check controller tests bench && .venv/bin/mypy controller && .venv/bin/lint-imports
+
+crds:            ## Regenerate manifests/crds from the API models
+	.venv/bin/rolloutctl crds --output-dir manifests/crds
+
+control-plane:   ## Build kube-apiserver, etcd, kwok, helm... into .k8s-bin
+	tools/build-control-plane.sh

@@ -18,6 +18,7 @@ __all__ = [
     "Clock",
     "MetricsSource",
     "QueryContext",
+    "Reconciler",
     "RouterError",
     "RouterObservation",
     "TrafficRouter",
@@ -78,4 +79,16 @@ class TrafficRouter(Protocol):
 
     def restore(self) -> None:
         """All traffic to stable (weight 0), removing anything the router created."""
+        ...
+
+
+class Reconciler(Protocol):
+    """Level-triggered: given a key (``namespace/name``), re-read and converge.
+
+    Returns the seconds after which to look again (None: only on the next change). Raises
+    ``controller.errors.Transient`` to be retried with backoff, ``Conflict`` to be retried
+    at once; anything else is logged, counted and retried with backoff.
+    """
+
+    def reconcile(self, key: str) -> float | None:
         ...

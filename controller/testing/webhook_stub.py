@@ -78,7 +78,7 @@ class WebhookReceiver:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, name="webhook-receiver",
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), name="webhook-receiver",
                          daemon=True).start()
         return self
 

@@ -12,13 +12,22 @@ import copy
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from controller.adapters.notify.errors import Conflict, ObjectGone, SecretUnavailable, StoreError
 from controller.adapters.notify.redact import redact, remember_secret
 from controller.adapters.notify.store import state_patch
 from controller.adapters.notify.subject import Kind, ObjectRef, Subject, subject_from_object
-from controller.api.notifications import NotificationState, SecretKeyRef
+from controller.api.notifications import (
+    Notifications,
+    NotificationState,
+    OutgoingMessage,
+    SecretKeyRef,
+    Severity,
+)
+from controller.api.plan import ReplicaRoute, RolloutPlanSpec, Target, Traffic, WorkloadRef
+from controller.api.types import API_VERSION
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -141,3 +150,108 @@ class InMemoryNotificationStore:
     def record_event(self, subject: Subject, reason: str, message: str) -> None:
         with self._lock:
             self.events.append(RecordedEvent(subject.ref, reason, redact(message)))
+
+
+# ----------------------------------------------------------------------------- builders
+
+_CRITICAL = frozenset({"RollbackStarted", "RolledBack", "FreezeStarted"})
+_WARNING = frozenset({"Holding", "Paused", "Frozen", "Invalid", "OverrideActivated",
+                      "DriftCorrected"})
+
+
+def outbox_entry(
+    key: str,
+    type: str,
+    *,
+    run: int | None = 1,
+    title: str | None = None,
+    text: str = "",
+    drill: bool = False,
+    step: int | None = None,
+    weight: int | None = None,
+    evidence: list[dict[str, Any]] | None = None,
+    at: datetime | None = None,
+) -> dict[str, Any]:
+    """An outbox entry as the engine writes it (wire form)."""
+    severity = "critical" if type in _CRITICAL else "warning" if type in _WARNING else "info"
+    entry = OutgoingMessage(
+        key=key, type=type, severity=Severity(severity), at=at or datetime.now(UTC),
+        title=title or type, text=text, drill=drill, run=run, step=step, weight=weight,
+        evidence=list(evidence or []),
+    )
+    return entry.to_wire()
+
+
+def plan_object(
+    name: str,
+    namespace: str = "default",
+    *,
+    notifications: dict[str, Any] | None = None,
+    run: int = 1,
+    phase: str = "Progressing",
+    step: int | None = 0,
+    weight: int = 10,
+    revision: str = "7f9c2ab",
+    gates: list[dict[str, Any]] | None = None,
+    outbox: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A valid RolloutPlan (replica-ratio router, default steps) with a status."""
+    spec = RolloutPlanSpec(
+        target=Target(stable=WorkloadRef(name=name), canary=WorkloadRef(name=f"{name}-canary")),
+        traffic=Traffic(replicas=ReplicaRoute()),
+        notifications=Notifications.model_validate(notifications) if notifications else None,
+    )
+    status: dict[str, Any] = {
+        "phase": phase, "run": run, "revision": revision, "canaryWeight": weight,
+        "gates": gates or [],
+        "notifications": {"outbox": outbox or []},
+    }
+    if step is not None:
+        status["currentStep"] = step
+    return {
+        "apiVersion": API_VERSION, "kind": "RolloutPlan",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec.to_wire(), "status": status,
+    }
+
+
+def policy_object(
+    name: str,
+    namespace: str = "default",
+    *,
+    notifications: dict[str, Any] | None = None,
+    frozen: bool = False,
+    budget_remaining: float | None = 50.0,
+    freeze_notify: list[str] | None = None,
+    open_incident: bool = True,
+    outbox: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A valid SLOPolicy with one availability SLO, a freeze policy and a status."""
+    freeze: dict[str, Any] = {"slo": "api_availability", "openIncident": open_incident}
+    if freeze_notify is not None:
+        freeze["notify"] = freeze_notify
+    spec: dict[str, Any] = {
+        "slos": [{
+            "name": "api_availability", "objective": 99.9, "window": "30d",
+            "sli": {"ratio": {
+                "bad": 'sum(rate(http_requests_total{code=~"5.."}[{{window}}]))',
+                "total": "sum(rate(http_requests_total[{{window}}]))",
+            }},
+        }],
+        "errorBudgetPolicy": {"freezeReleases": freeze},
+    }
+    if notifications:
+        spec["notifications"] = notifications
+    status: dict[str, Any] = {
+        "frozen": frozen,
+        "slos": [{"name": "api_availability", "state": "Ok",
+                  "budgetRemaining": budget_remaining}],
+        "notifications": {"outbox": outbox or []},
+    }
+    if budget_remaining is not None:
+        status["budgetRemaining"] = budget_remaining
+    return {
+        "apiVersion": API_VERSION, "kind": "SLOPolicy",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec, "status": status,
+    }

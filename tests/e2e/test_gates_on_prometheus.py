@@ -47,7 +47,7 @@ TRACES = {
         Trace("healthy", T0, 2 * HOUR, {
             "canary": TrackShape(rate=20, error_ratio=0.002, noise=0.2,
                                  memory_bytes=lambda t: 2e8 + 1000 * t),
-            "stable": TrackShape(rate=180, error_ratio=0.002, noise=0.2),
+            "stable": TrackShape(rate=180, error_ratio=0.002, noise=0.2, memory_bytes=3e8),
         }, seed=1),
         Trace("errors", T0, 2 * HOUR, {
             "canary": TrackShape(rate=20, error_ratio=after(HOUR, 0.05, 0.001), noise=0.2),
@@ -62,7 +62,8 @@ TRACES = {
             "canary": TrackShape(rate=10, error_ratio=0.01, resets=[3000, 3300], noise=0.1),
         }, seed=4),
         Trace("vanish", T0, 2 * HOUR, {
-            "canary": TrackShape(rate=20, error_ratio=0.001, absent=[(HOUR, float("inf"))]),
+            "canary": TrackShape(rate=20, error_ratio=0.001, absent=[(HOUR, float("inf"))],
+                                 memory_bytes=2e8),
         }),
         Trace("noerrors", T0, 2 * HOUR, {
             "canary": TrackShape(rate=20, error_ratio=0.0, lazy_error_series=True),
@@ -92,6 +93,11 @@ GAUGE = slo({"gauge": {
 def near(expected: float) -> Any:
     """The ratio tolerance: 5 % relative or 0.0005 absolute."""
     return pytest.approx(expected, rel=0.05, abs=0.0005)
+GAUGE_OVER_WINDOW = slo({"gauge": {
+    "query": 'max(max_over_time(process_resident_memory_bytes{service="{{service}}",'
+             'track="{{track}}"}[{{window}}]))',
+    "max": 1e9}}, None)
+KINDS = {"ratio": RATIO, "latency": LATENCY, "throughput": THROUGHPUT, "gauge": GAUGE}
 
 
 def ctx(service: str, at: float) -> QueryContext:
@@ -299,6 +305,59 @@ def test_a_handful_of_requests_is_ok_with_few_samples(source: PrometheusSource) 
     assert truth.requests == 15
     assert m.samples == pytest.approx(15, abs=1.5)  # engine: TooFewSamples below minSamples
     assert m.value == 0.0
+
+
+# The same statuses for every SLI kind, in one table.
+NO_SUM = {
+    "ratio": slo({"ratio": {"bad": BAD, "total": TOTAL.removeprefix("sum")}}),
+    "throughput": slo({"throughput": {"query": TOTAL.removeprefix("sum"), "min": 1}}, None),
+    "gauge": slo({"gauge": {"query": 'process_resident_memory_bytes{service="{{service}}"}',
+                            "max": 1e9}}, None),
+}
+VANISHED = T0 + HOUR
+
+
+@pytest.mark.parametrize(
+    ("kind", "service", "at", "status"),
+    [
+        *[(k, "nosuchservice", T0 + 1800, MeasurementStatus.NO_DATA) for k in KINDS],
+        *[(k, "healthy", T0 - HOUR, MeasurementStatus.NO_DATA) for k in KINDS],
+        *[(k, "vanish", VANISHED + 60, MeasurementStatus.OK) for k in KINDS],
+        *[(k, "vanish", VANISHED + 200, MeasurementStatus.STALE)
+          for k in ("ratio", "latency", "throughput", "gauge_over_window")],
+        # an instant gauge keeps its last sample for Prometheus's 5m lookback, then vanishes
+        ("gauge", "vanish", VANISHED + 200, MeasurementStatus.OK),
+        ("gauge", "vanish", VANISHED + 301, MeasurementStatus.NO_DATA),
+        *[(k, "vanish", VANISHED + 400, MeasurementStatus.NO_DATA) for k in KINDS],
+        *[(f"{k}_no_sum", "healthy", T0 + 1800, MeasurementStatus.AMBIGUOUS) for k in NO_SUM],
+    ],
+)
+def test_each_status_for_each_sli_kind(
+    source: PrometheusSource, kind: str, service: str, at: float, status: MeasurementStatus
+) -> None:
+    table = {**KINDS, "gauge_over_window": GAUGE_OVER_WINDOW,
+             **{f"{k}_no_sum": v for k, v in NO_SUM.items()}}
+    m = source.measure(table[kind], Track.CANARY, 300, ctx(service, at))
+    assert m.status == status, m.message
+    assert (m.value is not None) == (status == MeasurementStatus.OK)
+    if status == MeasurementStatus.OK and kind in ("ratio", "latency"):
+        # The series stopped 60 s ago: the ratio of the 225 s that have samples is the
+        # window's (steady traffic). A rate is not: Prometheus divides by the whole window
+        # (15.5/s instead of 20/s here), one reason stopped series must be flagged stale.
+        truth = TRACES[service].truth("canary", at - 300, at)
+        expected = truth.error_ratio if kind == "ratio" else truth.slow_ratio(0.2)
+        assert m.value == near(expected)
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_each_sli_kind_is_an_error_when_prometheus_is_unreachable(
+    kind: str, registry: CollectorRegistry
+) -> None:
+    with PrometheusSource(f"http://127.0.0.1:{free_port()}", registry=registry) as s:
+        m = s.measure(KINDS[kind], Track.CANARY, 300, ctx("healthy", T0 + 1800))
+    assert m.status == MeasurementStatus.ERROR
+    assert m.message.endswith("connection refused")
+    assert m.value is None
 
 
 # ------------------------------------------------------------------------- errors

@@ -22,7 +22,11 @@ stopped three minutes ago, as if it were current. So when the window is longer t
 the denominator over only the last ``stale_after`` seconds (``freshness_query``): a series
 that is still scraped has samples there and answers (possibly 0); one that stopped does
 not, and the measurement is ``stale``. The check is one extra query, independent of how the
-template is written.
+template is written. When the window is no longer than ``stale_after`` the window itself
+bounds the age of the data. A throughput or gauge query without ``{{window}}`` reads
+instant samples, which Prometheus keeps answering for its lookback (5 m) after the series
+stopped and then drops (``no_data``); write ``max_over_time(x[{{window}}])`` to get the
+freshness check for a gauge.
 
 Retries and timeouts
 --------------------

@@ -470,7 +470,7 @@ def start_cluster(
     d.mkdir(parents=True, exist_ok=True)
     for sub in ("etcd", "pki", "logs"):
         shutil.rmtree(d / sub, ignore_errors=True)
-        (d / sub).mkdir()
+        (d / sub).mkdir(mode=0o700)
     for stale in d.glob("kubeconfig*"):
         stale.unlink()
 
@@ -692,12 +692,16 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start the control plane under DIR")
     up.add_argument("dir")
-    up.add_argument(
+    workloads = up.add_mutually_exclusive_group()
+    workloads.add_argument(
         "--with-workloads",
         dest="workloads",
-        action=argparse.BooleanOptionalAction,
+        action="store_true",
         default=True,
-        help="also run kube-controller-manager, kube-scheduler and kwok (default: yes)",
+        help="also run kube-controller-manager, kube-scheduler and kwok (the default)",
+    )
+    workloads.add_argument(
+        "--no-workloads", dest="workloads", action="store_false", help="etcd + apiserver only"
     )
     up.add_argument("--nodes", type=int, default=2, help="fake kwok Nodes to create")
     up.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for /readyz")

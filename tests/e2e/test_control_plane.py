@@ -4,27 +4,30 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 from kubernetes import client
 
-from controller.testing.cluster import CONTROLLER_USER, RBAC_USER, REPO_DIR
-from controller.testing.fixtures import TestCluster
+from controller.testing.cluster import (
+    CONTROLLER_USER,
+    RBAC_USER,
+    REPO_DIR,
+    BinariesMissing,
+    find_binary,
+    pid_alive,
+)
+from controller.testing.fixtures import TestCluster, unavailable
 
 pytestmark = pytest.mark.cluster
 
 T = TypeVar("T")
-
-
-def pinned_kubernetes_version() -> str:
-    script = (REPO_DIR / "tools" / "build-control-plane.sh").read_text()
-    match = re.search(r'^K8S_VERSION="(v[0-9.]+)"', script, re.MULTILINE)
-    assert match, "K8S_VERSION not found in tools/build-control-plane.sh"
-    return match.group(1)
 
 
 def eventually(fn: Callable[[], T], timeout: float = 60, interval: float = 0.5) -> T:
@@ -51,8 +54,8 @@ def test_apiserver_reports_the_pinned_version(
 ) -> None:
     info = client.VersionApi(admin).get_code(_request_timeout=10)
     if cluster.local is not None:
-        assert info.git_version == pinned_kubernetes_version()
-        assert (info.major, info.minor) == ("1", pinned_kubernetes_version().split(".")[1])
+        assert info.git_version == pinned("K8S_VERSION")
+        assert (info.major, info.minor) == ("1", pinned("K8S_VERSION").split(".")[1])
     assert info.git_version != "v0.0.0"
 
 
@@ -266,3 +269,80 @@ def test_controller_token_user_acts_as_the_rolloutctl_service_account(
 
 def _assert_equal(a: object, b: object) -> None:
     assert a == b, f"{a!r} != {b!r}"
+
+
+def pinned(name: str) -> str:
+    script = (REPO_DIR / "tools" / "build-control-plane.sh").read_text()
+    match = re.search(rf'^{name}="(v[0-9.]+)"', script, re.MULTILINE)
+    assert match, f"{name} not found in tools/build-control-plane.sh"
+    return match.group(1)
+
+
+def _version_output(argv: list[str]) -> str:
+    try:
+        binary = find_binary(argv[0])
+    except BinariesMissing as e:
+        missing = str(e)
+    else:
+        missing = ""
+    if missing:
+        unavailable(missing)
+    result = subprocess.run(
+        [str(binary), *argv[1:]], capture_output=True, text=True, timeout=30, check=True
+    )
+    return result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "pin", "template"),
+    [
+        (["kube-apiserver", "--version"], "K8S_VERSION", "Kubernetes {v}"),
+        (["kubectl", "version", "--client"], "K8S_VERSION", "Client Version: {v}"),
+        (["etcd", "--version"], "ETCD_VERSION", "etcd Version: {v_}"),
+        (["kwok", "--version"], "KWOK_VERSION", "kwok version {v}"),
+        (["helm", "version", "--short"], "HELM_VERSION", "{v}"),
+    ],
+)
+def test_built_binaries_report_the_pinned_versions(
+    argv: list[str], pin: str, template: str
+) -> None:
+    version = pinned(pin)
+    want = template.format(v=version, v_=version.removeprefix("v"))
+    assert want in _version_output(argv)
+
+
+@pytest.mark.slow
+def test_cli_up_and_down_leave_no_process_behind(tmp_path: Path) -> None:
+    directory = tmp_path / "cp"
+    python = sys.executable
+    up = subprocess.run(
+        [python, "-m", "controller.testing.cluster", "up", str(directory), "--no-workloads"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    if up.returncode != 0:
+        unavailable(f"cluster up failed: {up.stderr or up.stdout}")
+    pids = json.loads((directory / "pids").read_text())
+    assert set(pids) == {"etcd", "kube-apiserver"}
+    assert (directory / "kubeconfig").is_file()
+    assert set(json.loads((directory / "tokens.json").read_text())) >= {"admin", RBAC_USER}
+
+    again = subprocess.run(
+        [python, "-m", "controller.testing.cluster", "up", str(directory), "--no-workloads"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert again.returncode == 0 and "already running" in again.stdout
+    assert json.loads((directory / "pids").read_text()) == pids
+
+    down = subprocess.run(
+        [python, "-m", "controller.testing.cluster", "down", str(directory)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert down.returncode == 0, down.stderr
+    assert not (directory / "pids").exists()
+    assert [name for name, pid in pids.items() if pid_alive(pid)] == []

@@ -22,11 +22,12 @@ stopped three minutes ago, as if it were current. So when the window is longer t
 the denominator over only the last ``stale_after`` seconds (``freshness_query``): a series
 that is still scraped has samples there and answers (possibly 0); one that stopped does
 not, and the measurement is ``stale``. The check is one extra query, independent of how the
-template is written. When the window is no longer than ``stale_after`` the window itself
-bounds the age of the data. A throughput or gauge query without ``{{window}}`` reads
-instant samples, which Prometheus keeps answering for its lookback (5 m) after the series
-stopped and then drops (``no_data``); write ``max_over_time(x[{{window}}])`` to get the
-freshness check for a gauge.
+template is written, and its answer is reused for the other windows measured at the same
+evaluation time (the burn-rate windows of a pass). When the window is no longer than
+``stale_after`` the window itself bounds the age of the data. A throughput or gauge query
+without ``{{window}}`` reads instant samples, which Prometheus keeps answering for its
+lookback (5 m) after the series stopped and then drops (``no_data``); write
+``max_over_time(x[{{window}}])`` to get the freshness check for a gauge.
 
 Retries and timeouts
 --------------------
@@ -80,6 +81,7 @@ DEFAULT_TIMEOUT_SECONDS = 10.0
 DEFAULT_STALE_AFTER_SECONDS = 180.0
 CONNECT_TIMEOUT_CAP_SECONDS = 3.0
 _MAX_MESSAGE = 300
+_FRESH_CACHE_SIZE = 64
 
 
 # --------------------------------------------------------------------------- metrics
@@ -219,6 +221,8 @@ class PrometheusSource:
         self.timeout_seconds = float(timeout_seconds)
         self.stale_after_seconds = float(stale_after_seconds)
         self._metrics = QueryMetrics.for_registry(registry)
+        # Freshness answers by (query, time): the burn-rate windows of one pass share them.
+        self._fresh: dict[tuple[str, float], _Answer] = {}
         retry = Retry(
             total=2,
             connect=2,
@@ -378,7 +382,13 @@ class PrometheusSource:
     def _stale(self, fresh: str | None, at: float, text: str) -> Measurement | None:
         if fresh is None:
             return None
-        answer = self._query(fresh, at)
+        answer = self._fresh.get((fresh, at))
+        if answer is None:
+            answer = self._query(fresh, at)
+            if answer.outcome != _Outcome.ERROR:
+                if len(self._fresh) >= _FRESH_CACHE_SIZE:
+                    self._fresh.pop(next(iter(self._fresh)))
+                self._fresh[(fresh, at)] = answer
         if answer.outcome == _Outcome.EMPTY:
             return Measurement(
                 MeasurementStatus.STALE,

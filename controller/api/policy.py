@@ -12,6 +12,7 @@ from controller.api.conditions import Condition
 from controller.api.notifications import Notifications, NotificationState
 from controller.api.types import (
     Duration,
+    LabelValue,
     Name,
     ObjectMeta,
     Percent,
@@ -196,12 +197,17 @@ class Override(Wire):
 
 
 class SLOPolicySpec(Wire):
+    service: LabelValue | None = None
     prometheus: PrometheusRef | None = None
     evaluation_interval: Duration = Duration("60s")
     slos: Annotated[list[SLO], Field(min_length=1, max_length=64)]
     error_budget_policy: ErrorBudgetPolicy = Field(default_factory=ErrorBudgetPolicy)
     notifications: Notifications | None = None
     overrides: Annotated[list[Override], Field(max_length=32)] = Field(default_factory=list)
+
+    def service_for(self, policy_name: str) -> str:
+        """The ``{{service}}`` whose budget the policy guards: ``spec.service`` or its name."""
+        return self.service or policy_name
 
     def slo(self, name: str) -> SLO | None:
         for s in self.slos:
@@ -253,17 +259,11 @@ class OverrideStatus(Wire):
     active: bool = True
 
 
-class IncidentState(Wire):
-    model_config = ConfigDict(extra="ignore")
-
-    dedup_key: str
-    open: bool
-
-
 class SLOPolicyStatus(Wire):
     model_config = ConfigDict(extra="ignore")
 
     observed_generation: int = 0
+    seq: int = 0
     evaluated_at: datetime | None = None
     frozen: bool = False
     frozen_since: datetime | None = None
@@ -274,7 +274,6 @@ class SLOPolicyStatus(Wire):
     overrides: list[OverrideStatus] = Field(default_factory=list)
     conditions: list[Condition] = Field(default_factory=list)
     notifications: NotificationState = Field(default_factory=NotificationState)
-    incident: IncidentState | None = None
 
 
 class SLOPolicy(Wire):

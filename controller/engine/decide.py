@@ -239,6 +239,7 @@ class _Pass:
             f"{_TITLES.get(type_, type_)}{where}",
             text=message,
             drill=drill,
+            run=self.s["run"],
             step=step,
             weight=weight,
             evidence=[_evidence(g) for g in (evidence or [])],
@@ -277,9 +278,6 @@ class _Pass:
             freeze=None,
             gates=[verdicts.initial(g) for g in self.spec.gates],
         )
-        # A new run gets a new Slack thread; the old one stays in place.
-        state = self.s["notifications"]
-        self.s["notifications"] = state.model_copy(update={"slack": None})
         self.enter(Phase.PROGRESSING, "WaitingForCanary", message)
         self.event("RunStarted", reason, message)
         self.scale_canary(self.canary_replicas())
@@ -296,8 +294,7 @@ class _Pass:
         self.set_weight(step.weight)
         # The gates keep the verdicts that let this step start until its first evaluation.
         self.set(step_started_at=self.now, last_analysis_at=None)
-        self.enter(Phase.PROGRESSING, "StepStarted",
-                   f"step {self.s['current_step'] + 1}: {step.weight}% for {step.hold}")
+        self.enter(Phase.PROGRESSING, "HoldingStep", self.holding_text())
         self.event("StepAdvanced", "StepStarted",
                    f"canary weight {step.weight}%, holding {step.hold}")
         self.requeue.append(min(self.spec.analysis.interval.seconds, step.hold.seconds))
@@ -593,11 +590,17 @@ class _Pass:
                 f"{g.name} failing since {g.failing_since:%H:%M:%S}: {g.message}"
                 for g in failing if g.failing_since is not None))
         else:
-            left = max(0.0, (hold_end - self.now).total_seconds())
-            self.enter(Phase.PROGRESSING, "HoldingStep",
-                       f"step {index + 1}/{len(spec.steps)} at {step.weight}%, "
-                       f"{_fmt_seconds(left)} of {step.hold} hold left")
+            self.enter(Phase.PROGRESSING, "HoldingStep", self.holding_text())
         self.schedule_step(step, gates)
+
+    def holding_text(self) -> str:
+        """Stable across passes (status is written only when something changes): the time
+        left is derived from stepStartedAt by whoever shows it."""
+        index = self.s["current_step"]
+        step = self.spec.steps[index]
+        started = self.s["step_started_at"]
+        return (f"step {index + 1}/{len(self.spec.steps)} at {step.weight}%, holding {step.hold}"
+                f" from {started:%H:%M:%S}Z")
 
     def schedule_step(self, step: Step, gates: list[GateStatus]) -> None:
         analysis = self.spec.analysis
@@ -906,15 +909,6 @@ def _evidence(g: GateStatus) -> dict[str, object]:
                         include={"name", "verdict", "reason", "message", "value", "objective",
                                  "burn_rate", "samples", "query", "stable_value"})
     return dict(data)
-
-
-def _fmt_seconds(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    if seconds >= 60:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds}s"
 
 
 def _secs(start: datetime, end: datetime | None) -> str:

@@ -1,0 +1,215 @@
+"""SLOPolicy evaluation: budgets, burn rates and the release freeze. Pure.
+
+- Budget remaining per SLO = 1 - (bad / total over the SLO window) / (1 - objective).
+- Freeze when the freeze SLO's budget remaining is below ``whenRemainingBelow``, or while a
+  critical burn-rate alert fires on the stable service; release at ``releaseAbove`` or more
+  (hysteresis), once no critical alert fires.
+- An unknown budget (no data, a query error) freezes with reason ``BudgetUnknown``: new runs
+  never start on an unknown budget. In-flight runs hold on it; they are not rolled back.
+- Break-glass overrides are active until they expire; their activation and expiry are
+  announced once each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from controller.api.conditions import ConditionStatus, ConditionType, set_condition
+from controller.api.notifications import OutgoingMessage, Severity
+from controller.api.policy import (
+    SLO,
+    AlertSeverity,
+    BurnRateStatus,
+    OverrideStatus,
+    SLOPolicy,
+    SLOPolicyStatus,
+    SLOState,
+    SLOStatus,
+)
+from controller.engine import budget
+from controller.engine.measurements import BurnRateMeasurement, Measurement
+from controller.engine.observation import FreezeInput, FreezeReason
+
+MAX_OUTBOX = 50
+
+
+@dataclass(frozen=True, slots=True)
+class SLOMeasurements:
+    """One SLO's measurements on the policy's service: its budget window and burn rates."""
+
+    slo: str
+    budget: Measurement | None = None
+    burn_rates: tuple[BurnRateMeasurement, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyDecision:
+    status: SLOPolicyStatus
+    requeue_after: float
+    announcements: tuple[str, ...] = ()
+
+
+def _slo_status(slo: SLO, m: SLOMeasurements | None) -> SLOStatus:
+    base = SLOStatus(name=slo.name, objective=slo.objective, window=slo.window)
+    if slo.is_threshold or slo.objective is None:
+        return base.model_copy(update={
+            "state": SLOState.OK, "reason": "ThresholdSLI",
+            "message": "judged against its bound by the gates; no error budget"})
+    burns = []
+    for i, alert in enumerate(slo.burn_rate_alerts):
+        found = next((b for b in (m.burn_rates if m else ()) if b.alert == i), None)
+        long_rate = short_rate = None
+        if found is not None and found.long.ok and found.short.ok:
+            assert found.long.value is not None and found.short.value is not None
+            long_rate = round(budget.burn_rate(found.long.value, slo.objective), 6)
+            short_rate = round(budget.burn_rate(found.short.value, slo.objective), 6)
+        burns.append(BurnRateStatus(
+            severity=alert.severity, factor=alert.factor, long=alert.long, short=alert.short,
+            long_rate=long_rate, short_rate=short_rate,
+            firing=budget.alert_fires(long_rate, short_rate, alert.factor),
+        ))
+    b = m.budget if m else None
+    if b is None or not b.ok or b.numerator is None or b.denominator is None:
+        reason = "NoData" if b is None or b.status.value == "no_data" else "PrometheusError"
+        return base.model_copy(update={
+            "state": SLOState.UNKNOWN, "reason": reason,
+            "message": (b.message if b is not None and b.message else "budget not measured"),
+            "burn_rates": burns})
+    remaining = budget.budget_remaining(b.numerator, b.denominator, slo.objective)
+    if remaining is None:
+        return base.model_copy(update={
+            "state": SLOState.UNKNOWN, "reason": "NoData",
+            "message": f"no events in the last {slo.window}", "burn_rates": burns})
+    return base.model_copy(update={
+        "state": SLOState.OK, "reason": "Measured",
+        "message": f"{b.numerator:.0f} bad of {b.denominator:.0f} events in {slo.window}",
+        "budget_remaining": round(100.0 * remaining, 4),
+        "error_ratio": b.value,
+        "burn_rates": burns,
+    })
+
+
+def evaluate(policy: SLOPolicy, measured: dict[str, SLOMeasurements],
+             now: datetime) -> PolicyDecision:
+    """The policy's next status from this evaluation's measurements."""
+    old = policy.status
+    spec = policy.spec
+    gen = policy.metadata.generation
+    slos = [_slo_status(slo, measured.get(slo.name)) for slo in spec.slos]
+    by_name = {s.name: s for s in slos}
+    seq = old.seq
+    outbox = list(old.notifications.outbox)
+    added: list[str] = []
+
+    def announce(type_: str, severity: Severity, title: str, text: str) -> None:
+        nonlocal seq
+        seq += 1
+        if spec.notifications is None:
+            return
+        key = f"p{seq}"
+        outbox.append(OutgoingMessage(
+            key=key, type=type_, severity=severity, at=now,
+            title=f"{policy.metadata.namespace}/{policy.metadata.name}: {title}", text=text))
+        added.append(key)
+
+    frozen, reason, message, remaining = False, "", "", None
+    freeze = spec.error_budget_policy.freeze_releases
+    if freeze is not None:
+        s = by_name.get(freeze.slo)
+        remaining = s.budget_remaining if s else None
+        firing = [b for b in (s.burn_rates if s else [])
+                  if b.firing and b.severity == AlertSeverity.CRITICAL]
+        below = freeze.when_remaining_below.value
+        release = freeze.release_above.value
+        if s is None or s.state == SLOState.UNKNOWN or remaining is None:
+            frozen, reason = True, FreezeReason.BUDGET_UNKNOWN
+            message = (f"the budget of {freeze.slo} is unknown ({s.reason if s else 'NoData'}): "
+                       "new runs wait until it can be measured")
+        elif firing:
+            frozen, reason = True, FreezeReason.FAST_BURN
+            worst = max(firing, key=lambda b: b.long_rate or 0)
+            message = (f"{freeze.slo} burns {worst.long_rate:.1f}x over {worst.long} and "
+                       f"{worst.short_rate:.1f}x over {worst.short} (critical at "
+                       f"{worst.factor:g}x)")
+        elif remaining < below or (old.frozen and old.reason != FreezeReason.BUDGET_UNKNOWN
+                                   and remaining < release):
+            frozen, reason = True, FreezeReason.BUDGET_BELOW_THRESHOLD
+            message = (f"{remaining:.1f}% of the {freeze.slo} budget left; releases resume "
+                       f"at {release:g}%" if remaining >= below else
+                       f"{remaining:.1f}% of the {freeze.slo} budget left (freeze below "
+                       f"{below:g}%, release at {release:g}%)")
+        else:
+            message = f"{remaining:.1f}% of the {freeze.slo} budget left"
+
+    since = old.frozen_since if (old.frozen and frozen) else (now if frozen else None)
+    if frozen and not old.frozen:
+        severity = Severity.WARNING if reason == FreezeReason.BUDGET_UNKNOWN else Severity.CRITICAL
+        announce("FreezeStarted", severity, f"releases frozen ({reason})", message)
+    elif old.frozen and not frozen:
+        announce("FreezeLifted", Severity.INFO, "releases open again", message)
+
+    overrides = []
+    previous = {o.id: o for o in old.overrides}
+    for o in spec.overrides:
+        active = o.expires > now
+        overrides.append(OverrideStatus(id=o.id, by=o.by, reason=o.reason, until=o.expires,
+                                        allow=list(o.allow), active=active))
+        before = previous.get(o.id)
+        who = o.by or "an operator"
+        scope = ", ".join(o.allow) if o.allow else "every plan"
+        if active and (before is None or not before.active):
+            announce("OverrideActivated", Severity.WARNING, "break-glass override",
+                     f"{who} let {scope} through until {o.expires:%Y-%m-%d %H:%M:%S}Z: "
+                     f"{o.reason}")
+        elif not active and before is not None and before.active:
+            announce("OverrideExpired", Severity.INFO, "override expired",
+                     f"the override by {who} ({o.reason}) expired")
+
+    conditions = set_condition(
+        old.conditions, ConditionType.FROZEN,
+        ConditionStatus.TRUE if frozen else ConditionStatus.FALSE,
+        reason or "NotFrozen", message or "releases are open", gen, now)
+    unknown = [s.name for s in slos if s.state == SLOState.UNKNOWN]
+    conditions = set_condition(
+        conditions, ConditionType.READY,
+        ConditionStatus.FALSE if unknown else ConditionStatus.TRUE,
+        "SLOsUnknown" if unknown else "Evaluated",
+        ("cannot measure: " + ", ".join(unknown)) if unknown else "every SLO measured",
+        gen, now)
+    if len(outbox) > MAX_OUTBOX:
+        outbox = outbox[-MAX_OUTBOX:]
+    status = old.model_copy(update={
+        "observed_generation": gen, "seq": seq, "evaluated_at": now, "frozen": frozen,
+        "frozen_since": since, "reason": reason, "message": message,
+        "budget_remaining": remaining, "slos": slos, "overrides": overrides,
+        "conditions": list(conditions),
+        "notifications": old.notifications.model_copy(update={"outbox": outbox}),
+    })
+    interval = spec.evaluation_interval.seconds
+    expiries = [(o.until - now).total_seconds() for o in overrides if o.active]
+    requeue = min([interval, *[e + 0.01 for e in expiries]])
+    return PolicyDecision(status, max(0.0, requeue), tuple(added))
+
+
+def freeze_input(policy: SLOPolicy, plan_name: str, now: datetime) -> FreezeInput | None:
+    """What a plan sees of its policy's freeze, with any override covering it."""
+    freeze = policy.spec.error_budget_policy.freeze_releases
+    if freeze is None:
+        return None
+    st = policy.status
+    if st.evaluated_at is None:
+        return FreezeInput(policy=policy.metadata.name, frozen=True,
+                           reason=FreezeReason.BUDGET_UNKNOWN,
+                           message="the policy has not been evaluated yet",
+                           in_flight=freeze.in_flight)
+    overridden = any(
+        o.until > now and (not o.allow or plan_name in o.allow) for o in st.overrides
+    ) or any(
+        o.expires > now and (not o.allow or plan_name in o.allow) for o in policy.spec.overrides
+    )
+    return FreezeInput(
+        policy=policy.metadata.name, frozen=st.frozen, reason=st.reason, message=st.message,
+        budget_remaining=st.budget_remaining, in_flight=freeze.in_flight,
+        overridden=overridden, since=st.frozen_since,
+    )

@@ -12,9 +12,10 @@ create-blocks-from openmetrics``):
 * ``http_request_duration_seconds_bucket{service,track,le}``, ``_count`` and ``_sum``
 * ``process_resident_memory_bytes{service,track}`` (gauge, when the shape sets it)
 
-The histogram parts are written as three gauge families: promtool's OpenMetrics parser
-wants a histogram family's points in a strict layout, and PromQL ignores metric types, so
-``rate()`` and ``increase()`` treat them exactly as scraped histogram series.
+The histogram parts are written as three gauge families, because ``Series`` of
+``controller.testing.prometheus`` has counter and gauge types only (its ``untyped`` is not
+valid OpenMetrics for promtool 2.42, which wants ``unknown``). PromQL ignores metric types,
+so ``rate()`` and ``increase()`` treat them exactly as scraped histogram series.
 
 Counts are deterministic: each step's events are the expected number (rate x step) carried
 over between steps, so a trace holds exactly the events it promises and

@@ -35,6 +35,16 @@ class SecretRegistry:
             urllib.parse.quote_plus(value),
             base64.b64encode(value.encode()).decode(),
         }
+        url = urllib.parse.urlsplit(value)
+        if url.scheme in ("http", "https") and url.netloc:
+            # In a webhook URL the secret is the path (Slack: /services/T…/B…/<secret>); a
+            # server may quote just that part.
+            segments = [s for s in url.path.split("/") if s]
+            for i in range(len(segments)):
+                forms.add("/".join(segments[i:]))
+            if url.query:
+                forms.add(url.query)
+            forms = {f for f in forms if len(f) >= _MIN_SECRET_LENGTH}
         with self._lock:
             self._forms = self._forms | forms
 

@@ -525,6 +525,15 @@ def test_budget_of_a_track_without_traffic_counts_the_other(source: PrometheusSo
     assert m.value == near(truth.slow_ratio(0.2))
 
 
+def test_budget_with_an_le_the_histogram_lacks_is_no_data_not_zero_traffic(
+    source: PrometheusSource,
+) -> None:
+    wrong = slo({"latency": {"histogram": "http_request_duration_seconds", "le": "0.20"}}, 95)
+    m = source.measure_budget(wrong, ctx("healthy", T0 + 2 * HOUR), HOUR)
+    assert m.status == MeasurementStatus.NO_DATA
+    assert "no bucket with this le" in m.message
+
+
 def test_budget_without_any_traffic_is_no_data(source: PrometheusSource) -> None:
     m = source.measure_budget(RATIO, ctx("idle", T0 + HOUR), HOUR)
     assert m.status == MeasurementStatus.NO_DATA

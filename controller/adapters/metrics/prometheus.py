@@ -288,7 +288,8 @@ class PrometheusSource:
         for queries in per_track:
             counts = self._counts(queries, None, at)
             if isinstance(counts, Measurement):
-                if counts.status == MeasurementStatus.NO_DATA:
+                no_traffic = not (counts.denominator or 0) > 0
+                if counts.status == MeasurementStatus.NO_DATA and no_traffic:
                     continue  # this track had no traffic in the window
                 return _with_query(counts, text)
             bad_sum += counts[0]

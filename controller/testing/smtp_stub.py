@@ -102,7 +102,7 @@ class SmtpServer:
             ok = (isinstance(auth_data, LoginPassword)
                   and auth_data.login.decode() == self.username
                   and auth_data.password.decode() == self.password)
-            return AuthResult(success=ok, handled=False)
+            return AuthResult(success=ok, handled=False, auth_data=auth_data)
 
         kwargs: dict[str, Any] = {}
         if self.username is not None:

@@ -1,6 +1,12 @@
-"""A concurrent writer between the router's read and its write: the router writes nothing
-and raises RouterError("Conflict") (it does not retry by itself: the caller re-reads and
-retries on its next reconcile, which then succeeds and keeps the other writer's change)."""
+"""A concurrent writer between a router's read and its write.
+
+Gateway API, Istio and NGINX guard their write with the resourceVersion they read: the
+router writes nothing and raises RouterError("Conflict"); it does not retry by itself, the
+caller re-reads and retries on its next reconcile, which succeeds and keeps the other
+writer's change. The replica router writes merge patches naming only its own two fields,
+unguarded (the Deployment controller's status writes would make a guard fail all the
+time): the other writer's change is kept, and a concurrent scale is last-writer-wins.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ import pytest
 from controller.ports import RouterError
 from controller.testing.fixtures import TestCluster
 
-from .test_traffic_harness import Nginx, Provider, Setup, provider_params, set_up
+from .test_traffic_harness import CANARY, Nginx, Provider, Replicas, Setup, provider_params, set_up
 
 pytestmark = pytest.mark.cluster
 
@@ -20,15 +26,16 @@ pytestmark = pytest.mark.cluster
 READS = {"gatewayAPI": "_read", "istio": "_read", "nginx": "_read_canary", "replicas": "_read"}
 
 
-@pytest.fixture(params=provider_params())
-def setup(request: pytest.FixtureRequest, cluster: TestCluster,
-          namespace: str) -> Iterator[Setup]:
+@pytest.fixture(params=provider_params(guarded=True))
+def guarded(request: pytest.FixtureRequest, cluster: TestCluster,
+            namespace: str) -> Iterator[Setup]:
     provider: Provider = request.param
     with set_up(cluster, namespace, provider) as setup:
         yield setup
 
 
-def race_after_first_read(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+def race_after_first_read(setup: Setup, monkeypatch: pytest.MonkeyPatch,
+                          write: Callable[[], None] | None = None) -> None:
     """Make someone else write the object right after the router's next read of it."""
     name = READS[setup.provider.id]
     original: Callable[..., Any] = getattr(setup.router, name)
@@ -39,15 +46,16 @@ def race_after_first_read(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None
         obj = original(*args)
         if not raced:
             raced = True
-            setup.provider.concurrent_write(setup.kube)
+            (write or (lambda: setup.provider.concurrent_write(setup.kube)))()
         return obj
 
     monkeypatch.setattr(setup.router, name, read_then_someone_writes)
 
 
 def test_a_write_between_read_and_write_is_a_conflict_and_writes_nothing(
-    setup: Setup, monkeypatch: pytest.MonkeyPatch,
+    guarded: Setup, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    setup = guarded
     setup.router.apply(10)
     race_after_first_read(setup, monkeypatch)
 
@@ -59,7 +67,7 @@ def test_a_write_between_read_and_write_is_a_conflict_and_writes_nothing(
     assert setup.provider.concurrent_write_seen(setup.kube)
 
     # the caller's retry (next reconcile) re-reads and succeeds, keeping the other change
-    assert setup.router.apply(50) is not None
+    assert setup.router.apply(50) == 50
     assert setup.weight() == 50
     assert setup.provider.concurrent_write_seen(setup.kube)
 
@@ -77,3 +85,29 @@ def test_deleting_the_canary_ingress_races_safely(
         assert setup.weight() == 10, "the precondition kept the changed Ingress"
         setup.router.restore()
         assert setup.weight() == 0
+
+
+def test_the_replica_router_writes_through_a_concurrent_change_and_keeps_it(
+    cluster: TestCluster, namespace: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with set_up(cluster, namespace, Replicas()) as setup:
+        setup.router.apply(10)
+        race_after_first_read(setup, monkeypatch)
+        setup.router.apply(50)
+        assert setup.weight() == 50
+        assert setup.provider.concurrent_write_seen(setup.kube)
+
+
+def test_a_concurrent_scale_of_the_canary_is_last_writer_wins_then_drift(
+    cluster: TestCluster, namespace: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with set_up(cluster, namespace, Replicas()) as setup:
+        setup.router.apply(10)
+        race_after_first_read(setup, monkeypatch,
+                              lambda: setup.kube.scale_deployment(CANARY, 4))
+        setup.router.apply(50)  # writes after the other scale: the router's 2 replicas win
+        assert setup.kube.get_deployment(CANARY)["spec"]["replicas"] == 2
+        assert setup.router.verify(50)
+        setup.kube.scale_deployment(CANARY, 4)  # a scale after the router's write ...
+        observed = setup.router.observe()  # ... is drift the next reconcile sees
+        assert (observed.weight, observed.reason) == (100, "ReplicasEdited")

@@ -147,8 +147,12 @@ def to_router_error(exc: ApiException, ref: ObjectRef, action: str, *,
             "the next reconcile re-reads it and tries again",
         )
     if code == 422:
-        if "test failed" in said or "resourceVersion" in said:
-            # the JSON patch's guard (a `test` of metadata.resourceVersion) did not hold
+        details = status.get("details")
+        if not (isinstance(details, dict) and details.get("name")):
+            # A JSON patch that does not apply: the API server answers 422 with a generic
+            # message and empty details (a validation error names the object). Our patches
+            # only test metadata.resourceVersion and set fields found at that version, so
+            # the test failed: someone wrote in between.
             return RouterError(
                 Reason.CONFLICT,
                 f"{ref} changed between read and write while rolloutctl tried to {action} "

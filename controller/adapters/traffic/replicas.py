@@ -25,8 +25,13 @@ Drift: when the canary's replicas no longer match what the annotation's weight n
 scaled it by hand), ``observe()`` reports the weight those replicas imply (the largest weight
 that gives that many replicas) with reason ``ReplicasEdited``, and ``apply`` scales it back.
 
-Concurrency: both writes are merge patches carrying the resourceVersion just read, so a
-concurrent writer gives ``RouterError("Conflict")``; the caller retries on its next reconcile.
+Concurrency: the two writes are merge patches that name only the router's own fields (the
+annotation; ``spec.replicas`` through ``scale``), with no resourceVersion guard: the
+Deployment controller rewrites the status (and so the resourceVersion) many times while
+Pods start, so a guard would fail on most writes without anybody touching the router's
+fields. A concurrent change to any other field is therefore kept, and a concurrent scale of
+the canary is last-writer-wins: if it lands after the router's write, ``observe()`` shows it
+as drift on the next reconcile, which scales back. No ``Conflict`` comes from this router.
 """
 
 from __future__ import annotations
@@ -150,8 +155,10 @@ class ReplicaRouter:
         check_weight(weight)
         canary = self._read(self.canary)
         total = 0 if weight == 0 else self._total(self._read(self.stable))
-        return (_annotated_weight(canary) == weight
-                and _replicas(canary) == canary_replicas(total, weight))
+        annotated = _annotated_weight(canary)
+        if annotated is None and weight == 0:  # never routed: no annotation yet
+            annotated = 0
+        return annotated == weight and _replicas(canary) == canary_replicas(total, weight)
 
     def restore(self) -> None:
         """Canary scaled to 0 (annotated weight 0); reads only the canary Deployment, so a
@@ -171,12 +178,11 @@ class ReplicaRouter:
         return self.total_replicas if self.total_replicas is not None else _replicas(stable)
 
     def _set(self, canary: dict[str, Any], weight: int, replicas: int) -> None:
-        """Record WEIGHT, then scale to REPLICAS; each write guarded by resourceVersion."""
-        version = canary["metadata"]["resourceVersion"]
+        """Record WEIGHT, then scale to REPLICAS; each only when it differs."""
         if _annotated_weight(canary) != weight:
-            version = self._patch_annotation(weight, version)
+            self._patch_annotation(weight)
         if _replicas(canary) != replicas:
-            self._scale(replicas, version)
+            self._scale(replicas)
 
     def _read(self, ref: ObjectRef) -> dict[str, Any]:
         role = "canary" if ref == self.canary else "stable"
@@ -188,20 +194,18 @@ class ReplicaRouter:
             )
         return response_json(response)
 
-    def _patch_annotation(self, weight: int, version: str) -> str:
-        body = {"metadata": {"resourceVersion": version,
-                             "annotations": {WEIGHT_ANNOTATION: str(weight)}}}
+    def _patch_annotation(self, weight: int) -> None:
+        body = {"metadata": {"annotations": {WEIGHT_ANNOTATION: str(weight)}}}
         with kube_errors(self.canary, "annotate", not_found=Reason.DEPLOYMENT_NOT_FOUND,
                          fix="create it, or fix spec.target.canary.name"):
-            response = self._apps.patch_namespaced_deployment(
+            self._apps.patch_namespaced_deployment(
                 self.canary.name, self.canary.namespace, body=body,
                 field_manager=self._field_manager, _content_type=MERGE_PATCH,
                 _preload_content=False, _request_timeout=REQUEST_TIMEOUT,
             )
-        return str(response_json(response)["metadata"]["resourceVersion"])
 
-    def _scale(self, replicas: int, version: str) -> None:
-        body = {"metadata": {"resourceVersion": version}, "spec": {"replicas": replicas}}
+    def _scale(self, replicas: int) -> None:
+        body = {"spec": {"replicas": replicas}}
         with kube_errors(self.canary, "scale", not_found=Reason.DEPLOYMENT_NOT_FOUND,
                          fix="create it, or fix spec.target.canary.name"):
             self._apps.patch_namespaced_deployment_scale(

@@ -46,7 +46,7 @@ class Condition(Wire):
 
 @lru_cache(maxsize=512)
 def _is_reason(reason: str) -> bool:
-    return bool(_REASON_RE.match(reason))
+    return bool(_REASON_RE.fullmatch(reason))
 
 
 def set_condition(

@@ -31,7 +31,7 @@ def unknown_variables(template: str) -> list[str]:
 
 
 def is_label_safe(value: str) -> bool:
-    return len(value) <= 63 and bool(_LABEL_SAFE_RE.match(value))
+    return len(value) <= 63 and bool(_LABEL_SAFE_RE.fullmatch(value))
 
 
 def render(template: str, values: Mapping[str, str]) -> str:
@@ -40,7 +40,7 @@ def render(template: str, values: Mapping[str, str]) -> str:
         if name not in ALLOWED_VARIABLES:
             raise TemplateError(f"unknown template variable {name!r}")
         if name == "window":
-            if not _PROM_DURATION_RE.match(value):
+            if not _PROM_DURATION_RE.fullmatch(value):
                 raise TemplateError(f"window {value!r} is not a Prometheus duration")
         elif not is_label_safe(value):
             raise TemplateError(

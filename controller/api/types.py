@@ -60,7 +60,7 @@ class Duration:
 
     def __init__(self, text: str) -> None:
         text = text.strip()
-        if not _DURATION_RE.match(text):
+        if not _DURATION_RE.fullmatch(text):
             raise ValueError(
                 f"invalid duration {text!r}: write a number and a unit (ms, s, m, h, d), "
                 "for example 90s, 5m, 24h or 30d"

@@ -157,3 +157,16 @@ def test_unreadable_and_foreign_documents(tmp_path: Path) -> None:
     assert any(line.startswith(f"{bad_yaml}: not valid YAML") for line in lines)
     assert f"{other}: apiVersion: must be rolloutctl.dev/v1alpha1 (it is 'v1')" in lines
     assert any("cannot read" in line for line in lines)
+
+
+@pytest.mark.parametrize("value", ["shop\n", 'a"} or vector(1) #', "a b", "x" * 64, ""])
+def test_template_values_that_could_inject_are_refused(value: str) -> None:
+    from controller.api import templates
+
+    if value == "":
+        assert templates.render("{{service}}", {"service": value}) == ""
+        return
+    with pytest.raises(templates.TemplateError):
+        templates.render('up{service="{{service}}"}', {"service": value})
+    with pytest.raises(templates.TemplateError):
+        templates.render("rate(x[{{window}}])", {"window": "5m\n"})

@@ -58,5 +58,11 @@ def version() -> None:
     typer.echo(f"rolloutctl {__version__}")
 
 
+# -- commands defined in their own modules (one line each) ---------------------------------
+from controller.cli.simulate import simulate  # noqa: E402
+
+app.command()(simulate)
+
+
 def main() -> None:
     sys.exit(app())

@@ -33,7 +33,9 @@ therefore writes a JSON patch (``application/json-patch+json``, field manager
 operations set only the weight fields it found. A concurrent writer between the read and
 the write makes the test fail: the API server answers 422 (or 409), reported as
 ``RouterError("Conflict")`` and nothing is written; the caller re-reads and retries on its
-next reconcile. A GitOps tool that syncs the route will see the weights as drift: tell it to
+next reconcile. (A Gateway controller writing the route's status in that instant changes the
+resourceVersion too: same Conflict, same retry; the window is one read-to-write round trip.)
+A GitOps tool that syncs the route will see the weights as drift: tell it to
 ignore them (Argo CD ``ignoreDifferences`` with
 ``jqPathExpressions: [".spec.rules[].backendRefs[].weight"]``), or the sync and the
 controller will fight over them (the controller restores its weight at every reconcile).

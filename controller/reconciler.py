@@ -78,15 +78,24 @@ Submit = Callable[[str, str, str], object]
 
 
 class Slots:
-    """``maxConcurrentRollouts``: which plans hold one of the limited run slots."""
+    """``maxConcurrentRollouts``: which plans hold one of the limited run slots.
 
-    def __init__(self, limit: int | None) -> None:
+    ``seed`` lists the plans in a run when this replica starts acting (from the cache), so a
+    new leader never hands out a slot an earlier leader's run still holds.
+    """
+
+    def __init__(self, limit: int | None,
+                 seed: Callable[[], list[str]] | None = None) -> None:
         self.limit = limit
         self._active: set[str] = set()
+        self._seed = seed
         self._lock = threading.Lock()
 
     def available(self, key: str) -> bool:
         with self._lock:
+            if self._seed is not None:
+                self._active.update(self._seed())
+                self._seed = None
             return self.limit is None or key in self._active or len(self._active) < self.limit
 
     def update(self, key: str, active: bool) -> None:

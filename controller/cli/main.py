@@ -59,9 +59,11 @@ def version() -> None:
 
 
 # -- commands defined in their own modules (one line each) ---------------------------------
+from controller.cli.run import run  # noqa: E402
 from controller.cli.simulate import simulate  # noqa: E402
 
 app.command()(simulate)
+app.command()(run)
 
 
 def main() -> None:

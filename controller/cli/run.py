@@ -1,0 +1,202 @@
+"""``rolloutctl run``: the controller process (what the Deployment in the Helm chart runs)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import sys
+import threading
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+
+log = logging.getLogger("rolloutctl")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+            "thread": record.threadName,
+        }
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure_logging(fmt: str, level: str) -> None:
+    from controller.adapters.notify.redact import RedactingFilter
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())  # secrets never reach the log, whoever logs them
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("urllib3", "kubernetes", "slack_sdk"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def monotonic(self) -> float:
+        import time
+
+        return time.monotonic()
+
+
+def run(
+    kubeconfig: Annotated[str | None, typer.Option(
+        envvar="KUBECONFIG", help="Kubeconfig file (default: in-cluster config)")] = None,
+    context: Annotated[str | None, typer.Option(help="Kubeconfig context")] = None,
+    namespace: Annotated[list[str] | None, typer.Option(
+        "--namespace", "-n", envvar="ROLLOUTCTL_NAMESPACES",
+        help="Namespace to watch (repeat for several; default: all)")] = None,
+    workers: Annotated[int, typer.Option(
+        envvar="ROLLOUTCTL_WORKERS", min=1, help="Reconcile workers for plans")] = 4,
+    leader_elect: Annotated[bool, typer.Option(
+        envvar="ROLLOUTCTL_LEADER_ELECT", help="Elect a leader on a Lease (for replicas > 1)")
+    ] = True,
+    lease_namespace: Annotated[str, typer.Option(
+        envvar="POD_NAMESPACE", help="Namespace of the leader Lease")] = "rolloutctl-system",
+    lease_name: Annotated[str, typer.Option(
+        envvar="ROLLOUTCTL_LEASE_NAME", help="Name of the leader Lease")
+    ] = "rolloutctl-controller",
+    identity: Annotated[str | None, typer.Option(
+        envvar="POD_NAME", help="This replica's name in the Lease (default: host-pid)")] = None,
+    prometheus_url: Annotated[str | None, typer.Option(
+        envvar="ROLLOUTCTL_PROMETHEUS_URL",
+        help="Prometheus for SLOPolicies without spec.prometheus")] = None,
+    metrics_address: Annotated[str, typer.Option(
+        envvar="ROLLOUTCTL_METRICS_ADDRESS",
+        help="host:port of /metrics, /healthz and /readyz")] = "127.0.0.1:8080",
+    log_format: Annotated[str, typer.Option(
+        envvar="ROLLOUTCTL_LOG_FORMAT", help="json or text")] = "json",
+    log_level: Annotated[str, typer.Option(envvar="ROLLOUTCTL_LOG_LEVEL")] = "info",
+    max_concurrent_rollouts: Annotated[int | None, typer.Option(
+        envvar="ROLLOUTCTL_MAX_CONCURRENT_ROLLOUTS", min=1,
+        help="Runs beyond this wait in Pending (default: no limit)")] = None,
+    cluster_name: Annotated[str, typer.Option(
+        envvar="ROLLOUTCTL_CLUSTER_NAME", help="Shown in Slack messages")] = "",
+    slack_base_url: Annotated[str | None, typer.Option(
+        envvar="ROLLOUTCTL_SLACK_BASE_URL", help="Slack Web API base URL (for a stand-in)")
+    ] = None,
+    resync: Annotated[float, typer.Option(
+        envvar="ROLLOUTCTL_RESYNC_SECONDS", help="Seconds between full resyncs")] = 600.0,
+) -> None:
+    """Run the controller: watch RolloutPlans and SLOPolicies and drive them."""
+    if log_format not in ("json", "text"):
+        raise typer.BadParameter("must be json or text", param_hint="--log-format")
+    configure_logging(log_format, log_level)
+    from prometheus_client import CollectorRegistry
+
+    from controller.adapters.kube.client import ClusterConfig, NoCluster, api_client
+    from controller.adapters.kube.events import EventRecorder
+    from controller.adapters.kube.objects import ObjectStore
+    from controller.adapters.kube.workloads import Workloads
+    from controller.adapters.metrics.analysis import measure_gates
+    from controller.adapters.metrics.probe import ProbeRegistry
+    from controller.adapters.metrics.prometheus import PrometheusSource
+    from controller.adapters.notify import (
+        Dispatcher,
+        DispatcherConfig,
+        KubeNotificationStore,
+        NotifyMetrics,
+    )
+    from controller.adapters.traffic.registry import router_for
+    from controller.api.policy import SLOPolicy
+    from controller.reconciler import PlanReconciler, PolicyReconciler, Slots
+    from controller.runtime.manager import Manager, default_identity
+    from controller.telemetry import Telemetry
+
+    try:
+        api = api_client(ClusterConfig(kubeconfig, context))
+    except NoCluster as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    me = identity or default_identity()
+    registry = CollectorRegistry()
+    manager = Manager(
+        api, registry, namespaces=namespace or None, identity=me,
+        leader_election=leader_elect, workers=workers, resync_seconds=resync,
+        lease_namespace=lease_namespace, lease_name=lease_name, bind=metrics_address,
+    )
+    clock = SystemClock()
+    telemetry = Telemetry(registry)
+    store = ObjectStore(api)
+    deployments = manager.cache("deployments")
+    policies = manager.cache("slopolicies")
+    plans = manager.cache("rolloutplans")
+    workloads = Workloads(api, getter=lambda ns, name: deployments.get(f"{ns}/{name}"))
+    events = EventRecorder(api, instance=me)
+
+    sources: dict[tuple[str, float], PrometheusSource] = {}
+    sources_lock = threading.Lock()
+
+    def source_for(policy: SLOPolicy | None) -> PrometheusSource:
+        ref = policy.spec.prometheus if policy is not None else None
+        url = ref.url if ref is not None else prometheus_url
+        if url is None:  # measurements come back as errors: the plan holds and says why
+            url = "http://prometheus-not-configured.invalid"
+        timeout = ref.timeout.seconds if ref is not None else 10.0
+        with sources_lock:
+            key = (url, timeout)
+            if key not in sources:
+                sources[key] = PrometheusSource(url, timeout_seconds=timeout, registry=registry)
+            return sources[key]
+
+    probes = ProbeRegistry()
+    config = DispatcherConfig(cluster_name=cluster_name, identity=me)
+    if slack_base_url:
+        config = dataclasses.replace(config, slack_base_url=slack_base_url)
+    dispatcher = Dispatcher(KubeNotificationStore(api, reporting_instance=me), config,
+                            metrics=NotifyMetrics(registry)).start()
+
+    def seed_slots() -> list[str]:
+        from controller.api.plan import RolloutPlanStatus
+
+        active = []
+        for obj in plans.objects():
+            try:
+                st = RolloutPlanStatus.model_validate(obj.get("status") or {})
+            except ValueError:
+                continue
+            if st.in_run:
+                meta = obj["metadata"]
+                active.append(f"{meta['namespace']}/{meta['name']}")
+        return active
+
+    slots = Slots(max_concurrent_rollouts, seed=seed_slots)
+    plan_reconciler = PlanReconciler(
+        store=store, workloads=workloads,
+        router_for=lambda plan: router_for(plan, api),
+        measure_gates=lambda plan, policy, ctx, window, run_s: measure_gates(
+            source_for(policy), plan, policy, ctx, window, run_s, probes),
+        policy_lookup=lambda ns, name: policies.get(f"{ns}/{name}"),
+        clock=clock, telemetry=telemetry, events=events, submit=dispatcher.submit,
+        slots=slots, leading=manager.leading,
+    )
+    policy_reconciler = PolicyReconciler(
+        store=store, metrics_for=source_for, clock=clock, telemetry=telemetry,
+        events=events, submit=dispatcher.submit, leading=manager.leading,
+    )
+    manager.add_plans_controller(plan_reconciler, workers)
+    manager.add_policies_controller(policy_reconciler, max(1, min(2, workers)))
+    log.info("rolloutctl controller %s starting (pid %d, namespaces: %s, leader election: %s)",
+             me, os.getpid(), ", ".join(namespace) if namespace else "all", leader_elect)
+    try:
+        manager.run()
+    finally:
+        dispatcher.stop(timeout=5.0)
+        probes.stop_all()
+        for source in sources.values():
+            source.close()

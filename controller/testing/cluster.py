@@ -132,29 +132,32 @@ def _started_by_us(pid: int, marker: str) -> bool:
 
 
 def stop_pids(pids: Mapping[str, int], marker: str, timeout: float = 15.0) -> None:
-    """SIGTERM each PID (in reverse start order), wait, then SIGKILL what is left.
+    """Stop each PID in reverse start order: SIGTERM, wait up to TIMEOUT, then SIGKILL.
 
-    A PID whose command line does not mention MARKER is not ours (the PID was reused)
-    and is left alone.
+    One at a time, so the API server shuts down while etcd is still there (SIGTERM to all
+    at once makes kube-apiserver's shutdown hang on etcd). A PID whose command line does
+    not mention MARKER is not ours (the PID was reused) and is left alone.
     """
-    ours = {n: p for n, p in pids.items() if pid_alive(p) and _started_by_us(p, marker)}
-    for pid in reversed(list(ours.values())):
+    ours = [p for p in pids.values() if pid_alive(p) and _started_by_us(p, marker)]
+    for pid in reversed(ours):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
+        if _wait_gone(pid, timeout):
+            continue
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        _wait_gone(pid, 5.0)
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
-    for pid in ours.values():
-        while pid_alive(pid) and time.monotonic() < deadline:
-            _reap(pid)
-            time.sleep(0.1)
-        if pid_alive(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-    for pid in ours.values():
-        for _ in range(50):
-            _reap(pid)
-            if not pid_alive(pid):
-                break
-            time.sleep(0.1)
+    while True:
+        _reap(pid)
+        if not pid_alive(pid):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
 
 
 def _reap(pid: int) -> None:

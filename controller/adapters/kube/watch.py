@@ -42,6 +42,7 @@ __all__ = [
     "DEPLOYMENTS",
     "ROLLOUT_PLANS",
     "SLO_POLICIES",
+    "ApiClient",
     "Backoff",
     "Cache",
     "Informer",
@@ -53,6 +54,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: the client type, for layers that hold one without importing ``kubernetes`` themselves
+ApiClient = client.ApiClient
 Object = dict[str, Any]
 Handler = Callable[[Object], None]
 IndexFunc = Callable[[Object], Iterable[str]]
@@ -300,6 +303,7 @@ class Informer:
         self._lists = 0
         self._watch_starts = 0
         self._expired = 0
+        self._errors = 0
 
     def __repr__(self) -> str:
         where = "all namespaces" if self._namespaces == [None] else ",".join(
@@ -337,10 +341,11 @@ class Informer:
 
     @property
     def stats(self) -> dict[str, int]:
-        """Counts for tests and metrics: lists done, watches opened, 410s met."""
+        """Counts for tests and metrics: lists done, watches opened, 410s met, other
+        failures (each followed by a backoff)."""
         with self._lock:
             return {"lists": self._lists, "watches": self._watch_starts,
-                    "expired": self._expired}
+                    "expired": self._expired, "errors": self._errors}
 
     def start(self) -> None:
         if self._threads:
@@ -398,6 +403,8 @@ class Informer:
                     break
                 failures += 1
                 reason = _describe(exc)
+            with self._lock:
+                self._errors += 1
             delay = self._backoff.delay(failures)
             log.warning("%s in %s: %s; retrying in %.1f s", self.resource, where, reason, delay)
             self._stop.wait(delay)

@@ -295,8 +295,12 @@ class _Pass:
         # The gates keep the verdicts that let this step start until its first evaluation.
         self.set(step_started_at=self.now, last_analysis_at=None)
         self.enter(Phase.PROGRESSING, "HoldingStep", self.holding_text())
+        gates = [g for g in self.s["gates"] if g.evaluated_at is not None]
+        evidence = ("; gates at the advance: " + ", ".join(
+            f"{g.name} {g.verdict.value}" + (f" ({g.value:g})" if g.value is not None else "")
+            for g in gates)) if gates else ""
         self.event("StepAdvanced", "StepStarted",
-                   f"canary weight {step.weight}%, holding {step.hold}")
+                   f"canary weight {step.weight}%, holding {step.hold}{evidence}")
         self.requeue.append(min(self.spec.analysis.interval.seconds, step.hold.seconds))
 
     def end_run(self, outcome: RunOutcome, reason: str, message: str) -> None:

@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import pytest
 from kubernetes import client
@@ -19,6 +20,10 @@ pytestmark = pytest.mark.cluster
 LEASE = "rolloutctl-leader"
 
 
+class MakeCandidate(Protocol):
+    def __call__(self, identity: str, timings: ElectionTimings | None = None) -> Candidate: ...
+
+
 @dataclass
 class Candidate:
     elector: LeaderElector
@@ -27,7 +32,7 @@ class Candidate:
 
 
 @pytest.fixture
-def candidates(cluster: TestCluster, namespace: str) -> Iterator[Callable[[str], Candidate]]:
+def candidates(cluster: TestCluster, namespace: str) -> Iterator[MakeCandidate]:
     made: list[Candidate] = []
 
     def make(identity: str, timings: ElectionTimings | None = None) -> Candidate:
@@ -96,12 +101,12 @@ def lease_holder(cluster: TestCluster, namespace: str) -> str:
     try:
         lease = client.CoordinationV1Api(api).read_namespaced_lease(
             LEASE, namespace, _request_timeout=10)
-        return str(lease.spec.holder_identity or "")
+        return str(lease.spec.holder_identity or "") if lease.spec else ""
     finally:
         api.close()  # type: ignore[no-untyped-call]
 
 
-def start_pair(candidates: Callable[[str], Candidate]) -> tuple[Candidate, Candidate]:
+def start_pair(candidates: MakeCandidate) -> tuple[Candidate, Candidate]:
     a, b = candidates("replica-a"), candidates("replica-b")
     a.elector.start()
     assert wait_for(a.elector.is_leader, 10), "the first candidate creates the Lease and leads"
@@ -111,7 +116,7 @@ def start_pair(candidates: Callable[[str], Candidate]) -> tuple[Candidate, Candi
 
 
 def test_exactly_one_of_two_candidates_leads(
-    candidates: Callable[[str], Candidate], cluster: TestCluster, namespace: str
+    candidates: MakeCandidate, cluster: TestCluster, namespace: str
 ) -> None:
     a, b = start_pair(candidates)
     with Sampler([a, b]) as sampler:
@@ -125,7 +130,7 @@ def test_exactly_one_of_two_candidates_leads(
 
 
 def test_stopping_the_leader_releases_the_lease_and_the_standby_takes_over_within_a_second(
-    candidates: Callable[[str], Candidate], cluster: TestCluster, namespace: str
+    candidates: MakeCandidate, cluster: TestCluster, namespace: str
 ) -> None:
     a, b = start_pair(candidates)
     with Sampler([a, b]) as sampler:
@@ -147,7 +152,7 @@ def test_stopping_the_leader_releases_the_lease_and_the_standby_takes_over_withi
 
 @pytest.mark.slow
 def test_a_killed_leader_is_replaced_within_the_lease_duration_and_never_overlaps(
-    candidates: Callable[[str], Candidate], cluster: TestCluster, namespace: str
+    candidates: MakeCandidate, cluster: TestCluster, namespace: str
 ) -> None:
     a, b = start_pair(candidates)  # the defaults: 15 s lease, 10 s deadline, 2 s retry
     with Sampler([a, b]) as sampler:
@@ -169,7 +174,7 @@ def test_a_killed_leader_is_replaced_within_the_lease_duration_and_never_overlap
 
 
 def test_short_timings_hand_over_after_a_crash_too(
-    candidates: Callable[[str], Candidate], cluster: TestCluster, namespace: str
+    candidates: MakeCandidate, cluster: TestCluster, namespace: str
 ) -> None:
     timings = ElectionTimings(lease_duration=3, renew_deadline=2, retry_period=0.5)
     a, b = candidates("fast-a", timings), candidates("fast-b", timings)

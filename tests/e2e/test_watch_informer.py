@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from kubernetes import client
@@ -69,9 +69,9 @@ def api(cluster: TestCluster) -> Iterator[client.ApiClient]:
 def create_plan(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
     doc = plan_doc(name, namespace)
     doc["metadata"] = {"name": name, "namespace": namespace}
-    created: dict[str, Any] = client.CustomObjectsApi(api).create_namespaced_custom_object(
+    created = client.CustomObjectsApi(api).create_namespaced_custom_object(
         GROUP, VERSION, namespace, "rolloutplans", doc, _request_timeout=10)
-    return created
+    return cast(dict[str, Any], created)
 
 
 def patch_plan(api: client.ApiClient, namespace: str, name: str, patch: dict[str, Any]) -> None:
@@ -86,16 +86,15 @@ def delete_plan(api: client.ApiClient, namespace: str, name: str) -> None:
 
 
 def server_plans(api: client.ApiClient, namespace: str) -> dict[str, str]:
-    listed = client.CustomObjectsApi(api).list_namespaced_custom_object(
+    listed: Any = client.CustomObjectsApi(api).list_namespaced_custom_object(
         GROUP, VERSION, namespace, "rolloutplans", _request_timeout=10)
     return {f"{namespace}/{o['metadata']['name']}": o["metadata"]["resourceVersion"]
             for o in listed["items"]}
 
 
 def cached(informer: Informer, namespace: str) -> dict[str, str]:
-    return {k: o["metadata"]["resourceVersion"] for k, o in
-            ((k, informer.cache.get(k)) for k in informer.cache.keys())
-            if o is not None and k.startswith(f"{namespace}/")}
+    return {f"{namespace}/{o['metadata']['name']}": o["metadata"]["resourceVersion"]
+            for o in informer.cache.objects() if o["metadata"]["namespace"] == namespace}
 
 
 def deployment(name: str, replicas: int = 1) -> dict[str, Any]:
@@ -148,7 +147,8 @@ def test_deployments_in_the_watched_namespaces_arrive_as_camel_case_dicts(
     informer.start()
     try:
         assert informer.wait_for_sync(10)
-        apps.create_namespaced_deployment(namespace, deployment("checkout"), _request_timeout=10)
+        apps.create_namespaced_deployment(namespace, cast(Any, deployment("checkout")),
+                                          _request_timeout=10)
         apps.patch_namespaced_deployment(
             "checkout", namespace, {"spec": {"replicas": 3}},
             _content_type="application/merge-patch+json", _request_timeout=10)

@@ -98,8 +98,8 @@ def test_slack_answering_500_does_not_delay_a_rollback_and_the_messages_follow(
     assert max(m.posted_at for m in messages) < outage.started + 2.0 + 5.0
     after = store.get(ref)["status"]["notifications"]
     assert after["outbox"] == [] and after["sent"] == ["1.1", "1.2"]
-    assert registry.get_sample_value("rolloutctl_notifications_failed_total",
-                                     {"channel": "slack", "reason": "ServerError"}) >= 1
+    assert (registry.get_sample_value("rolloutctl_notifications_failed_total",
+                                     {"channel": "slack", "reason": "ServerError"}) or 0) >= 1
     assert registry.get_sample_value("rolloutctl_notifications_sent_total",
                                      {"channel": "slack", "type": "RollbackStarted"}) == 1
 
@@ -129,8 +129,8 @@ def test_a_long_rate_limit_reschedules_instead_of_holding_a_worker(
     assert [c.status for c in calls if c.status == 429]  # Slack did say 429
     assert all(c.at - started >= 3.0 for c in calls if c.status == 200)
     assert [m.key for m in slack.messages()] == ["root.uid-checkout.run-1", "1.1", "1.2"]
-    assert registry.get_sample_value("rolloutctl_notifications_failed_total",
-                                     {"channel": "slack", "reason": "RateLimited"}) >= 1
+    assert (registry.get_sample_value("rolloutctl_notifications_failed_total",
+                                     {"channel": "slack", "reason": "RateLimited"}) or 0) >= 1
 
 
 def test_a_short_rate_limit_is_waited_out_in_place_by_the_slack_client(
@@ -188,5 +188,5 @@ def test_submit_never_blocks_even_when_every_worker_is_stuck_and_the_queue_is_fu
     # Nothing in submit waits on I/O; the rare outlier is the GIL's 5 ms switch interval.
     assert statistics.median(times) < 100_000
     assert statistics.quantiles(times, n=100)[98] < 1_000_000 and max(times) < 50_000_000
-    assert registry.get_sample_value("rolloutctl_notifications_dropped_total",
-                                     {"reason": "QueueFull"}) >= 490
+    assert (registry.get_sample_value("rolloutctl_notifications_dropped_total",
+                                     {"reason": "QueueFull"}) or 0) >= 490

@@ -79,7 +79,7 @@ class InMemoryNotificationStore:
             self._objects[ref] = obj
             return ref
 
-    def update_status(self, ref: ObjectRef, change: Callable[[dict[str, Any]], None]) -> None:
+    def update_status(self, ref: ObjectRef, change: Callable[[dict[str, Any]], object]) -> None:
         """Change an object's status in place (the engine appending to the outbox)."""
         with self._lock:
             obj = self._objects[ref]

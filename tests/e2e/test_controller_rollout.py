@@ -1,0 +1,82 @@
+"""The controller end to end: the real `rolloutctl run` process on the local control plane,
+with real Prometheus scraping a real stable and canary service and traffic split by the
+HTTPRoute's weights."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller.testing.fixtures import TestCluster
+from controller.testing.stack import Stack, rollout_plan, slo_policy
+
+pytestmark = [pytest.mark.cluster, pytest.mark.prometheus]
+
+
+@pytest.fixture
+def stack(cluster: TestCluster, namespace: str, tmp_path: Path) -> Iterator[Stack]:
+    s = Stack(Path(cluster.kubeconfig), cluster.api_client(), namespace, tmp_path / "stack")
+    try:
+        s.start_services()
+        s.create_workloads()
+        s.start_traffic()
+        assert s.prometheus is not None
+        s.apply(slo_policy("platform", s.service, s.prometheus.url))
+        yield s
+    finally:
+        s.stop()
+
+
+def advances(status: dict[str, Any], run: int | None = None) -> list[int]:
+    return [d["weight"] for d in status.get("decisions", [])
+            if d["type"] == "StepAdvanced"]
+
+
+def test_a_healthy_release_goes_10_25_50_100_and_is_promoted(stack: Stack) -> None:
+    stack.apply(rollout_plan(stack.service, "platform"))
+    stack.start_controller()
+    stack.wait_for(lambda: stack.status().get("reason") == "NoNewRevision", 60,
+                   "the plan to see nothing to roll out")
+    stack.release("v2")
+    stack.wait_for(lambda: stack.status().get("phase") == "Succeeded", 180, "Succeeded")
+    status = stack.status()
+    assert advances(status) == [10, 25, 50, 100]
+    for d in status["decisions"]:
+        if d["type"] == "StepAdvanced" and d["weight"] > 10:
+            assert "api_availability Pass" in d["message"], d
+    # stable runs the canary's template, the canary is at 0, all traffic on stable
+    stable = stack.deployment(stack.service)
+    canary = stack.deployment(f"{stack.service}-canary")
+    assert stable["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":v2")
+    assert stable["spec"]["template"]["metadata"]["labels"]["track"] == "stable"
+    assert canary["spec"]["replicas"] == 0
+    assert stack.route_weight() == 0
+    assert status["history"][-1]["outcome"] == "Succeeded"
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "True" and ready["observedGeneration"] == 1
+
+
+def test_a_bad_canary_is_rolled_back_with_evidence_and_an_event(stack: Stack) -> None:
+    stack.apply(rollout_plan(stack.service, "platform"))
+    stack.start_controller()
+    assert stack.canary_app is not None
+    stack.canary_app.configure(error_rate=0.3)
+    stack.release("v2")
+    stack.wait_for(lambda: stack.status().get("phase") == "RolledBack", 180, "RolledBack")
+    status = stack.status()
+    assert stack.route_weight() == 0
+    assert stack.deployment(f"{stack.service}-canary")["spec"]["replicas"] == 0
+    assert status["reason"] in ("SustainedViolation", "FastBurn")
+    evidence = status["history"][-1]["evidence"]
+    gate = next(g for g in evidence if g["name"] == "api_availability")
+    assert gate["verdict"] == "Fail" and gate["value"] < 99
+    assert gate["query"] and gate["samples"] >= 20
+    reasons = {e["reason"] for e in stack.events()
+               if e["involvedObject"]["name"] == stack.service}
+    assert {"RollbackStarted", "RolledBack"} <= reasons
+    # the stable Deployment never took the bad template
+    stable = stack.deployment(stack.service)
+    assert stable["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":v1")

@@ -3,9 +3,28 @@
 The engine writes announcements into ``status.notifications.outbox``; the reconciler calls
 ``Dispatcher.submit(kind, namespace, name)`` after its status write; the dispatcher delivers
 them in the background and records the outcome in status. See ``dispatcher.py``.
+
+Wiring (one per controller process)::
+
+    store = KubeNotificationStore(api_client, reporting_instance=pod_name)
+    notifier = Dispatcher(store, DispatcherConfig(cluster_name="prod-eu1")).start()
+    ...
+    notifier.submit("RolloutPlan", namespace, name)   # after every reconcile pass
+    ...
+    notifier.stop()
+
+RBAC it needs: get on rolloutplans and slopolicies, patch on their ``/status``, get on
+secrets (in the namespaces of plans and policies that name one), create on events. Slack
+app scopes: ``chat:write``, ``channels:history``, ``groups:history``, ``channels:read``,
+``groups:read``.
 """
 
-from controller.adapters.notify.dispatcher import Dispatcher, DispatcherConfig, SystemClock
+from controller.adapters.notify.dispatcher import (
+    Dispatcher,
+    DispatcherConfig,
+    NullNotifier,
+    SystemClock,
+)
 from controller.adapters.notify.errors import (
     Conflict,
     DeliveryError,
@@ -30,6 +49,7 @@ __all__ = [
     "KubeNotificationStore",
     "NotificationStore",
     "NotifyMetrics",
+    "NullNotifier",
     "ObjectGone",
     "ObjectRef",
     "SecretUnavailable",

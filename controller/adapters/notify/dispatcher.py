@@ -354,14 +354,15 @@ class Dispatcher:
         return keys
 
     def _next_delay(self, state: NotificationState, now: datetime) -> float | None:
+        """When the earliest waiting entry is due; entries held behind it are due with it."""
+        if not state.outbox:
+            return None
         waits = [
             (e.next_attempt_at - now).total_seconds()
             for e in state.outbox
-            if e.next_attempt_at is not None
+            if e.next_attempt_at is not None and e.next_attempt_at > now
         ]
-        if not waits:
-            return None
-        return max(0.05, min(waits))
+        return max(0.05, min(waits)) if waits else self.config.backoff_base
 
     # ------------------------------------------------------------------ delivering
 
@@ -680,6 +681,13 @@ class Dispatcher:
                 + ", ".join(gave_up)))
 
 
+class NullNotifier:
+    """The null object: a controller without notifications (tests, ``simulate``)."""
+
+    def submit(self, kind: str, namespace: str, name: str) -> bool:
+        return True
+
+
 def replace_thread(thread: SlackThread, **changes: object) -> SlackThread:
     return thread.model_copy(update=changes)
 
@@ -766,4 +774,4 @@ def _merge(fresh: NotificationState, p: _Pass, now: datetime, cfg: DispatcherCon
     })
 
 
-__all__ = ["Dispatcher", "DispatcherConfig", "SystemClock"]
+__all__ = ["Dispatcher", "DispatcherConfig", "NullNotifier", "SystemClock"]

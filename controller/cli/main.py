@@ -1,4 +1,9 @@
-"""rolloutctl: the operator's command line (also ``kubectl rolloutctl``)."""
+"""rolloutctl: the operator's command line (also ``kubectl rolloutctl``).
+
+Commands live in small modules whose top level imports only typer; each imports the
+Kubernetes client, the models and rich when it runs, so ``rolloutctl status`` pays only for
+what it uses. Register a command with one line in the block at the end of this file.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,6 @@ from typing import Annotated
 import typer
 
 from controller import __version__
-from controller.api import crd
-from controller.cli.documents import check_files
 
 app = typer.Typer(
     name="rolloutctl",
@@ -18,14 +21,16 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
 )
 
 
-@app.command()
 def validate(
     files: Annotated[list[Path], typer.Argument(help="YAML files of RolloutPlans/SLOPolicies")],
 ) -> None:
     """Check plans and policies; print one line per problem (FILE: FIELD: MESSAGE)."""
+    from controller.cli.documents import check_files
+
     reports = check_files(files)
     lines = [line for r in reports for line in r.lines()]
     for line in lines:
@@ -36,13 +41,14 @@ def validate(
     typer.echo(f"{count} object(s) in {len(files)} file(s): valid", err=True)
 
 
-@app.command()
 def crds(
     output_dir: Annotated[
         Path | None, typer.Option("--output-dir", help="Write one file per CRD here")
     ] = None,
 ) -> None:
     """Print the CustomResourceDefinitions (generated from the API models)."""
+    from controller.api import crd
+
     rendered = {name: crd.render(obj) for name, obj in crd.all_crds().items()}
     if output_dir is not None:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -52,19 +58,36 @@ def crds(
     typer.echo("---\n".join(rendered.values()), nl=False)
 
 
-@app.command()
 def version() -> None:
     """Print the version."""
     typer.echo(f"rolloutctl {__version__}")
 
 
-# -- commands defined in their own modules (one line each) ---------------------------------
+def main() -> None:
+    sys.exit(app())
+
+
+# ----------------------------------------------------------------------------- commands
+# One line per command, in help order (sandbox: to be added by its owner).
+from controller.cli import doctor, drill, freeze, plans, report  # noqa: E402
 from controller.cli.run import run  # noqa: E402
 from controller.cli.simulate import simulate  # noqa: E402
 
+app.command()(plans.get)
+app.command()(plans.status)
+app.command()(plans.promote)
+app.command()(plans.pause)
+app.command()(plans.resume)
+app.command()(plans.abort)
+app.command()(plans.retry)
+app.command()(drill.drill)
+app.add_typer(freeze.freeze_app, name="freeze")
+app.command()(freeze.budget)
+app.command()(report.report)
+app.command()(doctor.doctor)
 app.command()(simulate)
 app.command()(run)
-
-
-def main() -> None:
-    sys.exit(app())
+app.command()(validate)
+app.command()(crds)
+app.command()(version)
+# ----------------------------------------------------------------------------- end commands

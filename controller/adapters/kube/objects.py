@@ -8,6 +8,8 @@ decision was based on: a concurrent writer gets the controller a 409, mapped to
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, cast
 
 from kubernetes import client
@@ -119,3 +121,156 @@ class ObjectStore:
             return patched
         except (ApiException, HTTPError, OSError) as exc:
             raise map_api_error(exc, f"patch {kind} {namespace}/{name}") from None
+
+
+# ----------------------------------------------------------------------------- for the CLI
+#
+# Small reads the operator's CLI needs besides the custom objects. Each returns plain data
+# (str, dict, bool, a frozen dataclass); ``kubernetes`` stays inside this package.
+
+
+def kubeconfig_context(kubeconfig: str | None, context: str | None) -> tuple[str | None,
+                                                                             str | None]:
+    """The namespace and user name of the kubeconfig context the CLI will use (None when
+    unset, or when there is no kubeconfig: in-cluster the namespace is the pod's own)."""
+    import os
+
+    from kubernetes import config as kube_config
+    from kubernetes.config.config_exception import ConfigException
+
+    path = kubeconfig or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+    if not os.path.exists(path):
+        sa_namespace = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+        if os.path.exists(sa_namespace):
+            with open(sa_namespace, encoding="utf-8") as f:
+                return f.read().strip() or None, None
+        return None, None
+    try:
+        contexts, active = kube_config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
+            config_file=path)
+    except (ConfigException, OSError, ValueError):
+        return None, None
+    chosen = active
+    if context is not None:
+        chosen = next((c for c in contexts or [] if c.get("name") == context), None)
+    ctx = (chosen or {}).get("context") or {}
+    return ctx.get("namespace") or None, ctx.get("user") or None
+
+
+def server_url(api: client.ApiClient) -> str:
+    """The API server's address this client talks to."""
+    return str(api.configuration.host)
+
+
+def _post_raw(api: client.ApiClient, call: Any, body: dict[str, Any], what: str
+              ) -> dict[str, Any]:
+    import json
+
+    try:
+        response = call(body, _preload_content=False, _request_timeout=REQUEST_TIMEOUT)
+    except (ApiException, HTTPError, OSError) as exc:
+        raise map_api_error(exc, what) from None
+    return cast(dict[str, Any], json.loads(response.data))
+
+
+def whoami(api: client.ApiClient) -> str | None:
+    """The user name the API server knows this client as (a SelfSubjectReview), or None
+    when the server does not answer it (older than 1.28, or forbidden)."""
+    try:
+        review = _post_raw(
+            api, client.AuthenticationV1Api(api).create_self_subject_review,
+            {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
+            "create SelfSubjectReview")
+    except (Permanent, NotFound):
+        return None
+    name = review.get("status", {}).get("userInfo", {}).get("username")
+    return str(name) if name else None
+
+
+@dataclass(frozen=True)
+class Access:
+    """One access check: may SUBJECT VERB RESOURCE (in NAMESPACE)?"""
+
+    verb: str
+    resource: str
+    group: str = ""
+    namespace: str | None = None
+    subresource: str | None = None
+
+    def attributes(self) -> dict[str, Any]:
+        attrs: dict[str, Any] = {"verb": self.verb, "resource": self.resource,
+                                 "group": self.group}
+        if self.namespace:
+            attrs["namespace"] = self.namespace
+        if self.subresource:
+            attrs["subresource"] = self.subresource
+        return attrs
+
+    def __str__(self) -> str:
+        what = self.resource + (f"/{self.subresource}" if self.subresource else "")
+        what += f".{self.group}" if self.group else ""
+        return f"{self.verb} {what}" + (f" in {self.namespace}" if self.namespace else "")
+
+
+def can_i(api: client.ApiClient, access: Access) -> bool:
+    """A SelfSubjectAccessReview: may this client's user do ACCESS?"""
+    review = _post_raw(
+        api, client.AuthorizationV1Api(api).create_self_subject_access_review,
+        {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+         "spec": {"resourceAttributes": access.attributes()}},
+        f"check access ({access})")
+    return bool(review.get("status", {}).get("allowed"))
+
+
+def can_user(api: client.ApiClient, user: str, groups: list[str], access: Access) -> bool:
+    """A SubjectAccessReview: may USER (in GROUPS) do ACCESS? Needs ``create
+    subjectaccessreviews`` (``Permanent`` when forbidden)."""
+    review = _post_raw(
+        api, client.AuthorizationV1Api(api).create_subject_access_review,
+        {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+         "spec": {"user": user, "groups": groups, "resourceAttributes": access.attributes()}},
+        f"check access of {user} ({access})")
+    return bool(review.get("status", {}).get("allowed"))
+
+
+def read_crd(api: client.ApiClient, name: str) -> dict[str, Any] | None:
+    """A CustomResourceDefinition as served (raw JSON), or None when it is not installed."""
+    import json
+
+    try:
+        response: Any = client.ApiextensionsV1Api(api).read_custom_resource_definition(
+            name, _preload_content=False, _request_timeout=REQUEST_TIMEOUT)
+    except (ApiException, HTTPError, OSError) as exc:
+        if isinstance(exc, ApiException) and exc.status == 404:
+            return None
+        raise map_api_error(exc, f"read CustomResourceDefinition {name}") from None
+    return cast(dict[str, Any], json.loads(response.data))
+
+
+@dataclass(frozen=True)
+class LeaseInfo:
+    """Who holds a Lease and when they last renewed it (None: never)."""
+
+    holder: str
+    renew_time: datetime | None
+    duration_seconds: int
+
+
+def read_lease(api: client.ApiClient, namespace: str, name: str) -> LeaseInfo | None:
+    """A ``coordination.k8s.io/v1`` Lease's holder and renewTime, or None when absent."""
+    import json
+
+    try:
+        response: Any = client.CoordinationV1Api(api).read_namespaced_lease(
+            name, namespace, _preload_content=False, _request_timeout=REQUEST_TIMEOUT)
+    except (ApiException, HTTPError, OSError) as exc:
+        if isinstance(exc, ApiException) and exc.status == 404:
+            return None
+        raise map_api_error(exc, f"read Lease {namespace}/{name}") from None
+    spec = json.loads(response.data).get("spec") or {}
+    renew = spec.get("renewTime")
+    return LeaseInfo(
+        holder=str(spec.get("holderIdentity") or ""),
+        renew_time=datetime.fromisoformat(renew) if renew else None,
+        duration_seconds=int(spec.get("leaseDurationSeconds") or 0),
+    )

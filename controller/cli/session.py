@@ -1,0 +1,162 @@
+"""A connection to the cluster for one command: the API client, the namespace, the user.
+
+Everything Kubernetes goes through ``controller.adapters.kube``; this module is imported
+only by commands that talk to a cluster (the Kubernetes client is slow to import).
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from controller.adapters.kube.client import ClusterConfig, api_client
+from controller.adapters.kube.objects import (
+    ObjectStore,
+    kubeconfig_context,
+    read_crd,
+    server_url,
+    whoami,
+)
+from controller.api.plan import RolloutPlan
+from controller.api.policy import SLOPolicy
+from controller.cli.errors import EXIT_ERROR, CliError, describe, echo_error
+from controller.cli.options import ClusterOptions
+
+CRD_NAMES = {"RolloutPlan": "rolloutplans.rolloutctl.dev",
+             "SLOPolicy": "slopolicies.rolloutctl.dev"}
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def request_id() -> str:
+    """A fresh, short request id (8 hex digits of a uuid4)."""
+    return uuid.uuid4().hex[:8]
+
+
+class Session:
+    """The API client and where commands act. Build with :func:`session`."""
+
+    def __init__(self, opts: ClusterOptions) -> None:
+        self.opts = opts
+        self.server: str | None = None
+        context_namespace, self.kube_user = kubeconfig_context(opts.kubeconfig, opts.context)
+        self.namespace = opts.namespace or context_namespace or "default"
+        self.api = api_client(ClusterConfig(opts.kubeconfig, opts.context))
+        self.server = server_url(self.api)
+        self.store = ObjectStore(self.api)
+        self._user: str | None = None
+
+    @property
+    def list_namespace(self) -> str | None:
+        """The namespace to list in, or None for all (``-A``)."""
+        return None if self.opts.all_namespaces else self.namespace
+
+    def user(self) -> str:
+        """Who makes requests: the API server's name for us (a SelfSubjectReview), else the
+        kubeconfig user, else the local login name."""
+        if self._user is None:
+            self._user = (whoami(self.api) or self.kube_user
+                          or os.environ.get("USER") or _login())
+        return self._user
+
+    def close(self) -> None:
+        self.api.close()  # type: ignore[no-untyped-call]
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def raw(self, kind: str, name: str) -> dict[str, Any]:
+        obj = self.store.get(kind, self.namespace, name)
+        if obj is None:
+            raise CliError(self._not_found(kind, name))
+        return obj
+
+    def plan(self, name: str) -> RolloutPlan:
+        return parse_plan(self.raw("RolloutPlan", name))
+
+    def policy(self, name: str) -> SLOPolicy:
+        return parse_policy(self.raw("SLOPolicy", name))
+
+    def plans(self) -> list[RolloutPlan]:
+        return [parse_plan(o) for o in self.store.list("RolloutPlan", self.list_namespace)]
+
+    def policies(self) -> list[SLOPolicy]:
+        return [parse_policy(o) for o in self.store.list("SLOPolicy", self.list_namespace)]
+
+    def _not_found(self, kind: str, name: str) -> str:
+        if read_crd(self.api, CRD_NAMES[kind]) is None:
+            return (f"the {kind} CRD is not installed on {self.server}: install it with "
+                    "`rolloutctl crds | kubectl apply -f -`")
+        lister = "get" if kind == "RolloutPlan" else "freeze status"
+        return (f"{kind} {name!r} not found in namespace {self.namespace}; "
+                f"list them with `rolloutctl {lister} -n {self.namespace}` (or -A)")
+
+
+def _login() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def parse_plan(raw: dict[str, Any]) -> RolloutPlan:
+    try:
+        return RolloutPlan.model_validate(raw)
+    except ValidationError as exc:
+        raise CliError(_unreadable(raw, exc)) from None
+
+
+def parse_policy(raw: dict[str, Any]) -> SLOPolicy:
+    try:
+        return SLOPolicy.model_validate(raw)
+    except ValidationError as exc:
+        raise CliError(_unreadable(raw, exc)) from None
+
+
+def _unreadable(raw: dict[str, Any], exc: ValidationError) -> str:
+    meta = raw.get("metadata", {})
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    return (f"{raw.get('kind')} {meta.get('namespace')}/{meta.get('name')} cannot be read "
+            f"({where}: {first['msg']}); is this rolloutctl as new as the CRDs? "
+            "(`rolloutctl version`)")
+
+
+@contextmanager
+def session(opts: ClusterOptions) -> Iterator[Session]:
+    """A session whose errors become one line and exit code 2 (see ``errors.reported``)."""
+    import typer
+
+    current: Session | None = None
+    try:
+        current = Session(opts)
+        yield current
+    except CliError as exc:
+        echo_error(exc.message)
+        raise typer.Exit(exc.code) from None
+    except typer.Exit:
+        raise
+    except KeyboardInterrupt:
+        echo_error("interrupted")
+        raise typer.Exit(130) from None
+    except Exception as exc:
+        user = (current._user or current.kube_user) if current is not None else None
+        message = describe(exc, current.server if current else None, user)
+        if message is None:
+            raise
+        echo_error(message)
+        raise typer.Exit(EXIT_ERROR) from None
+    finally:
+        if current is not None:
+            current.close()
+
+
+Fetch = Callable[[], RolloutPlan]

@@ -307,7 +307,9 @@ def test_drill_messages_are_clearly_marked(
     ref = store.put(Kind.ROLLOUT_PLAN, plan_object(
         "checkout", NS, notifications={"slack": SLACK},
         outbox=[outbox_entry("1.1", "DrillStarted", drill=True),
-                outbox_entry("1.2", "RollbackStarted", drill=True),
+                # As the engine titles it: marked, and naming the plan.
+                outbox_entry("1.2", "RollbackStarted", drill=True,
+                             title="[DRILL] shop/checkout: Rolling back"),
                 outbox_entry("1.3", "StepAdvanced")]))
     dispatcher(store, slack).process(ref)
     thread = slack.replies(slack.roots()[0].ts)
@@ -318,7 +320,8 @@ def test_drill_messages_are_clearly_marked(
                    for e in b["elements"])
     normal = next(m for m in thread if m.key == "1.3")
     assert "DRILL" not in normal.text + str(normal.blocks)
-    assert slack.messages("#oncall")[0].text.startswith("[DRILL] ")
+    assert [m.text for m in drills] == ["[DRILL] DrillStarted", "[DRILL] Rolling back"]
+    assert slack.messages("#oncall")[0].text == "[DRILL] shop/checkout: Rolling back [prod-eu1]"
 
 
 def test_incoming_webhook_mode_posts_plainly_without_threads_or_updates(

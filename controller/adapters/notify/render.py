@@ -138,6 +138,15 @@ def _drill_prefix(drill: bool) -> str:
     return "[DRILL] " if drill else ""
 
 
+def bare_title(subject: Subject, entry: OutgoingMessage) -> str:
+    """The entry's title without the "[DRILL] " and "namespace/name: " prefixes the engine
+    may have put there; the renderers add them where they belong."""
+    title = entry.title
+    if title.startswith("[DRILL] "):
+        title = title.removeprefix("[DRILL] ")
+    return title.removeprefix(f"{subject.ref.namespace}/{subject.ref.name}: ") or entry.type
+
+
 def _gate_line(g: GateView) -> str:
     emoji = _VERDICT_EMOJI.get(g.verdict, ":grey_question:")
     parts = [f"{emoji} *{esc(g.name)}* {esc(g.verdict)} ({esc(g.reason)})",
@@ -297,7 +306,8 @@ def entry_message(
         ))))
     if entry.drill:
         blocks.append(ContextBlock(elements=[_md(DRILL_MARK)]))
-    body = f"{sev}{emoji} *{esc(entry.title)}*"
+    title = bare_title(subject, entry)
+    body = f"{sev}{emoji} *{esc(title)}*"
     if entry.text:
         body += f"\n{esc(entry.text)}"
     blocks.append(SectionBlock(text=_md(body)))
@@ -316,9 +326,9 @@ def entry_message(
             context.append(f"revision {esc(subject.view.revision)}")
     context.append(f"{esc(entry.type)} · {esc(entry.key)}")
     blocks.append(ContextBlock(elements=[_md(" · ".join(context), _FIELD_MAX)]))
-    text = f"{_drill_prefix(entry.drill)}{entry.title}"
+    text = f"{_drill_prefix(entry.drill)}{title}"
     if standalone:
-        text = f"{_drill_prefix(entry.drill)}{ref.namespace}/{ref.name}: {entry.title}"
+        text = f"{_drill_prefix(entry.drill)}{ref.namespace}/{ref.name}: {title}"
     if entry.text:
         text += f": {entry.text}"
     if cluster and standalone:
@@ -338,7 +348,8 @@ def email_message(
     msg = EmailMessage()
     tag = "[rolloutctl]" + (" [DRILL]" if entry.drill else "")
     msg["Subject"] = (
-        f"{tag} {str(entry.severity).upper()}: {ref.namespace}/{ref.name}: {entry.title}"
+        f"{tag} {str(entry.severity).upper()}: {ref.namespace}/{ref.name}: "
+        f"{bare_title(subject, entry)}"
     )[:250]
     msg["From"] = settings.from_
     msg["To"] = ", ".join(settings.to)
@@ -350,7 +361,7 @@ def email_message(
     lines = []
     if entry.drill:
         lines += ["DRILL: this is a rehearsal of the rollback path, not an incident.", ""]
-    lines += [entry.title]
+    lines += [f"{ref.namespace}/{ref.name}: {bare_title(subject, entry)}"]
     if entry.text:
         lines += ["", entry.text]
     lines += ["", f"Cluster:   {cluster or '-'}", f"Namespace: {ref.namespace}",
@@ -412,7 +423,7 @@ def incident_event(
         if entry.evidence:
             details["evidence"] = list(entry.evidence)
         event["payload"] = {
-            "summary": _cut(f"{ref.namespace}/{ref.name}: {entry.title}", 1024),
+            "summary": _cut(f"{ref.namespace}/{ref.name}: {bare_title(subject, entry)}", 1024),
             "source": _cut(f"{cluster or 'cluster'}/{ref.namespace}/{ref.name}", 255),
             "severity": severity,
             "timestamp": entry.at.isoformat(),

@@ -109,6 +109,9 @@ def gates_due(obs: Observation) -> bool:
     spec, st = obs.plan.spec, obs.plan.status
     if st.current_step is None or st.current_step >= len(spec.steps):
         return False
+    if (is_stepping(st) and st.step_started_at is not None and obs.router.weight is not None
+            and obs.router.weight != st.canary_weight):
+        return True  # the route disagrees with the plan: decide on fresh verdicts
     hold = spec.steps[st.current_step].hold.seconds
     return analysis_due(st, spec.analysis.interval.seconds, hold, obs.now)
 
@@ -701,8 +704,19 @@ class _Pass:
             return
         if observed is None or observed == desired:
             return
-        if self.s["phase"] == Phase.PROGRESSING and self.s["step_started_at"] is None:
-            return  # waiting for the canary: nothing was shifted yet
+        stepping = self.s["phase"] in STEPPING_PHASES and self.s["step_started_at"] is not None
+        if stepping and observed < desired and not (
+            self.obs.measurements is not None
+            and all(g.verdict == Verdict.PASS for g in self.s["gates"])
+        ):
+            # Less canary traffic than planned (a crash between a rollback's write and its
+            # status write, or a hand edit): never send traffic back to a canary whose gates
+            # do not pass right now. Sustained failures roll back as usual meanwhile.
+            self.enter(Phase.HOLDING, "WeightBelowPlan",
+                       f"the route carries {observed}% instead of {desired}%; restoring it "
+                       "once every gate passes")
+            self.requeue.append(self.spec.analysis.interval.seconds)
+            return
         self.set_weight(desired)
         self.event("DriftCorrected", "WeightDrift",
                    f"the route carried {observed}% instead of {desired}%; restored {desired}%")

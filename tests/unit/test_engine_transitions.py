@@ -8,6 +8,7 @@ import pytest
 
 from controller.api.plan import (
     DrillRequest,
+    GateStatus,
     Phase,
     PromoteRequest,
     Request,
@@ -457,11 +458,40 @@ def test_synthetic_drill_on_an_idle_plan_shifts_then_rolls_back() -> None:
 def test_gates_due_at_interval_and_at_hold_end() -> None:
     p = b.plan()
     st = running(p, 0, started=0, last_analysis_at=b.at(50))
-    assert not gates_due(b.observation(p, b.at(55), status=st))
-    assert gates_due(b.observation(p, b.at(60), status=st))  # hold (1m) ended after last
+    assert not gates_due(b.observation(p, b.at(55), status=st, router_weight=10))
+    # hold (1m) ended after the last analysis
+    assert gates_due(b.observation(p, b.at(60), status=st, router_weight=10))
     st2 = st.model_copy(update={"last_analysis_at": b.at(61)})
-    assert not gates_due(b.observation(p, b.at(65), status=st2))
-    assert gates_due(b.observation(p, b.at(71), status=st2))
+    assert not gates_due(b.observation(p, b.at(65), status=st2, router_weight=10))
+    assert gates_due(b.observation(p, b.at(71), status=st2, router_weight=10))
+    # the route disagrees with the plan: measure now, whatever the interval
+    assert gates_due(b.observation(p, b.at(65), status=st2, router_weight=25))
+
+
+def test_an_advance_lost_in_a_crash_is_redone_not_reverted() -> None:
+    p = b.plan()
+    # The crashed pass set 25 % on the route but its status write never happened.
+    st = running(p, 0, started=0, last_analysis_at=b.at(59))
+    obs = b.observation(p, b.at(61), status=st, router_weight=25,
+                        measurements=(b.gate_measurement(),))
+    d = decide(obs)
+    assert d.status.current_step == 1 and weights(d) == [25]
+    assert "DriftCorrected" not in [r.type for r in d.status.decisions]
+
+
+def test_a_rollback_lost_in_a_crash_never_sends_traffic_back_without_passing_gates() -> None:
+    p = b.plan()
+    failing = running(p, 1, started=0).model_copy(update={"gates": [
+        GateStatus(name="api_availability", kind="slo", verdict=Verdict.FAIL,
+                   reason="ObjectiveMissed", failing_since=b.at(5))]})
+    outage = (b.gate_measurement(canary=b.missing(MeasurementStatus.ERROR, "down")),)
+    d = decide(b.observation(p, b.at(20), status=failing, router_weight=0, measurements=outage))
+    assert weights(d) == []  # holds at 0 %
+    assert d.status.phase == Phase.HOLDING and d.status.reason == "WeightBelowPlan"
+    recovered = (b.gate_measurement(canary=b.ratio(0.0)),)
+    d2 = decide(b.observation(p, b.at(30), status=d.status, router_weight=0,
+                              measurements=recovered))
+    assert weights(d2) == [25]
 
 
 def test_requeue_is_the_earliest_of_analysis_hold_and_rollback_deadline() -> None:

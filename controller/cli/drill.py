@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from controller.cli.errors import EXIT_BAD, EXIT_OK, CliError
+from controller.cli.errors import EXIT_BAD, EXIT_OK, CliError, reported
 from controller.cli.options import ClusterOptions, Context, Kubeconfig, Namespace
 
 if TYPE_CHECKING:
@@ -169,8 +169,9 @@ def drill(
     from controller.cli.plans import parse_timeout
     from controller.cli.session import session
 
-    limit = parse_timeout(max_duration, "--max-duration")
-    extra = parse_timeout(grace, "--grace") if grace.strip() not in ("0", "0s") else 0.0
+    with reported():
+        limit = parse_timeout(max_duration, "--max-duration")
+        extra = parse_timeout(grace, "--grace") if grace.strip() not in ("0", "0s") else 0.0
     with session(ClusterOptions(kubeconfig, context, namespace)) as s:
         if dry_run:
             code = _dry_run(s, plan, restore, Duration(max_duration), reason)

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from controller.cli.errors import CliError
+from controller.cli.errors import CliError, reported
 from controller.cli.options import (
     AllNamespaces,
     ClusterOptions,
@@ -134,7 +134,8 @@ def freeze_override(
     from controller.errors import Conflict, NotFound
 
     allowed = list(allow or [])
-    _validate_early(reason, expires or "", allowed)
+    with reported():
+        _validate_early(reason, expires, allowed)
     with session(ClusterOptions(kubeconfig, context, namespace)) as s:
         entry = override_entry(reason, expires, allowed, s.user(), _now(), request_id())
         for attempt in range(CONFLICT_RETRIES):

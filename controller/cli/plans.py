@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from controller.cli.errors import EXIT_BAD, EXIT_ERROR, EXIT_OK, CliError
+from controller.cli.errors import EXIT_BAD, EXIT_ERROR, EXIT_OK, CliError, reported
 from controller.cli.options import (
     AllNamespaces,
     ClusterOptions,
@@ -142,7 +142,8 @@ def status(
     from controller.cli import render, summary
     from controller.cli.session import session
 
-    seconds = parse_timeout(timeout)
+    with reported():
+        seconds = parse_timeout(timeout)
     with session(ClusterOptions(kubeconfig, context, namespace)) as s:
         if output is not None:
             raw = s.raw("RolloutPlan", plan)
@@ -276,7 +277,8 @@ def _request_command(name: str, kind: str, what: str, fields: dict[str, Any],
                      spec: dict[str, Any] | None = None) -> None:
     from controller.cli.session import session
 
-    seconds = parse_timeout(timeout)
+    with reported():
+        seconds = parse_timeout(timeout)
     with session(opts) as s:
         rid, patched = send_request(s, name, kind, fields, spec)
         _requested(s, name, what, rid)
@@ -349,7 +351,8 @@ def pause(
     from controller.cli.session import session
     from controller.errors import NotFound
 
-    seconds = parse_timeout(timeout)
+    with reported():
+        seconds = parse_timeout(timeout)
     with session(ClusterOptions(kubeconfig, context, namespace)) as s:
         try:
             patched = s.store.patch_spec("RolloutPlan", s.namespace, plan, {"paused": True})

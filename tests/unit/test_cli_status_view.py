@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 from rich.console import Console
 
 from controller.adapters.traffic.registry import NullRouter
-from controller.api.plan import RolloutPlan
+from controller.api.plan import Phase, RolloutPlan
 from controller.api.policy import SLOPolicy
 from controller.cli import render, summary
 from controller.reconciler import PlanReconciler
@@ -137,7 +137,7 @@ def test_degraded_invalid_and_frozen_states_have_documented_exit_codes() -> None
     invalid = Drive(gates=[{"slo": "nope"}]).run(1).plan()
     assert invalid.status.phase.value == "Invalid" and summary.exit_code(invalid) == 1
     frozen = plan.model_copy(update={"status": plan.status.model_copy(update={
-        "phase": "Frozen"})})
+        "phase": Phase.FROZEN})})
     assert summary.exit_code(frozen) == 0 and summary.health(frozen) == "healthy"
 
 

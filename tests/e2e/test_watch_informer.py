@@ -270,3 +270,21 @@ def test_periodic_resync_redelivers_every_cached_object_as_an_update(
         assert informer.stats["lists"] == 1, "a resync re-delivers from the cache, no list"
     finally:
         informer.stop()
+
+
+def test_a_silent_watch_is_reopened_from_where_it_was_without_a_relist(
+    api: client.ApiClient, namespace: str
+) -> None:
+    informer = Informer(api, ROLLOUT_PLANS, [namespace], idle_timeout_seconds=1.0)
+    recorder = Recorder(informer, namespace)
+    informer.start()
+    try:
+        assert informer.wait_for_sync(10)
+        time.sleep(3.5)  # nothing happens in the namespace: each watch times out after 1 s
+        stats = informer.stats
+        assert stats["watches"] >= 3
+        assert (stats["lists"], stats["errors"], stats["expired"]) == (1, 0, 0)
+        create_plan(api, namespace, "late")
+        assert eventually(lambda: recorder.seen("add", "late"), timeout=5)
+    finally:
+        informer.stop()

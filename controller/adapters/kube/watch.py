@@ -5,9 +5,10 @@ sends it) for all namespaces or for a given list (one list-watch thread per name
 and calls ``on_add`` / ``on_update`` / ``on_delete`` after each change reaches the cache.
 
 * **List, then watch** from the list's resourceVersion, with ``allowWatchBookmarks`` (the
-  resourceVersion moves on even when nothing we watch changes), ``timeoutSeconds`` (the
-  server ends each watch; we resume from the last version seen) and a client read timeout
-  (a dead connection never hangs the informer).
+  resourceVersion moves on even when nothing we watch changes; the API server sends one
+  about every minute), ``timeoutSeconds`` (the server ends each watch; we resume from the
+  last version seen) and a client read timeout (``idle_timeout_seconds``, 90 s: a watch
+  silent for longer, not even a bookmark, is presumed dead and reopened).
 * **410 Gone** (raised by ``Watch.stream`` as an ``ApiException``, or arriving as an
   ``ERROR`` event): list again and diff the cache against the list, so handlers see an add,
   update or delete for exactly what changed while we were not watching.
@@ -36,7 +37,7 @@ from typing import Any
 
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
-from urllib3.exceptions import HTTPError
+from urllib3.exceptions import HTTPError, ReadTimeoutError
 
 __all__ = [
     "DEPLOYMENTS",
@@ -280,6 +281,7 @@ class Informer:
         *,
         resync_seconds: float | None = 600.0,
         watch_timeout_seconds: int = 300,
+        idle_timeout_seconds: float = 90.0,
         request_timeout: tuple[float, float] = (5.0, 30.0),
         page_size: int = 500,
         backoff: Backoff | None = None,
@@ -289,6 +291,7 @@ class Informer:
         self._namespaces: list[str | None] = list(namespaces) if namespaces else [None]
         self._resync_seconds = resync_seconds
         self._watch_timeout = watch_timeout_seconds
+        self._idle_timeout = min(idle_timeout_seconds, watch_timeout_seconds + 30.0)
         self._request_timeout = request_timeout
         self._page_size = page_size
         self._backoff = backoff or Backoff()
@@ -359,13 +362,19 @@ class Informer:
     def stop(self, timeout: float = 5.0) -> None:
         """Close the open watches and join the threads (each waits at most TIMEOUT)."""
         self._stop.set()
-        with self._lock:
-            watches = list(self._watches.values())
-        for w in watches:
-            w.stop()
         deadline = time.monotonic() + timeout
-        for t in self._threads:
-            t.join(max(0.0, deadline - time.monotonic()))
+        while True:
+            # Watch.stop() can only shut a socket down once the response has arrived, so a
+            # watch still connecting is stopped again on the next round.
+            with self._lock:
+                watches = list(self._watches.values())
+            for w in watches:
+                w.stop()
+            alive = [t for t in self._threads if t.is_alive()]
+            left = deadline - time.monotonic()
+            if not alive or left <= 0:
+                return
+            alive[0].join(min(0.05, left))
 
     # -------------------------------------------------------------- the threads
 
@@ -455,9 +464,9 @@ class Informer:
                 resource_version=version,
                 allow_watch_bookmarks=True,
                 timeout_seconds=self._watch_timeout,
-                # the server closes the watch after timeout_seconds; a silent connection
-                # is given up a little later than that
-                _request_timeout=(self._request_timeout[0], self._watch_timeout + 30.0),
+                # the server closes the watch after timeout_seconds and sends a bookmark
+                # about every minute; a connection silent for longer is presumed dead
+                _request_timeout=(self._request_timeout[0], self._idle_timeout),
             ):
                 kind = event.get("type")
                 obj = event.get("raw_object") or {}
@@ -475,6 +484,9 @@ class Informer:
             if exc.status == 410:
                 raise _Expired() from None
             raise
+        except ReadTimeoutError:
+            log.debug("%s: watch silent for %.0f s, reopening", self.resource, self._idle_timeout)
+            return version, True
         except (HTTPError, OSError):
             if self._stop.is_set():
                 return version, True

@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from controller.adapters.kube.lease import LeaseRecord
-from controller.errors import ControllerError
+from controller.errors import Conflict, ControllerError, Permanent
 from controller.ports import Clock
 
 __all__ = ["ElectionTimings", "LeaderElector", "LeaseStore", "SystemClock"]
@@ -125,6 +125,7 @@ class LeaderElector:
         self._leading = False
         self._renewed_at = 0.0  # monotonic: when the last successful write was *sent*
         self._last_contact: float | None = None  # monotonic: last successful API call
+        self._problem = ""  # why the last attempt failed, for /readyz ("" after a success)
         self._leader = ""
         self._stop = threading.Event()
         self._release_on_stop = True
@@ -154,6 +155,11 @@ class LeaderElector:
             return self._last_contact is not None and (
                 self._clock.monotonic() - self._last_contact < self.timings.renew_deadline
             )
+
+    def problem(self) -> str:
+        """Why the last attempt to read or write the Lease failed ("" if it did not)."""
+        with self._lock:
+            return self._problem
 
     def is_running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
@@ -208,10 +214,11 @@ class LeaderElector:
         try:
             current = self._store.get()
         except ControllerError as exc:
-            log.info("leader election: cannot read the Lease: %s", exc.reason)
+            self._failed(exc)
             return False
         with self._lock:
             self._last_contact = self._clock.monotonic()
+            self._problem = ""
             new_leader = self._observe(current) if current is not None else None
         self._announce(new_leader)
         duration = max(1, round(self.timings.lease_duration))
@@ -244,15 +251,24 @@ class LeaderElector:
         try:
             written = write(record)
         except ControllerError as exc:
-            log.info("leader election: %s could not write the Lease: %s",
-                     self.identity, exc.reason)
+            if not isinstance(exc, Conflict):  # a lost race is not a problem
+                self._failed(exc)
             return False
         with self._lock:
             self._last_contact = self._clock.monotonic()
+            self._problem = ""
             new_leader = self._observe(written)
             self._renewed_at = sent
         self._announce(new_leader)
         return True
+
+    def _failed(self, exc: ControllerError) -> None:
+        with self._lock:
+            self._problem = exc.message
+            if isinstance(exc, Permanent):  # e.g. forbidden, no such namespace: not healthy
+                self._last_contact = None
+        level = logging.WARNING if isinstance(exc, Permanent) else logging.INFO
+        log.log(level, "leader election: %s: %s", self.identity, exc.message)
 
     def _observe(self, record: LeaseRecord) -> str | None:
         """Remember RECORD (lock held); its lease-duration wait starts now if it changed.

@@ -280,7 +280,8 @@ class Manager:
         if self._elector.is_healthy():
             leader = self._elector.leader() or "unknown"
             return True, f"ok (standby; leader {leader})"
-        return False, "cannot reach the API server to renew or watch the Lease"
+        problem = self._elector.problem() or "no answer from the API server"
+        return False, f"leader election: {problem}"
 
     @property
     def http_url(self) -> str | None:

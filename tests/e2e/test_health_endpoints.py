@@ -160,3 +160,24 @@ def test_a_dead_thread_fails_liveness_and_stop_closes_the_server(
     assert time.monotonic() - started < 3.0
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(url + "/healthz", timeout=2)
+
+
+def test_a_lease_in_a_missing_namespace_makes_the_replica_unready_with_the_reason(
+    cluster: TestCluster, namespace: str
+) -> None:
+    api = cluster.api_client()
+    manager = Manager(api, CollectorRegistry(), namespaces=[namespace], identity="misplaced",
+                      lease_namespace="no-such-namespace", bind="127.0.0.1:0")
+    manager.add_plans_controller(Idle())
+    manager.start()
+    try:
+        url = manager.http_url
+        assert url is not None
+        assert eventually(lambda: get(url + "/readyz")[0] == 503
+                          and "leader election" in get(url + "/readyz")[2])
+        assert get(url + "/readyz")[2] == (
+            "leader election: cannot create Lease no-such-namespace/rolloutctl-leader: "
+            "namespace not found\n")
+    finally:
+        manager.stop()
+        api.close()  # type: ignore[no-untyped-call]

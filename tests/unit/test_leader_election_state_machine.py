@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from controller.adapters.kube.lease import LeaseRecord
-from controller.errors import Conflict, Transient
+from controller.errors import Conflict, Permanent, Transient
 from controller.runtime.leader import ElectionTimings, LeaderElector
 
 
@@ -322,3 +322,25 @@ def test_inconsistent_timings_are_refused(lease: float, renew: float, retry: flo
 
 def test_the_defaults_are_client_go_s() -> None:
     assert ElectionTimings() == ElectionTimings(15.0, 10.0, 2.0)
+
+
+def test_a_candidate_that_cannot_create_the_lease_is_not_healthy_and_says_why(
+    store: FakeLeaseStore, clock: FakeClock
+) -> None:
+    def refuse(record: LeaseRecord) -> LeaseRecord:
+        raise Permanent("cannot create Lease nowhere/lease: namespace not found", "NotFound")
+
+    store.create = refuse  # type: ignore[method-assign]
+    a = Replica(store, clock, "a")
+    a.step()
+    assert not a.elector.is_leader()
+    assert not a.elector.is_healthy(), "reading worked, but it can never lead: not ready"
+    assert a.elector.problem() == "cannot create Lease nowhere/lease: namespace not found"
+
+
+def test_losing_a_race_is_not_a_problem(store: FakeLeaseStore, clock: FakeClock) -> None:
+    a, b = Replica(store, clock, "a"), Replica(store, clock, "b")
+    a.step()
+    b.step()
+    assert b.elector.is_healthy()
+    assert b.elector.problem() == ""

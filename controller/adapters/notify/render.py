@@ -63,6 +63,7 @@ _TYPE_EMOJI = {
     "DrillStarted": ":fire_drill:",
     "DrillCompleted": ":checkered_flag:",
     "Invalid": ":warning:",
+    "PromoteRefused": ":no_entry:",
     "FreezeStarted": ":ice_cube:",
     "FreezeLifted": ":sunny:",
     "OverrideActivated": ":unlock:",
@@ -171,6 +172,9 @@ def _evidence_lines(evidence: Sequence[Mapping[str, object]]) -> list[str]:
         )
         if burn is not None:
             line += f", burn {num(burn)}x"
+        stable = e.get("stableValue", e.get("stable_value"))
+        if stable is not None:
+            line += f", stable {num(stable)}"
         if e.get("samples") is not None:
             line += f", {num(e.get('samples'))} samples"
         query = e.get("query")
@@ -189,6 +193,8 @@ def _evidence_text(evidence: Sequence[Mapping[str, object]]) -> list[str]:
             f"- {e.get('name', '?')}: {e.get('verdict', '?')} ({e.get('reason', '')}), "
             f"value {num(e.get('value'))} vs objective {num(e.get('objective'))}, "
             f"burn rate {num(burn)}, samples {num(e.get('samples'))}"
+            + (f", stable {num(e.get('stableValue'))}" if e.get("stableValue") is not None
+               else "")
             + (f"\n  query: {e.get('query')}" if e.get("query") else "")
         )
     return out

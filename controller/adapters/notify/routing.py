@@ -25,6 +25,7 @@ KNOWN_TYPES = frozenset({
     "RunStarted", "StepAdvanced", "AwaitingPromotion", "Paused", "Resumed", "Holding",
     "Frozen", "Unfrozen", "RollbackStarted", "RolledBack", "Promoting", "Succeeded",
     "Superseded", "DriftCorrected", "DrillStarted", "DrillCompleted", "Invalid",
+    "PromoteRefused",
     "FreezeStarted", "FreezeLifted", "OverrideActivated", "OverrideExpired",
 })
 

@@ -183,7 +183,9 @@ def test_a_full_run_restarted_midway_is_one_thread_updated_in_place(
     roots = slack.roots("#deploys")
     assert len(roots) == 1
     assert replies(slack, roots[0].ts) == ["1.1", "1.2", "1.3", "1.4", "1.5"]
-    assert "Succeeded" in roots[0].text and len(roots[0].updates) >= 2
+    # Edited in place (how often depends on how many writes a pass saw at once).
+    assert "Succeeded" in roots[0].text and roots[0].updates
+    assert "Succeeded" not in roots[0].updates[0]["text"]
     state = engine.notifications(plan, name)
     assert state["slack"]["threadTs"] == roots[0].ts
     assert state["sent"] == ["1.1", "1.2", "1.3", "1.4", "1.5"]

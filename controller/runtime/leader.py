@@ -216,22 +216,24 @@ class LeaderElector:
         except ControllerError as exc:
             self._failed(exc)
             return False
+        read_at = self._clock.monotonic()
         with self._lock:
-            self._last_contact = self._clock.monotonic()
-            self._problem = ""
             new_leader = self._observe(current) if current is not None else None
         self._announce(new_leader)
         duration = max(1, round(self.timings.lease_duration))
         if current is None:
             record = LeaseRecord(self.identity, duration, wall, wall, 0)
-            return self._write(self._store.create, record, sent)
+            return self._write(self._store.create, record, sent, read_at)
         if current.holder_identity and current.holder_identity != self.identity:
             with self._lock:
                 expired = (
                     self._clock.monotonic() - self._observed_at
                     > current.lease_duration_seconds
                 )
-            if not expired:
+            if not expired:  # a healthy standby
+                with self._lock:
+                    self._last_contact = read_at
+                    self._problem = ""
                 return False
         if current.holder_identity == self.identity:
             record = replace(current, renew_time=wall, lease_duration_seconds=duration)
@@ -244,15 +246,19 @@ class LeaderElector:
                 renew_time=wall,
                 lease_transitions=current.lease_transitions + 1,
             )
-        return self._write(self._store.update, record, sent)
+        return self._write(self._store.update, record, sent, read_at)
 
     def _write(self, write: Callable[[LeaseRecord], LeaseRecord], record: LeaseRecord,
-               sent: float) -> bool:
+               sent: float, read_at: float) -> bool:
         try:
             written = write(record)
         except ControllerError as exc:
-            if not isinstance(exc, Conflict):  # a lost race is not a problem
-                self._failed(exc)
+            if isinstance(exc, Conflict):  # a lost race is not a problem
+                with self._lock:
+                    self._last_contact = read_at
+                    self._problem = ""
+            else:
+                self._failed(exc, read_at)
             return False
         with self._lock:
             self._last_contact = self._clock.monotonic()
@@ -262,11 +268,14 @@ class LeaderElector:
         self._announce(new_leader)
         return True
 
-    def _failed(self, exc: ControllerError) -> None:
+    def _failed(self, exc: ControllerError, read_at: float | None = None) -> None:
+        """An attempt failed with EXC (after a successful read at READ_AT, if any)."""
         with self._lock:
             self._problem = exc.message
             if isinstance(exc, Permanent):  # e.g. forbidden, no such namespace: not healthy
                 self._last_contact = None
+            elif read_at is not None:
+                self._last_contact = read_at
         level = logging.WARNING if isinstance(exc, Permanent) else logging.INFO
         log.log(level, "leader election: %s: %s", self.identity, exc.message)
 

@@ -94,7 +94,7 @@ def test_a_full_run_is_one_root_message_updated_in_place_and_replies_in_order(
     ref = store.put(Kind.ROLLOUT_PLAN, plan_object(
         "checkout", NS, notifications={"slack": SLACK}, run=3, step=0, weight=10,
         gates=[gate("Pass", 99.95)], outbox=[outbox_entry("3.1", "RunStarted", run=3)]))
-    d = dispatcher(store, slack)
+    d = dispatcher(store, slack, root_refresh_interval=0)
 
     d.process(ref)
     add(store, ref, outbox_entry("3.2", "StepAdvanced", run=3, step=1, weight=25),
@@ -136,6 +136,33 @@ def test_a_full_run_is_one_root_message_updated_in_place_and_replies_in_order(
     assert state["sent"] == ["3.1", "3.2", "3.3", "3.4", "3.5", "3.6"]
     assert state["slack"]["threadTs"] == root.ts and state["slack"]["run"] == 3
     assert state["slack"]["channel"] == slack.channel_id("#deploys")
+
+
+def test_measured_values_alone_refresh_the_root_at_most_once_per_interval(
+    slack: SlackStub, store: InMemoryNotificationStore
+) -> None:
+    ref = store.put(Kind.ROLLOUT_PLAN, plan_object(
+        "checkout", NS, notifications={"slack": SLACK}, gates=[gate("Pass", 99.95)],
+        outbox=[outbox_entry("1.1", "RunStarted")]))
+    d = dispatcher(store, slack, root_refresh_interval=0.5)
+    d.process(ref)
+
+    def edits() -> int:
+        return len(slack.calls("chat.update"))
+
+    add(store, ref, gates=[gate("Pass", 99.94)])
+    d.process(ref)
+    assert edits() == 0  # a value moved, shown less than 0.5 s ago: wait
+    add(store, ref, gates=[gate("Fail", 99.2)])
+    d.process(ref)
+    assert edits() == 1  # a verdict changed: at once
+    add(store, ref, gates=[gate("Fail", 99.1)])
+    d.process(ref)
+    assert edits() == 1
+    time.sleep(0.5)
+    d.process(ref)
+    assert edits() == 2  # the interval has passed: the latest value is shown
+    assert "99.1" in str(slack.roots()[0].blocks)
 
 
 def test_every_message_carries_its_dedup_key_in_metadata(

@@ -52,6 +52,7 @@ from controller.adapters.notify.render import (
     orphan_root,
     root_key,
     root_message,
+    significant_state,
 )
 from controller.adapters.notify.routing import (
     POLICY_THREAD_STARTERS,
@@ -107,6 +108,9 @@ class DispatcherConfig:
     #: attempts after which an entry is dropped (recorded, counted, an Event)
     max_attempts: int = 15
     secret_ttl: float = 60.0
+    #: a root message whose only change is measured values (not phase, step, weight or a
+    #: verdict) is edited at most this often, so many plans stay within Slack's limits
+    root_refresh_interval: float = 60.0
     #: guarded status writes tried per pass before giving up (409 or API errors)
     write_attempts: int = 5
     #: names this replica in Events and logs
@@ -200,6 +204,9 @@ class Dispatcher:
                                   ssl_context=self.config.smtp_ssl_context)
         self._incident = IncidentWebhook(timeout=self.config.send_timeout)
         self._threads: list[threading.Thread] = []
+        # ref -> (significant state shown in its root, monotonic time it was shown)
+        self._root_shown: dict[ObjectRef, tuple[str, float]] = {}
+        self._root_lock = threading.Lock()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -519,6 +526,8 @@ class Dispatcher:
                                                                               cluster)
                 channel_id, ts = bot.post(settings.slack.channel, msg, metadata(rk, subject))
                 rendered_hash = msg.hash if live else None
+                if live:
+                    self._root_was_shown(subject)
             thread = SlackThread(channel=channel_id, thread_ts=ts, run=run, root_key=rk,
                                  rendered_hash=rendered_hash)
             p.thread = thread
@@ -588,7 +597,21 @@ class Dispatcher:
             return False
         if isinstance(subject.view, PlanView) and thread.run != subject.view.run:
             return False
-        return root_message(subject, self.config.cluster_name).hash != thread.rendered_hash
+        return self._root_due(subject, thread)
+
+    def _root_due(self, subject: Subject, thread: SlackThread) -> bool:
+        if root_message(subject, self.config.cluster_name).hash == thread.rendered_hash:
+            return False
+        with self._root_lock:
+            shown = self._root_shown.get(subject.ref)
+        if shown is None or shown[0] != significant_state(subject):
+            return True
+        return self._clock.monotonic() - shown[1] >= self.config.root_refresh_interval
+
+    def _root_was_shown(self, subject: Subject) -> None:
+        with self._root_lock:
+            self._root_shown[subject.ref] = (significant_state(subject),
+                                             self._clock.monotonic())
 
     def _update_root(self, p: _Pass) -> None:
         if Channel.SLACK in p.failed or Channel.SLACK in p.blocked or p.thread is None:
@@ -608,9 +631,9 @@ class Dispatcher:
 
     def _refresh_root(self, p: _Pass, bot: SlackBot, *, force: bool) -> None:
         assert p.thread is not None
-        msg = root_message(p.subject, self.config.cluster_name)
-        if not force and msg.hash == p.thread.rendered_hash:
+        if not force and not self._root_due(p.subject, p.thread):
             return
+        msg = root_message(p.subject, self.config.cluster_name)
         rk = p.thread.root_key or root_key(p.subject, p.thread.run)
         try:
             bot.update(p.thread.channel, p.thread.thread_ts, msg, metadata(rk, p.subject))
@@ -620,6 +643,7 @@ class Dispatcher:
             # The root is gone or not ours to edit: stop trying, keep threading.
             log.warning("%s: root message cannot be updated: %s", p.subject.ref, err.message)
         self._metrics.sent.labels(str(Channel.SLACK), "RootUpdated").inc()
+        self._root_was_shown(p.subject)
         p.thread = replace_thread(p.thread, rendered_hash=msg.hash)
         p.thread_changed = True
 

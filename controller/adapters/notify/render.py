@@ -282,6 +282,19 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}%"
 
 
+def significant_state(subject: Subject) -> str:
+    """What must reach the root message at once: phase, step, weight, verdicts (plans);
+    frozen, reason, overrides (policies). Measured values alone may wait a little."""
+    v = subject.view
+    if isinstance(v, PlanView):
+        key: tuple[object, ...] = (v.run, v.phase, v.reason, v.current_step, v.weight,
+                                   v.revision, v.drill,
+                                   tuple((g.name, g.verdict, g.reason) for g in v.gates))
+    else:
+        key = (v.frozen, v.reason, v.overrides)
+    return hashlib.sha256(repr(key).encode()).hexdigest()[:20]
+
+
 def orphan_root(subject: Subject, run: int, cluster: str) -> Rendered:
     """A root for an earlier run whose live state is gone (its messages arrive late)."""
     ref = subject.ref

@@ -86,6 +86,7 @@ def test_failures_back_off_exponentially_and_are_recorded_then_given_up_on() -> 
     assert state["outbox"] == [] and state["sent"] == ["1.1"]
     assert state["failures"] == 4 and state["lastError"].startswith("gave up on 1.1")
     assert [e.reason for e in store.events] == ["NotificationFailed", "NotificationDropped"]
+    assert store.secret_reads == 1  # the routing key is cached between passes
     assert registry.get_sample_value("rolloutctl_notifications_failed_total",
                                      {"channel": "incident", "reason": "ServerError"}) == 4
     assert registry.get_sample_value("rolloutctl_notifications_dropped_total",

@@ -256,6 +256,7 @@ class PlanReconciler:
                decision: Decision) -> None:
         wire = status.to_wire()
         if wire == (raw.get("status") or {}):
+            self._submit(raw)  # cheap and deduplicated: pending entries get delivered
             return
         try:
             written = self.store.write_status(raw, wire)
@@ -286,8 +287,11 @@ class PlanReconciler:
                 if record.seq > old.seq:
                     self.events.record(written, record.seq, status.run, record.type,
                                        record.reason, record.message, record.at)
-        if self.submit is not None and written.get("spec", {}).get("notifications"):
-            meta = written["metadata"]
+        self._submit(written)
+
+    def _submit(self, obj: dict[str, Any]) -> None:
+        if self.submit is not None and obj.get("spec", {}).get("notifications"):
+            meta = obj["metadata"]
             self.submit("RolloutPlan", meta["namespace"], meta["name"])
 
     def _invalid(self, raw: dict[str, Any], problems: list[Problem], generation: int,

@@ -579,6 +579,11 @@ def start_cluster(
                     f"--service-account-private-key-file={d / 'sa.key'}",
                     f"--root-ca-file={ca_file}",
                     "--use-service-account-credentials=false",
+                    # kwok's fake nodes can miss a heartbeat on a loaded machine; the node
+                    # lifecycle controller would then mark every Pod on them not Ready, and
+                    # kwok never readies them again. It still removes the not-ready taint of
+                    # new nodes, but gives a silent node a day before calling it down.
+                    "--node-monitor-grace-period=24h",
                     "--v=1",
                 ],
             )

@@ -133,6 +133,28 @@ class ControllerProcess:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=15)
 
+    def ready(self) -> bool:
+        """/readyz answers 200: caches synced, leading or a healthy standby."""
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/readyz",
+                                        timeout=1) as response:
+                return bool(response.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.ready():
+                return
+            if not self.alive():
+                raise RuntimeError(f"controller {self.identity} exited:\n{self.log_tail()}")
+            time.sleep(0.05)
+        raise TimeoutError(f"controller {self.identity} not ready after {timeout}s")
+
     def log_tail(self, lines: int = 40) -> str:
         try:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])

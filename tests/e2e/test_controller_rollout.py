@@ -75,7 +75,7 @@ def test_a_bad_canary_is_rolled_back_with_evidence_and_an_event(stack: Stack) ->
     assert gate["verdict"] == "Fail" and gate["value"] < 99
     assert gate["query"] and gate["samples"] >= 20
     reasons = {e["reason"] for e in stack.events()
-               if e["involvedObject"]["name"] == stack.service}
+               if e["involvedObject"]["kind"] == "RolloutPlan"}
     assert {"RollbackStarted", "RolledBack"} <= reasons
     # the stable Deployment never took the bad template
     stable = stack.deployment(stack.service)

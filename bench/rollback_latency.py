@@ -120,7 +120,7 @@ def main() -> None:
             stack.canary_app.configure(error_rate=0.0)
             run_before = stack.status().get("run", 0)
             stack.release(f"v{n + 2}")
-            stack.wait_for(lambda: stack.status().get("run") == run_before + 1
+            stack.wait_for(lambda rb=run_before: stack.status().get("run") == rb + 1
                            and stack.status().get("canaryWeight") == 10
                            and stack.route_weight() == 10, 120, "the first step")
             time.sleep(window + interval)  # healthy evaluations first
@@ -134,7 +134,7 @@ def main() -> None:
             decided = datetime.fromisoformat(decision["at"].replace("Z", "+00:00")).timestamp()
             zero = routes.zero_after(fault)
             if zero is None:
-                stack.wait_for(lambda: routes.zero_after(fault) is not None, 10, "the watch")
+                stack.wait_for(lambda f=fault: routes.zero_after(f) is not None, 10, "the watch")
                 zero = routes.zero_after(fault)
             assert zero is not None
             controller_side.append(zero - decided)

@@ -28,6 +28,7 @@ from controller.api.plan import RolloutPlan
 from controller.api.policy import SLOPolicy
 from controller.cli.errors import EXIT_ERROR, CliError, describe, echo_error
 from controller.cli.options import ClusterOptions
+from controller.errors import Permanent
 
 CRD_NAMES = {"RolloutPlan": "rolloutplans.rolloutctl.dev",
              "SLOPolicy": "slopolicies.rolloutctl.dev"}
@@ -92,7 +93,11 @@ class Session:
         return [parse_policy(o) for o in self.store.list("SLOPolicy", self.list_namespace)]
 
     def _not_found(self, kind: str, name: str) -> str:
-        if read_crd(self.api, CRD_NAMES[kind]) is None:
+        try:
+            installed = read_crd(self.api, CRD_NAMES[kind]) is not None
+        except Permanent:  # may not read CRDs: most users cannot, and the CRD is likely there
+            installed = True
+        if not installed:
             return (f"the {kind} CRD is not installed on {self.server}: install it with "
                     "`rolloutctl crds | kubectl apply -f -`")
         lister = "get" if kind == "RolloutPlan" else "freeze status"

@@ -16,8 +16,9 @@ setup:           ## Install Python deps, Debian's prometheus and build the contr
 lint:
 	.venv/bin/ruff check controller tests bench && .venv/bin/mypy controller && .venv/bin/lint-imports
 
-crds:            ## Regenerate manifests/crds from the API models
+crds:            ## Regenerate manifests/crds (and the chart's copy) from the API models
 	.venv/bin/rolloutctl crds --output-dir manifests/crds
+	.venv/bin/rolloutctl crds --output-dir helm/rolloutctl/crds
 
 control-plane:   ## Build kube-apiserver, etcd, kwok, helm... into .k8s-bin
 	tools/build-control-plane.sh

@@ -332,6 +332,7 @@ class GateReason(StrEnum):
     AMBIGUOUS_RESULT = "AmbiguousResult"
     STALE = "Stale"
     NOT_EVALUATED = "NotEvaluated"
+    NOT_APPLICABLE = "NotApplicable"
 
 
 class GateStatus(Wire):

@@ -267,6 +267,7 @@ class SLOPolicyStatus(Wire):
     evaluated_at: datetime | None = None
     frozen: bool = False
     frozen_since: datetime | None = None
+    freeze_announced: bool = False
     reason: str = ""
     message: str = ""
     budget_remaining: float | None = None

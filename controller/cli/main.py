@@ -71,6 +71,7 @@ def main() -> None:
 # One line per command, in help order (sandbox: to be added by its owner).
 from controller.cli import doctor, drill, freeze, plans, report  # noqa: E402
 from controller.cli.run import run  # noqa: E402
+from controller.cli.sandbox import sandbox_app  # noqa: E402
 from controller.cli.simulate import simulate  # noqa: E402
 
 app.command()(plans.get)
@@ -87,6 +88,7 @@ app.command()(report.report)
 app.command()(doctor.doctor)
 app.command()(simulate)
 app.command()(run)
+app.add_typer(sandbox_app, name="sandbox")
 app.command()(validate)
 app.command()(crds)
 app.command()(version)

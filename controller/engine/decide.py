@@ -29,6 +29,7 @@ from controller.api.plan import (
     DrillReport,
     DrillStage,
     FreezeInfo,
+    GateReason,
     GateStatus,
     OnNoData,
     OnSuccessPromote,
@@ -545,10 +546,23 @@ class _Pass:
                 policy.spec.slo(gate.slo_name)
                 if policy is not None and gate.slo_name is not None else None
             )
-            gates.append(verdicts.judge(gate, slo, measured.get(gate.name),
-                                        previous.get(gate.name), spec.analysis, self.now))
+            gates.append(self.not_applicable(gate) or verdicts.judge(
+                gate, slo, measured.get(gate.name), previous.get(gate.name), spec.analysis,
+                self.now))
         self.set(gates=gates, last_analysis_at=self.now)
         return gates
+
+    def not_applicable(self, gate: Any) -> GateStatus | None:
+        """canaryVsStable has no baseline at 100 %: stable takes no traffic to compare with.
+        The canary's own SLO gates still judge it."""
+        step = self.s["current_step"]
+        if (gate.canary_vs_stable is None or step is None
+                or self.spec.steps[step].weight < 100):
+            return None
+        return GateStatus(name=gate.name, kind=gate.kind, verdict=Verdict.PASS,
+                          reason=GateReason.NOT_APPLICABLE, evaluated_at=self.now,
+                          message="stable takes no traffic at 100 %: nothing to compare; "
+                                  "the canary's own SLO gates still judge it")
 
     def try_advance(self, index: int, step: Step, gates: list[GateStatus]) -> None:
         spec = self.spec
@@ -587,7 +601,10 @@ class _Pass:
             return
         inconclusive = [g for g in gates if g.verdict == Verdict.INCONCLUSIVE
                         and g.reason != "NotEvaluated"]
-        if inconclusive:
+        # Too few samples early in a step is expected (the window starts with the step):
+        # the run holds only once the hold is over, or when the metrics themselves fail.
+        collecting = all(g.reason == "TooFewSamples" for g in inconclusive) and not hold_elapsed
+        if inconclusive and not collecting:
             text = "; ".join(f"{g.name}: {g.reason} ({g.message})" for g in inconclusive)
             if self.obs.plan.status.phase != Phase.HOLDING:
                 self.event("Holding", inconclusive[0].reason, text)

@@ -143,11 +143,18 @@ def evaluate(policy: SLOPolicy, measured: dict[str, SLOMeasurements],
             message = f"{remaining:.1f}% of the {freeze.slo} budget left"
 
     since = old.frozen_since if (old.frozen and frozen) else (now if frozen else None)
-    if frozen and not old.frozen:
+    # A budget not yet known at the policy's first evaluations blocks runs without an
+    # announcement; losing a budget that was known (a metrics outage) is announced.
+    never_known = old.evaluated_at is None or (old.frozen and not old.freeze_announced)
+    announced = old.freeze_announced if old.frozen else False
+    if frozen and not announced and not (reason == FreezeReason.BUDGET_UNKNOWN and never_known):
         severity = Severity.WARNING if reason == FreezeReason.BUDGET_UNKNOWN else Severity.CRITICAL
         announce("FreezeStarted", severity, f"releases frozen ({reason})", message)
-    elif old.frozen and not frozen:
+        announced = True
+    elif old.frozen and not frozen and old.freeze_announced:
         announce("FreezeLifted", Severity.INFO, "releases open again", message)
+    if not frozen:
+        announced = False
 
     overrides = []
     previous = {o.id: o for o in old.overrides}
@@ -181,7 +188,7 @@ def evaluate(policy: SLOPolicy, measured: dict[str, SLOMeasurements],
         outbox = outbox[-MAX_OUTBOX:]
     status = old.model_copy(update={
         "observed_generation": gen, "seq": seq, "evaluated_at": now, "frozen": frozen,
-        "frozen_since": since, "reason": reason, "message": message,
+        "frozen_since": since, "freeze_announced": announced, "reason": reason, "message": message,
         "budget_remaining": remaining, "slos": slos, "overrides": overrides,
         "conditions": list(conditions),
         "notifications": old.notifications.model_copy(update={"outbox": outbox}),

@@ -101,9 +101,10 @@ class _Fault:
 class SlackStub:
     DEFAULT_TOKEN = "xoxb-stub-0000000000-SECRET-token"
 
-    def __init__(self, token: str = DEFAULT_TOKEN, channels: dict[str, str] | None = None
-                 ) -> None:
+    def __init__(self, token: str = DEFAULT_TOKEN, channels: dict[str, str] | None = None,
+                 port: int = 0) -> None:
         self.token = token
+        self.bind_port = port
         self.echo_secrets = False
         self._lock = threading.Condition()
         self._calls: list[SlackCall] = []
@@ -135,7 +136,7 @@ class SlackStub:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.bind_port), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
                                         name="slack-stub", daemon=True)

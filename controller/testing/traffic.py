@@ -93,3 +93,39 @@ class TrafficGenerator:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+
+def main() -> None:
+    """Run the generator as a process, reading the weight from an HTTPRoute."""
+    import argparse
+
+    from controller.adapters.kube.client import ClusterConfig, api_client
+    from controller.adapters.traffic.gateway_api import GatewayAPIRouter
+    from controller.api.plan import GatewayAPIRoute
+
+    parser = argparse.ArgumentParser(description="split demo traffic by an HTTPRoute's weight")
+    parser.add_argument("--kubeconfig", required=True)
+    parser.add_argument("--namespace", required=True)
+    parser.add_argument("--route", required=True)
+    parser.add_argument("--stable-url", required=True)
+    parser.add_argument("--canary-url", required=True)
+    parser.add_argument("--rps", type=float, default=50.0)
+    parser.add_argument("--path", default="/api/auth/login")
+    args = parser.parse_args()
+    api = api_client(ClusterConfig(args.kubeconfig))
+    router = GatewayAPIRouter(api, args.namespace, GatewayAPIRoute(
+        http_route=args.route, stable_backend=args.route, canary_backend=f"{args.route}-canary"))
+    generator = TrafficGenerator(args.stable_url, args.canary_url,
+                                 lambda: router.observe().weight, rps=args.rps, path=args.path)
+    generator.start()
+    try:
+        while True:
+            time.sleep(10)
+            print(f"sent {generator.sent} failed {generator.failed} weight {generator.weight}",
+                  flush=True)
+    except KeyboardInterrupt:
+        generator.stop()
+
+
+if __name__ == "__main__":
+    main()

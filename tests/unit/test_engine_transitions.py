@@ -503,3 +503,36 @@ def test_requeue_is_the_earliest_of_analysis_hold_and_rollback_deadline() -> Non
     d2 = decide(b.observation(p, b.at(10) + timedelta(seconds=0), status=st, router_weight=10,
                               measurements=(b.gate_measurement(),)))
     assert d2.requeue_after == pytest.approx(10.0)
+
+
+def test_too_few_samples_early_in_a_step_is_progress_not_holding() -> None:
+    p = b.plan()
+    st = running(p, 0, started=0)
+    few = (b.gate_measurement(canary=b.ratio(0.0, samples=20)),)
+    early = decide(b.observation(p, b.at(10), status=st, router_weight=10, measurements=few))
+    assert early.status.phase == Phase.PROGRESSING
+    assert early.status.gates[0].reason == "TooFewSamples"
+    assert "Holding" not in [r.type for r in early.status.decisions]
+    broken = (b.gate_measurement(canary=b.missing(MeasurementStatus.ERROR, "refused")),)
+    outage = decide(b.observation(p, b.at(10), status=st, router_weight=10, measurements=broken))
+    assert outage.status.phase == Phase.HOLDING and outage.status.reason == "PrometheusError"
+
+
+def test_canary_vs_stable_has_no_baseline_at_100_percent() -> None:
+    p = b.plan(gates=[{"slo": "api_availability"},
+                      {"canaryVsStable": {"slo": "api_availability", "maxRatio": 2}}])
+    st = running(p, 3, started=0)
+    no_stable = (b.gate_measurement(canary=b.ratio(0.0)),
+                 b.gate_measurement("canaryVsStable:api_availability", canary=b.ratio(0.0),
+                                    stable=b.missing()))
+    d = decide(b.observation(p, b.at(60), status=st, router_weight=100,
+                             measurements=no_stable))
+    versus = d.status.gates[1]
+    assert versus.verdict == Verdict.PASS and versus.reason == "NotApplicable"
+    assert d.status.phase == Phase.PROMOTING
+    # below 100 % the same missing baseline holds the run
+    st25 = running(p, 1, started=0)
+    d25 = decide(b.observation(p, b.at(60), status=st25, router_weight=25,
+                               measurements=no_stable))
+    assert d25.status.gates[1].verdict == Verdict.INCONCLUSIVE
+    assert d25.status.current_step == 1

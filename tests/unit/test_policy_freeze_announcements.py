@@ -19,10 +19,7 @@ def policy_with_notifications() -> object:
 
 
 def measured(bad: float | None, total: float = 1_000_000) -> dict[str, SLOMeasurements]:
-    if bad is None:
-        budget = b.missing(MeasurementStatus.NO_DATA)
-    else:
-        budget = b.ratio(bad / total, total)
+    budget = b.missing(MeasurementStatus.NO_DATA) if bad is None else b.ratio(bad / total, total)
     return {"api_availability": SLOMeasurements("api_availability", budget)}
 
 

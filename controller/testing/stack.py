@@ -298,18 +298,23 @@ class Stack:
 
     def start_controller(self, identity: str = "controller-0", *, leader_elect: bool = False,
                          extra: list[str] | None = None,
-                         env: dict[str, str] | None = None) -> ControllerProcess:
+                         env: dict[str, str] | None = None,
+                         kubeconfig: Path | None = None,
+                         lease_namespace: str | None = None) -> ControllerProcess:
+        """``rolloutctl run`` watching the stack's namespace, as the admin of the stack's
+        kubeconfig unless KUBECONFIG names another identity (e.g. the chart's service
+        account); the Lease lives in the stack's namespace unless LEASE_NAMESPACE is given."""
         from controller.testing.cluster import free_port
 
         port = free_port()
         log = self.workdir / f"{identity}.log"
         args = [
             rolloutctl_binary(), "run",
-            "--kubeconfig", str(self.kubeconfig),
+            "--kubeconfig", str(kubeconfig or self.kubeconfig),
             "--namespace", self.namespace,
             "--identity", identity,
             "--metrics-address", f"127.0.0.1:{port}",
-            "--lease-namespace", self.namespace,
+            "--lease-namespace", lease_namespace or self.namespace,
             "--leader-elect" if leader_elect else "--no-leader-elect",
             "--log-format", "json",
             *(extra or []),

@@ -15,10 +15,16 @@ def test_off_by_default(tmp_path: Path) -> None:
     assert not by_kind(docs, "ValidatingAdmissionPolicyBinding")
 
 
+def test_every_namespace_unless_a_selector_is_given(tmp_path: Path) -> None:
+    docs = render(tmp_path, {"admission": {"freezeEnforcement": {"enabled": True}}})
+    constraints = one(docs, "ValidatingAdmissionPolicy")["spec"]["matchConstraints"]
+    assert "namespaceSelector" not in constraints  # the API server's default: everything
+
+
 def test_bound_to_the_named_slo_policy_of_the_deployments_namespace(tmp_path: Path) -> None:
     docs = render(tmp_path, {"admission": {"freezeEnforcement": {
         "enabled": True, "policyName": "payments", "validationActions": ["Warn", "Audit"],
-        "failurePolicy": "Ignore"}}})
+        "failurePolicy": "Ignore", "namespaceSelector": {"matchLabels": {"env": "prod"}}}}})
     policy = one(docs, "ValidatingAdmissionPolicy")
     binding = one(docs, "ValidatingAdmissionPolicyBinding")
     assert policy["apiVersion"] == binding["apiVersion"] == "admissionregistration.k8s.io/v1"
@@ -30,6 +36,7 @@ def test_bound_to_the_named_slo_policy_of_the_deployments_namespace(tmp_path: Pa
                     "resources": ["deployments"]}
     assert spec["matchConstraints"]["objectSelector"] == {
         "matchLabels": {"rolloutctl.dev/target": "true"}}
+    assert spec["matchConstraints"]["namespaceSelector"] == {"matchLabels": {"env": "prod"}}
     (validation,) = spec["validations"]
     assert "params.status.frozen" in validation["expression"]
     assert binding["spec"]["policyName"] == policy["metadata"]["name"]

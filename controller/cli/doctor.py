@@ -10,8 +10,6 @@ Exit code: 0 healthy (all OK), 1 degraded (a WARN), 2 unhealthy (a FAIL).
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -130,6 +128,9 @@ def check_controller(s: Session, namespace: str, name: str, now: datetime) -> Ch
 
 def prometheus_ready(url: str, timeout: float = HTTP_TIMEOUT) -> str | None:
     """None when ``GET /-/ready`` answers 200, else why not."""
+    import urllib.error
+    import urllib.request
+
     try:
         with urllib.request.urlopen(url.rstrip("/") + "/-/ready", timeout=timeout) as r:
             status = int(r.status)

@@ -9,8 +9,6 @@ from typing import Annotated
 
 import typer
 
-from controller.cli.documents import check_files
-
 
 def parse_time(text: str) -> datetime:
     """Unix seconds (``1764244800``) or RFC 3339 (``2026-11-27T12:00:00Z``)."""
@@ -48,6 +46,7 @@ def simulate(
     stable contract: outcome, rolledBackAt, completedAt and the events.
     """
     from controller.adapters.metrics.prometheus import PrometheusSource
+    from controller.cli.documents import check_files
     from controller.simulator import simulate as run_simulation
 
     if output not in ("table", "json"):

@@ -1,0 +1,157 @@
+"""Wall time of `rolloutctl status PLAN` as a user runs it (goal: median < 1 s).
+
+    python -m bench.cli_status [--runs 15] [--kubeconfig FILE] [--keep DIR]
+
+Without --kubeconfig a small local control plane is started (etcd + kube-apiserver from
+``tools/build-control-plane.sh``, no workloads) in a temporary directory and stopped at the
+end. A RolloutPlan mid-run (step 2/4 at 25 %, a gate, decisions: a status the real
+reconciler produced) and its SLOPolicy are created in a fresh namespace; then the installed
+``rolloutctl`` console script is run as a subprocess RUNS times (after one warm-up run),
+each timed from fork to exit. ``rolloutctl version`` is timed too: the floor every command
+pays (interpreter start and the CLI's own imports).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from bench.machine import describe, median, percentile
+
+GOAL_SECONDS = 1.0
+
+
+def mid_run_status(namespace: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """A plan document, its policy and the status the reconciler wrote after 90 s of a run."""
+    from prometheus_client import CollectorRegistry
+
+    from controller.adapters.traffic.registry import NullRouter
+    from controller.reconciler import PlanReconciler
+    from controller.telemetry import Telemetry
+    from controller.testing import builders as b
+    from controller.testing.fakes import FakeClock, FakeWorkloads, MemoryStore
+
+    steps = [(10, "1m"), (25, "10m"), (50, "10m"), (100, "10m")]
+    plan = b.plan_doc(namespace=namespace, steps=steps, notifications=False)
+    policy = b.policy_doc(namespace=namespace)
+    store = MemoryStore()
+    store.put(plan)
+    store.put({**policy, "status": {"evaluatedAt": "2026-11-27T11:59:00Z", "frozen": False}})
+    workloads = FakeWorkloads()
+    workloads.set(namespace, "checkout", b.workload("rev-stable"))
+    workloads.set(namespace, "checkout-canary", b.workload("rev-new", replicas=0))
+    clock = FakeClock(b.T0)
+    router = NullRouter()
+    rec = PlanReconciler(
+        store=store, workloads=workloads, router_for=lambda p: router,
+        measure_gates=lambda p, *_: [b.gate_measurement(g.name, b.ratio(0.0002, 1500))
+                                     for g in p.spec.gates],
+        policy_lookup=lambda ns, n: store.get("SLOPolicy", ns, n), clock=clock,
+        telemetry=Telemetry(CollectorRegistry()))
+    end = clock.now() + timedelta(seconds=90)
+    while clock.now() < end:
+        clock.advance(min(max(rec.reconcile(f"{namespace}/checkout") or 5.0, 0.1), 5.0))
+    written = store.get("RolloutPlan", namespace, "checkout")
+    assert written is not None
+    return plan, policy, written["status"]
+
+
+def create_objects(kubeconfig: Path) -> str:
+    """A namespace holding the plan (with its mid-run status) and its policy; its name."""
+    from kubernetes import client
+
+    from controller.adapters.kube.objects import ObjectStore
+    from controller.testing.cluster import new_api_client
+
+    namespace = f"bench-cli-{uuid.uuid4().hex[:6]}"
+    api = new_api_client(kubeconfig)
+    client.CoreV1Api(api).create_namespace({"metadata": {"name": namespace}},
+                                           _request_timeout=30)
+    plan, policy, status = mid_run_status(namespace)
+    custom = client.CustomObjectsApi(api)
+    for doc, plural in ((policy, "slopolicies"), (plan, "rolloutplans")):
+        body = {k: v for k, v in doc.items() if k != "status"}
+        body["metadata"] = {"name": doc["metadata"]["name"]}
+        custom.create_namespaced_custom_object("rolloutctl.dev", "v1alpha1", namespace, plural,
+                                               body, _request_timeout=30)
+    store = ObjectStore(api)
+    raw = store.get("RolloutPlan", namespace, "checkout")
+    assert raw is not None
+    store.write_status(raw, status)
+    api.close()  # type: ignore[no-untyped-call]
+    return namespace
+
+
+def time_runs(argv: list[str], runs: int, expect: str) -> tuple[list[float], list[float]]:
+    """Wall and CPU (user + system) seconds of each run."""
+    subprocess.run(argv, capture_output=True, check=False, timeout=60)  # warm the page cache
+    wall, cpu = [], []
+    for _ in range(runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        start = time.perf_counter()
+        done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
+        wall.append(time.perf_counter() - start)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+        if done.returncode != 0 or expect not in done.stdout:
+            raise SystemExit(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stdout}"
+                             f"{done.stderr}")
+    return wall, cpu
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--kubeconfig", type=Path, help="use this cluster (CRDs installed)")
+    parser.add_argument("--keep", type=Path, help="start the control plane in DIR, keep it")
+    args = parser.parse_args()
+    if args.runs < 10:
+        parser.error("--runs must be at least 10")
+
+    from controller.testing import cluster as cluster_mod
+
+    started: Path | None = None
+    kubeconfig = args.kubeconfig
+    if kubeconfig is None:
+        directory = args.keep or Path(tempfile.mkdtemp(prefix="bench-cli-"))
+        cluster = cluster_mod.start_cluster(directory, workloads=False)
+        started = None if args.keep else cluster.dir
+        kubeconfig = cluster.kubeconfig
+        from controller.testing.fixtures import PROJECT_CRD_DIR, install_crds
+
+        api = cluster_mod.new_api_client(kubeconfig)
+        install_crds(api, sorted(PROJECT_CRD_DIR.glob("*.yaml")))
+        api.close()  # type: ignore[no-untyped-call]
+    try:
+        namespace = create_objects(kubeconfig)
+        exe = str(Path(sys.executable).with_name("rolloutctl"))
+        status, status_cpu = time_runs([exe, "status", "checkout", "-n", namespace,
+                                        "--kubeconfig", str(kubeconfig)], args.runs,
+                                       "phase Progressing")
+        floor, floor_cpu = time_runs([exe, "version"], args.runs, "rolloutctl")
+    finally:
+        if started is not None:
+            cluster_mod.stop_cluster(started)
+    print(f"machine: {describe()}; load average {os.getloadavg()[0]:.2f} (other work on the "
+          "machine slows every run)")
+    print(f"command: rolloutctl status checkout -n {namespace} (a plan mid-run, 1 gate, "
+          f"{args.runs} runs after a warm-up)")
+    print("runs (s): " + ", ".join(f"{t:.3f}" for t in status))
+    print(f"status median: {median(status):.3f} s, p90: {percentile(status, 90):.3f} s "
+          f"(goal < {GOAL_SECONDS:g} s): {'ok' if median(status) < GOAL_SECONDS else 'MISSED'}")
+    print(f"status CPU (user+sys) median: {median(status_cpu):.3f} s")
+    print(f"version median: {median(floor):.3f} s, p90: {percentile(floor, 90):.3f} s, CPU "
+          f"{median(floor_cpu):.3f} s (interpreter start + the CLI's own imports)")
+
+
+if __name__ == "__main__":
+    main()

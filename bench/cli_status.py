@@ -74,8 +74,8 @@ def create_objects(kubeconfig: Path) -> str:
 
     namespace = f"bench-cli-{uuid.uuid4().hex[:6]}"
     api = new_api_client(kubeconfig)
-    client.CoreV1Api(api).create_namespace({"metadata": {"name": namespace}},
-                                           _request_timeout=30)
+    client.CoreV1Api(api).create_namespace(
+        client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)), _request_timeout=30)
     plan, policy, status = mid_run_status(namespace)
     custom = client.CustomObjectsApi(api)
     for doc, plural in ((policy, "slopolicies"), (plan, "rolloutplans")):

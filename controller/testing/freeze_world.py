@@ -20,6 +20,8 @@ only when the test wants it to: by patching the freeze thresholds, never the dat
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -31,7 +33,14 @@ from kubernetes.client import ApiClient, AppsV1Api, CustomObjectsApi
 
 from controller.testing.demo_app import DemoApp
 from controller.testing.prometheus import PrometheusServer, Series, backfill
-from controller.testing.stack import BAD, TOTAL, Stack, deployment, http_route
+from controller.testing.stack import (
+    BAD,
+    TOTAL,
+    Stack,
+    deployment,
+    http_route,
+    rolloutctl_binary,
+)
 from controller.testing.traces import Trace, TrackShape
 
 HISTORY_SERVICE = "checkout-history"
@@ -231,3 +240,11 @@ def world_with_history(kubeconfig: Path, api: ApiClient, namespace: str, workdir
         yield world
     finally:
         stack.stop()
+
+
+def rolloutctl(stack: Stack, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``rolloutctl ARGS --kubeconfig K -n NS`` as a user runs it; stdout and stderr as text."""
+    argv = [rolloutctl_binary(), *args, "--kubeconfig", str(stack.kubeconfig),
+            "-n", stack.namespace]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False,
+                          env={**os.environ, "COLUMNS": "200"})

@@ -1,0 +1,90 @@
+"""Issue #9 end to end: an unknown budget never lets a run through. With the policy's
+Prometheus down the budget cannot be measured: the policy freezes with reason BudgetUnknown
+and a new run waits in Frozen, shifting nothing; once the budget can be measured again
+(20 % left, above the 10 % threshold) the run starts.
+
+Real servers: kube-apiserver, the `rolloutctl run` process, and Prometheus (a backfilled
+30-day history plus the live demo services) stopped and started again by its PID.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from controller.testing.fixtures import TestCluster
+from controller.testing.freeze_world import (
+    BUDGET_SLO,
+    FreezeWorld,
+    canary_replicas,
+    condition,
+    decisions,
+    freeze_policy,
+    patch_policy_spec,
+    restart_prometheus,
+    route_weight,
+    watch,
+    world_with_history,
+)
+from controller.testing.stack import rollout_plan
+
+pytestmark = [pytest.mark.cluster, pytest.mark.prometheus, pytest.mark.slow]
+
+SERVICE = "checkout"
+
+
+@pytest.fixture
+def world(cluster: TestCluster, namespace: str, tmp_path: Path) -> Iterator[FreezeWorld]:
+    with world_with_history(Path(cluster.kubeconfig), cluster.api_client(), namespace,
+                            tmp_path / "stack", 20.0) as w:
+        yield w
+
+
+def test_with_prometheus_down_a_new_run_waits_with_reason_budget_unknown(
+    world: FreezeWorld,
+) -> None:
+    stack = world.stack
+    prometheus = stack.prometheus
+    assert prometheus is not None
+    stack.apply(freeze_policy("platform", prometheus.url, evaluation_interval="2s"))
+    stack.apply(rollout_plan(SERVICE, "platform"))
+    stack.start_controller()
+    stack.wait_for(lambda: stack.policy_status().get("evaluatedAt")
+                   and stack.policy_status()["frozen"] is False, 60, "an open policy")
+    stack.wait_for(lambda: stack.status().get("reason") == "NoNewRevision", 60,
+                   "the plan to see nothing to roll out")
+    port = prometheus.port
+
+    prometheus.stop()
+    policy = stack.wait_for(lambda: (st := stack.policy_status()).get("frozen") and st, 30,
+                            "the policy to freeze on an unknown budget")
+    assert policy["reason"] == "BudgetUnknown"
+    assert "budgetRemaining" not in policy
+    slo = next(s for s in policy["slos"] if s["name"] == BUDGET_SLO)
+    assert slo["state"] == "Unknown" and slo["reason"] == "PrometheusError"
+    assert f"cannot reach http://127.0.0.1:{port}: connection refused" in slo["message"]
+    assert condition(policy, "Ready")["reason"] == "SLOsUnknown"
+
+    stack.release("v2")
+    status = stack.wait_for(lambda: (st := stack.status()).get("phase") == "Frozen" and st, 30,
+                            "the new run to wait in Frozen")
+    assert status["reason"] == "BudgetUnknown"
+    assert "(BudgetUnknown: budget unknown)" in status["message"]
+    assert condition(status, "Frozen")["reason"] == "BudgetUnknown"
+    seen = watch(stack, 10, lambda: (stack.status().get("phase"), route_weight(stack, SERVICE),
+                                     canary_replicas(stack, SERVICE)))
+    assert set(seen) == {("Frozen", 0, 0)}, seen
+    assert decisions(stack.status(), "RunStarted") == []
+
+    # Measurable again (Prometheus back on its data, at a new address): the run starts.
+    patch_policy_spec(stack.api, stack.namespace, "platform",
+                      {"prometheus": {"url": restart_prometheus(stack)}})
+    stack.wait_for(lambda: route_weight(stack, SERVICE) == 10, 90, "the run at 10 %")
+    policy = stack.policy_status()
+    assert policy["frozen"] is False
+    assert policy["budgetRemaining"] == pytest.approx(20.0, abs=0.05)
+    status = stack.status()
+    assert [d["type"] for d in decisions(status, "Frozen", "Unfrozen", "RunStarted")] == [
+        "Frozen", "Unfrozen", "RunStarted"]

@@ -193,7 +193,7 @@ def _dry_run(s: Session, name: str, restore: bool, max_duration: object, reason:
                                            "maxDuration": max_duration})
     obs = observe_for_dry_run(s, with_drill(current, request), now)
     prediction = predict(obs, rid)
-    render.console().print(render.dry_run_view(current, prediction.actions, prediction.outcome))
+    render.emit(render.dry_run_view(current, prediction.actions, prediction.outcome))
     return EXIT_OK
 
 
@@ -238,7 +238,7 @@ def _follow(s: Session, name: str, restore: bool, max_duration: str, limit: floa
         raise CliError(f"the controller did not start drill {rid} within "
                        f"{summary.duration(limit + grace)}: is it running? "
                        "(`rolloutctl doctor`)", EXIT_BAD)
-    out.print(render.drill_result(report, plan))
+    render.emit(render.drill_result(report, plan), out)
     if report.outcome == DrillOutcome.RUNNING:
         typer.echo(f"error: drill {rid} ran past --max-duration {max_duration} "
                    f"(+{summary.duration(grace)} grace)", err=True)

@@ -79,7 +79,7 @@ def freeze_status(
         if output is not None:
             _print_document(policies, output, "status")
             return
-        render.console().print(render.freeze_view(policies, _now()))
+        render.emit(render.freeze_view(policies, _now()))
 
 
 def override_entry(reason: str, expires: str, allow: list[str], by: str, now: datetime,
@@ -199,4 +199,4 @@ def budget(
         if output is not None:
             _print_document(policies, output, "status")
             return
-        render.console().print(render.budget_view(policies))
+        render.emit(render.budget_view(policies))

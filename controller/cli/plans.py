@@ -99,7 +99,7 @@ def get(
             typer.echo(f"No RolloutPlans found in {where}.", err=True)
             return
         plans = [parse_plan(r) for r in raws]
-        render.console().print(render.plans_table(
+        render.emit(render.plans_table(
             plans, _now(), wide=output == Output.WIDE, all_namespaces=s.list_namespace is None))
 
 
@@ -153,7 +153,7 @@ def status(
         policy = _policy_of(s, current)
         out = render.console()
         if not watch:
-            out.print(render.status_view(current, _now(), policy))
+            render.emit(render.status_view(current, _now(), policy), out)
             raise typer.Exit(summary.exit_code(current))
         code = watch_status(s, plan, current, policy, out, seconds, interval)
     raise typer.Exit(code)
@@ -241,7 +241,7 @@ def wait_handled(s: Session, name: str, kind: str, rid: str, timeout: float,
     typer.echo(f"handled: {kind} request {rid}; phase {plan.status.phase.value}, step "
                f"{_step(plan)}, canary weight {plan.status.canary_weight}%")
     if new:
-        render.console().print(render.decisions_table(new))
+        render.emit(render.decisions_table(new))
     refused = [d for d in new if d.type in ("RequestIgnored", "PromoteRefused")]
     return EXIT_BAD if refused else EXIT_OK
 

@@ -59,6 +59,23 @@ def console(*, stderr: bool = False, width: int | None = None) -> Console:
     return Console(file=stream, width=width, highlight=False, soft_wrap=False)
 
 
+def emit(renderable: RenderableType, out: Console | None = None) -> None:
+    """Print RENDERABLE; on a pipe or a file without the padding rich leaves at line ends."""
+    out = out or console()
+    if out.is_terminal:
+        out.print(renderable)
+        return
+    needed = out.measure(renderable, options=out.options.update(width=10_000)).maximum
+    if needed > out.width:  # a pipe truncates nothing: widen the page to the content
+        out = Console(file=out.file, width=needed, highlight=False, soft_wrap=False,
+                      color_system=None)
+    with out.capture() as captured:
+        out.print(renderable)
+    text = "\n".join(line.rstrip() for line in captured.get().splitlines())
+    out.file.write(text + "\n")
+    out.file.flush()
+
+
 def _table(*headers: str, **kwargs: object) -> Table:
     table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold",
                   padding=(0, 2, 0, 0), **kwargs)  # type: ignore[arg-type]

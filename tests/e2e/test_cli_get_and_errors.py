@@ -144,3 +144,27 @@ def test_a_user_who_may_read_plans_but_not_crds_gets_not_found(
     code, out, err = run(kubeconfig, "status", "nope", "-n", namespace)
     assert code == 2
     assert err.startswith("error: RolloutPlan 'nope' not found in namespace")
+
+
+def test_kubectl_rolloutctl_runs_the_plugin(cluster: TestCluster, namespace: str,
+                                            api: client.ApiClient) -> None:
+    """`kubectl rolloutctl get` finds kubectl-rolloutctl on the PATH and prints the same."""
+    import os
+    import subprocess
+    import sys
+
+    from controller.testing.cluster import find_binary
+
+    create_plans(api, namespace, "checkout")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+           "KUBECONFIG": str(cluster.kubeconfig)}
+    via_kubectl = subprocess.run([str(find_binary("kubectl")), "rolloutctl", "get", "-n",
+                                  namespace], capture_output=True, text=True, env=env,
+                                 timeout=60, check=False)
+    assert via_kubectl.returncode == 0, via_kubectl.stderr
+    code, direct, _ = run(cluster.kubeconfig, "get", "-n", namespace)
+    assert code == 0
+    assert [line.split()[:5] for line in via_kubectl.stdout.splitlines()] == [
+        line.split()[:5] for line in direct.splitlines()]
+    assert via_kubectl.stdout.splitlines()[1].split()[:2] == ["checkout", "Pending"]
+    assert all(line == line.rstrip() for line in via_kubectl.stdout.splitlines())

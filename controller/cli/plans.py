@@ -234,8 +234,12 @@ def wait_handled(s: Session, name: str, kind: str, rid: str, timeout: float,
         if getattr(plan.status.handled, kind) == rid:
             break
         if time.monotonic() > deadline:
+            st = plan.status
             raise CliError(f"the controller has not handled {kind} request {rid} after "
-                           f"{timeout:g}s: is it running? (`rolloutctl doctor`)")
+                           f"{timeout:g}s (the plan is {st.phase.value}: {st.reason or '-'}"
+                           + (f", {st.message}" if st.message else "") + "); "
+                           + _why_pending(kind) + "; is the controller running? "
+                           "(`rolloutctl doctor`)")
         time.sleep(interval)
     new = [d for d in plan.status.decisions if d.seq > seq]
     typer.echo(f"handled: {kind} request {rid}; phase {plan.status.phase.value}, step "
@@ -244,6 +248,15 @@ def wait_handled(s: Session, name: str, kind: str, rid: str, timeout: float,
         render.emit(render.decisions_table(new))
     refused = [d for d in new if d.type in ("RequestIgnored", "PromoteRefused")]
     return EXIT_BAD if refused else EXIT_OK
+
+
+def _why_pending(kind: str) -> str:
+    return {
+        "promote": "a promotion is acted on once every gate passes",
+        "resume": "a resume is acted on at the run's next pass",
+        "abort": "an abort is acted on during a run",
+        "retry": "a retry is acted on once no run is in progress",
+    }.get(kind, "it is acted on at the next pass")
 
 
 def wait_observed(s: Session, name: str, generation: int, timeout: float,

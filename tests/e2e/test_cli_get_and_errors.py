@@ -168,3 +168,16 @@ def test_kubectl_rolloutctl_runs_the_plugin(cluster: TestCluster, namespace: str
         line.split()[:5] for line in direct.splitlines()]
     assert via_kubectl.stdout.splitlines()[1].split()[:2] == ["checkout", "Pending"]
     assert all(line == line.rstrip() for line in via_kubectl.stdout.splitlines())
+
+
+def test_wait_without_a_controller_gives_up_with_exit_2(cluster: TestCluster, namespace: str,
+                                                        api: client.ApiClient) -> None:
+    create_plans(api, namespace, "checkout")
+    code, out, err = run(cluster.kubeconfig, "promote", "checkout", "-n", namespace, "--wait",
+                         "--timeout", "2s")
+    assert code == 2
+    rid = out.split("(request ")[1].split(" ")[0]
+    assert err.startswith(f"error: the controller has not handled promote request {rid} after "
+                          "2s (the plan is Pending: -); a promotion is acted on once every "
+                          "gate passes; is the controller running? (`rolloutctl doctor`)")
+    assert len(err.splitlines()) == 1

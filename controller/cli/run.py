@@ -133,10 +133,11 @@ def run(
     clock = SystemClock()
     telemetry = Telemetry(registry)
     store = ObjectStore(api)
-    deployments = manager.cache("deployments")
     policies = manager.cache("slopolicies")
     plans = manager.cache("rolloutplans")
-    workloads = Workloads(api, getter=lambda ns, name: deployments.get(f"{ns}/{name}"))
+    # Deployments are read fresh on every pass: a decision must never rest on a cached copy
+    # that predates the controller's own last write (the cache still triggers the passes).
+    workloads = Workloads(api)
     events = EventRecorder(api, instance=me)
 
     sources: dict[tuple[str, float], PrometheusSource] = {}

@@ -714,6 +714,13 @@ class _Pass:
             return
         self.requeue.append(TRANSITION_REQUEUE)
 
+    def keep_canary_scaled(self) -> None:
+        """While a run sits at a step, the canary keeps its replicas (a hand scale-down, or a
+        scale-down the controller did not see land before it scaled up again)."""
+        if (self.s["phase"] in STEPPING_PHASES and self.s["current_step"] is not None
+                and self.obs.canary.exists):
+            self.scale_canary(self.canary_replicas())
+
     def correct_drift(self) -> None:
         observed = self.obs.router.weight
         desired = self.s["canary_weight"]
@@ -854,6 +861,8 @@ class _Pass:
             self.drill()
         elif st.in_run:
             self.in_run()
+            if self.s["phase"] in STEPPING_PHASES:
+                self.keep_canary_scaled()
             if self.s["phase"] in STEPPING_PHASES | {Phase.PROMOTING}:
                 self.correct_drift()
         else:

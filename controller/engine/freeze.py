@@ -3,7 +3,9 @@
 - Budget remaining per SLO = 1 - (bad / total over the SLO window) / (1 - objective).
 - Freeze when the freeze SLO's budget remaining is below ``whenRemainingBelow``, or while a
   critical burn-rate alert fires on the stable service; release at ``releaseAbove`` or more
-  (hysteresis), once no critical alert fires.
+  (hysteresis), once no critical alert fires. The hysteresis is a latch in status
+  (``budgetFreeze``): set below ``whenRemainingBelow``, cleared at ``releaseAbove`` or more,
+  left as it was by an unknown budget (a metrics outage never lifts a budget freeze).
 - An unknown budget (no data, a query error) freezes with reason ``BudgetUnknown``: new runs
   never start on an unknown budget. In-flight runs hold on it; they are not rolled back.
 - Break-glass overrides are active until they expire; their activation and expiry are
@@ -114,6 +116,9 @@ def evaluate(policy: SLOPolicy, measured: dict[str, SLOMeasurements],
         added.append(key)
 
     frozen, reason, message, remaining = False, "", "", None
+    # Statuses written before the latch existed: a budget freeze in them is latched.
+    latched = old.budget_freeze or (
+        old.frozen and old.reason == FreezeReason.BUDGET_BELOW_THRESHOLD)
     freeze = spec.error_budget_policy.freeze_releases
     if freeze is not None:
         s = by_name.get(freeze.slo)
@@ -122,6 +127,8 @@ def evaluate(policy: SLOPolicy, measured: dict[str, SLOMeasurements],
                   if b.firing and b.severity == AlertSeverity.CRITICAL]
         below = freeze.when_remaining_below.value
         release = freeze.release_above.value
+        if remaining is not None:  # an unknown budget leaves the hysteresis latch as it was
+            latched = remaining < below or (latched and remaining < release)
         if s is None or s.state == SLOState.UNKNOWN or remaining is None:
             frozen, reason = True, FreezeReason.BUDGET_UNKNOWN
             message = (f"the budget of {freeze.slo} is unknown ({s.reason if s else 'NoData'}): "
@@ -132,8 +139,7 @@ def evaluate(policy: SLOPolicy, measured: dict[str, SLOMeasurements],
             message = (f"{freeze.slo} burns {worst.long_rate:.1f}x over {worst.long} and "
                        f"{worst.short_rate:.1f}x over {worst.short} (critical at "
                        f"{worst.factor:g}x)")
-        elif remaining < below or (old.frozen and old.reason != FreezeReason.BUDGET_UNKNOWN
-                                   and remaining < release):
+        elif latched:
             frozen, reason = True, FreezeReason.BUDGET_BELOW_THRESHOLD
             message = (f"{remaining:.1f}% of the {freeze.slo} budget left; releases resume "
                        f"at {release:g}%" if remaining >= below else
@@ -188,7 +194,8 @@ def evaluate(policy: SLOPolicy, measured: dict[str, SLOMeasurements],
         outbox = outbox[-MAX_OUTBOX:]
     status = old.model_copy(update={
         "observed_generation": gen, "seq": seq, "evaluated_at": now, "frozen": frozen,
-        "frozen_since": since, "freeze_announced": announced, "reason": reason, "message": message,
+        "frozen_since": since, "freeze_announced": announced,
+        "budget_freeze": latched and freeze is not None, "reason": reason, "message": message,
         "budget_remaining": remaining, "slos": slos, "overrides": overrides,
         "conditions": list(conditions),
         "notifications": old.notifications.model_copy(update={"outbox": outbox}),

@@ -67,8 +67,9 @@ def _fast_burn(slo: SLO, m: GateMeasurement, min_samples: int) -> tuple[float, s
         short_burn = budget.burn_rate(burn.short.value, slo.objective)
         if budget.alert_fires(long_burn, short_burn, alert.factor):
             return long_burn, (
-                f"fast burn: {long_burn:.1f}x over {Duration.of_seconds(burn.long_seconds)} and "
-                f"{short_burn:.1f}x over {Duration.of_seconds(burn.short_seconds)} exceed "
+                f"fast burn: {long_burn:.1f}x over "
+                f"{Duration.of_seconds(round(burn.long_seconds))} and {short_burn:.1f}x over "
+                f"{Duration.of_seconds(round(burn.short_seconds))} exceed "
                 f"{alert.factor:g}x"
             )
     return None

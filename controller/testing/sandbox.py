@@ -62,7 +62,7 @@ def sandbox_plan() -> dict[str, Any]:
     spec["target"]["canary"]["replicas"] = 1
     spec["steps"] = [{"weight": w, "hold": "15s"} for w in (10, 25, 50, 100)]
     spec["analysis"] = {"interval": "5s", "window": "30s", "rollbackAfter": "15s",
-                        "minSamples": 50, "onNoData": "hold", "noDataTimeout": "2m"}
+                        "minSamples": 30, "onNoData": "hold", "noDataTimeout": "2m"}
     return doc
 
 

@@ -536,3 +536,11 @@ def test_canary_vs_stable_has_no_baseline_at_100_percent() -> None:
                                measurements=no_stable))
     assert d25.status.gates[1].verdict == Verdict.INCONCLUSIVE
     assert d25.status.current_step == 1
+
+
+def test_a_canary_scaled_down_mid_step_is_scaled_back() -> None:
+    p = b.plan()
+    st = running(p, 1, started=0)
+    d = decide(b.observation(p, b.at(5), status=st, router_weight=25,
+                             canary=b.workload("rev-new", replicas=0)))
+    assert [(a.type, a.replicas) for a in d.actions] == [(ActionType.SCALE_CANARY, 2)]

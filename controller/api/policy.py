@@ -268,6 +268,9 @@ class SLOPolicyStatus(Wire):
     frozen: bool = False
     frozen_since: datetime | None = None
     freeze_announced: bool = False
+    # The hysteresis latch: the freeze SLO's budget fell below whenRemainingBelow and has not
+    # been measured at releaseAbove or more since. An unknown budget leaves it as it was.
+    budget_freeze: bool = False
     reason: str = ""
     message: str = ""
     budget_remaining: float | None = None

@@ -22,7 +22,7 @@ DEFAULT_DIR = Path(".sandbox")
 def _say(text: str) -> None:
     from rich.console import Console
 
-    Console(highlight=False).print(text)
+    Console(highlight=False, soft_wrap=True).print(text)
 
 
 def _sandbox(directory: Path) -> Any:

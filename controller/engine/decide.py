@@ -232,7 +232,11 @@ class _Pass:
         )
         plan = self.obs.plan.metadata
         steps = len(self.spec.steps)
-        where = f" at step {step + 1}/{steps} ({weight}%)" if step is not None else ""
+        where = f" at step {step + 1}/{steps}" if step is not None else ""
+        if type_ == "RollbackStarted":
+            where += f" (from {self.obs.plan.status.canary_weight}%)"
+        elif step is not None and type_ not in ("RolledBack", "Succeeded"):
+            where += f" ({weight}%)"
         key = f"{self.s['run']}.{seq}"
         message_obj = OutgoingMessage(
             key=key,

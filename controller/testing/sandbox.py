@@ -168,7 +168,7 @@ class Sandbox:
         from controller.testing.fixtures import crd_files, install_crds
 
         install_crds(api, crd_files()[0])
-        core = client.CoreV1Api(api)
+        core: Any = client.CoreV1Api(api)
         try:
             core.create_namespace({"metadata": {"name": NAMESPACE}})
         except ApiException as exc:
@@ -204,8 +204,8 @@ class Sandbox:
         state.urls["slack-page"] = slack["page"]
 
         self.progress("creating the Deployments, the HTTPRoute and the Slack token Secret")
-        apps = client.AppsV1Api(api)
-        custom = client.CustomObjectsApi(api)
+        apps: Any = client.AppsV1Api(api)
+        custom: Any = client.CustomObjectsApi(api)
         _create(lambda: apps.create_namespaced_deployment(
             NAMESPACE, deployment(SERVICE, "stable", "registry.local/checkout:v1", 2)))
         _create(lambda: apps.create_namespaced_deployment(
@@ -318,7 +318,7 @@ def configure_canary(state: State, **config: float) -> None:
 
 def release(state: State, version: str) -> None:
     """A new canary pod template: the controller starts a run."""
-    apps = client.AppsV1Api(api_for(state))
+    apps: Any = client.AppsV1Api(api_for(state))
     patch = {"spec": {"template": {"spec": {"containers": [
         {"name": "app", "image": f"registry.local/checkout:{version}"}]}}}}
     apps.patch_namespaced_deployment(f"{SERVICE}-canary", NAMESPACE, patch,
@@ -326,14 +326,14 @@ def release(state: State, version: str) -> None:
 
 
 def plan_status(state: State) -> dict[str, Any]:
-    custom = client.CustomObjectsApi(api_for(state))
+    custom: Any = client.CustomObjectsApi(api_for(state))
     obj = custom.get_namespaced_custom_object("rolloutctl.dev", "v1alpha1", NAMESPACE,
                                               "rolloutplans", SERVICE)
     return dict(obj.get("status") or {})
 
 
 def policy_status(state: State) -> dict[str, Any]:
-    custom = client.CustomObjectsApi(api_for(state))
+    custom: Any = client.CustomObjectsApi(api_for(state))
     obj = custom.get_namespaced_custom_object("rolloutctl.dev", "v1alpha1", NAMESPACE,
                                               "slopolicies", "platform")
     return dict(obj.get("status") or {})

@@ -178,9 +178,12 @@ class Stack:
 
     def __post_init__(self) -> None:
         self.store = ObjectStore(self.api)
-        self.apps = client.AppsV1Api(self.api)
-        self.custom = client.CustomObjectsApi(self.api)
-        self.core = client.CoreV1Api(self.api)
+        # The harness passes plain dicts to the client (it accepts them at run time; its
+        # type hints ask for V1 models): typed as Any on purpose.
+        self.apps: Any = client.AppsV1Api(self.api)
+        self.custom: Any = client.CustomObjectsApi(self.api)
+        self.core: Any = client.CoreV1Api(self.api)
+        self.raw: Any = self.api
         self.workdir.mkdir(parents=True, exist_ok=True)
 
     # -- the world -----------------------------------------------------------------------
@@ -257,7 +260,7 @@ class Stack:
 
     def deployment(self, name: str) -> dict[str, Any]:
         d = self.apps.read_namespaced_deployment(name, self.namespace)
-        data: dict[str, Any] = self.api.sanitize_for_serialization(d)
+        data: dict[str, Any] = self.raw.sanitize_for_serialization(d)
         return data
 
     def ready_replicas(self, name: str) -> int:
@@ -268,7 +271,7 @@ class Stack:
 
     def events(self) -> list[dict[str, Any]]:
         items = self.core.list_namespaced_event(self.namespace).items
-        return [self.api.sanitize_for_serialization(e) for e in items]
+        return [self.raw.sanitize_for_serialization(e) for e in items]
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float, what: str,
                  interval: float = 0.2) -> Any:

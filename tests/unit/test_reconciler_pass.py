@@ -177,3 +177,21 @@ def test_policy_freezes_below_threshold_and_plans_then_wait() -> None:
     st = h.status()
     assert st["phase"] == "Frozen" and "8.0%" in st["message"]
     assert h.router.weight == 0
+
+
+def test_runs_beyond_max_concurrent_rollouts_wait_in_pending() -> None:
+    h = Harness()
+    h.store.put(b.plan_doc(name="payments"))
+    h.workloads.set("shop", "payments", b.workload("rev-stable"))
+    h.workloads.set("shop", "payments-canary", b.workload("rev-new", replicas=0))
+    h.rec.slots = Slots(1)
+    h.rec.reconcile(KEY)  # checkout takes the only slot
+    h.rec.reconcile("shop/payments")
+    payments = h.store.get("RolloutPlan", "shop", "payments")
+    assert payments is not None
+    assert payments["status"]["phase"] == "Pending"
+    assert payments["status"]["reason"] == "WaitingForSlot"
+    h.run(300)  # checkout finishes and frees the slot
+    h.rec.reconcile("shop/payments")
+    payments = h.store.get("RolloutPlan", "shop", "payments")
+    assert payments is not None and payments["status"]["phase"] == "Progressing"

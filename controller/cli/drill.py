@@ -199,8 +199,6 @@ def _dry_run(s: Session, name: str, restore: bool, max_duration: object, reason:
 
 def _follow(s: Session, name: str, restore: bool, max_duration: str, limit: float,
             grace: float, reason: str) -> int:
-    from rich.live import Live
-
     from controller.api.plan import DrillOutcome
     from controller.cli import render, summary
     from controller.cli.plans import send_request
@@ -217,8 +215,8 @@ def _follow(s: Session, name: str, restore: bool, max_duration: str, limit: floa
     deadline = time.monotonic() + limit + grace
     plan = s.plan(name)
     report = None
-    with Live(render.drill_view(plan, None, rid, _now(), started_at), console=out,
-              auto_refresh=False, transient=True) as live:
+    with render.live(render.drill_view(plan, None, rid, _now(), started_at), out,
+                     transient=True) as live:
         while True:
             with contextlib.suppress(Transient):  # keep following: the deadline decides
                 plan = s.plan(name)

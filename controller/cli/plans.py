@@ -162,15 +162,12 @@ def status(
 def watch_status(s: Session, name: str, plan: RolloutPlan, policy: SLOPolicy | None,
                  out: Console, timeout: float, interval: float) -> int:
     """Re-render until the plan is final (its exit code) or TIMEOUT seconds pass (2)."""
-    from rich.live import Live
-
     from controller.cli import render, summary
     from controller.errors import Transient
 
     deadline = time.monotonic() + timeout
     note = ""
-    with Live(render.status_view(plan, _now(), policy), console=out, auto_refresh=False,
-              transient=False) as live:
+    with render.live(render.status_view(plan, _now(), policy), out) as live:
         while True:
             if summary.is_final(plan):
                 live.update(render.status_view(plan, _now(), policy), refresh=True)

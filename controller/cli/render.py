@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from rich.console import Console, Group, RenderableType
+from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
@@ -74,6 +75,12 @@ def emit(renderable: RenderableType, out: Console | None = None) -> None:
     text = "\n".join(line.rstrip() for line in captured.get().splitlines())
     out.file.write(text + "\n")
     out.file.flush()
+
+
+def live(renderable: RenderableType, out: Console, *, transient: bool = False) -> Live:
+    """A live view on OUT, redrawn by ``update(..., refresh=True)`` (no background thread).
+    Not a terminal: only the last view is printed, when it stops."""
+    return Live(renderable, console=out, auto_refresh=False, transient=transient)
 
 
 def _table(*headers: str, **kwargs: object) -> Table:

@@ -11,6 +11,7 @@ weight, a Slack stand-in with a page showing the messages, and the controller
 from __future__ import annotations
 
 import json
+import shutil
 import os
 import subprocess
 import sys
@@ -186,6 +187,9 @@ class Sandbox:
             state.urls[track] = f"http://127.0.0.1:{ports[track]}"
 
         self.progress("starting Prometheus (scraping both services every second)")
+        # A fresh sandbox starts with fresh history: an earlier demo's injected errors
+        # would otherwise count against this one's error budget.
+        shutil.rmtree(self.dir / "prometheus", ignore_errors=True)
         prometheus = PrometheusServer(
             self.dir / "prometheus", targets=[f"127.0.0.1:{p}" for p in ports.values()],
             scrape_interval="1s").start()

@@ -11,8 +11,8 @@ weight, a Slack stand-in with a page showing the messages, and the controller
 from __future__ import annotations
 
 import json
-import shutil
 import os
+import shutil
 import subprocess
 import sys
 import time

@@ -1,0 +1,40 @@
+"""The README's first command: the sandbox demo runs its three stories and stops cleanly."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from controller.testing import cluster as cluster_mod
+
+pytestmark = [pytest.mark.cluster, pytest.mark.prometheus, pytest.mark.slow]
+
+
+def test_the_demo_tells_three_stories_and_stops_everything(tmp_path: Path) -> None:
+    try:
+        for name in cluster_mod.BINARIES:
+            cluster_mod.find_binary(name)
+    except cluster_mod.ClusterError as exc:
+        from controller.testing.fixtures import unavailable
+
+        unavailable(str(exc))
+    directory = tmp_path / "sandbox"
+    rolloutctl = str(Path(sys.executable).with_name("rolloutctl"))
+    result = subprocess.run([rolloutctl, "sandbox", "demo", "--dir", str(directory)],
+                            capture_output=True, text=True, timeout=1200, check=False)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-4000:]
+    for line in ("✔ healthy release: Succeeded", "✔ bad release: RolledBack",
+                 "✔ drill: Succeeded", "✔ run after the drill: Succeeded"):
+        assert line in out, out[-4000:]
+    assert "slack #oncall" in out  # the rollback reached the critical channel
+    # everything it started is gone
+    state = json.loads((directory / "state.json").read_text())
+    assert state["pids"] == {}
+    cluster_pids = directory / "cluster" / "pids"
+    assert not cluster_pids.exists() or not any(
+        cluster_mod.pid_alive(p) for p in json.loads(cluster_pids.read_text()).values())

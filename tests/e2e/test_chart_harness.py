@@ -26,6 +26,11 @@ KUBE_VERSION = "1.34.4"
 RELEASE = "rolloutctl"
 #: the chart's service account, as the test cluster's token user
 CONTROLLER_NAMESPACE = "rolloutctl-system"
+__all__ = [
+    "CHART", "CONTROLLER_NAMESPACE", "RBAC_KINDS", "REPO_DIR", "apply", "chart", "chart_rbac",
+    "delete", "documents", "ensure_namespace", "eventually", "kubectl", "run", "status_of",
+    "tool",
+]
 RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
 
 T = TypeVar("T")

@@ -37,7 +37,12 @@ T = 30  # request timeout, seconds
 LEASE = "rolloutctl-minimal-test"
 
 
-def deployment(name: str) -> dict[str, Any]:
+def body(obj: dict[str, Any]) -> Any:
+    """OBJ as a request body: the client sends dicts as they are."""
+    return obj
+
+
+def deployment(name: str) -> Any:  # a body for the client (raw JSON is fine)
     labels = {"app": name}
     return {"apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": name, "labels": labels},
@@ -46,12 +51,12 @@ def deployment(name: str) -> dict[str, Any]:
                          {"name": "app", "image": "registry.local/app:1"}]}}}}
 
 
-def secret(name: str) -> dict[str, Any]:
+def secret(name: str) -> Any:
     return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
             "stringData": {"token": f"{name}-value"}}
 
 
-def plan() -> dict[str, Any]:
+def plan() -> Any:
     return {"apiVersion": "rolloutctl.dev/v1alpha1", "kind": "RolloutPlan",
             "metadata": {"name": "app"},
             "spec": {"target": {"stable": {"name": "app"}, "canary": {"name": "app-canary"}},
@@ -87,11 +92,11 @@ def populate(admin: client.ApiClient, namespace: str) -> None:
     """What a user's namespace holds: two Secrets, a Deployment, a Service, a plan."""
     core, apps = client.CoreV1Api(admin), client.AppsV1Api(admin)
     for name in ("slack", "database"):
-        core.create_namespaced_secret(namespace, secret(name), _request_timeout=T)  # type: ignore[arg-type]
-    apps.create_namespaced_deployment(namespace, deployment("app"), _request_timeout=T)  # type: ignore[arg-type]
-    core.create_namespaced_service(namespace, {  # type: ignore[arg-type]
+        core.create_namespaced_secret(namespace, secret(name), _request_timeout=T)
+    apps.create_namespaced_deployment(namespace, deployment("app"), _request_timeout=T)
+    core.create_namespaced_service(namespace, body({
         "apiVersion": "v1", "kind": "Service", "metadata": {"name": "app"},
-        "spec": {"selector": {"app": "app"}, "ports": [{"port": 80}]}}, _request_timeout=T)
+        "spec": {"selector": {"app": "app"}, "ports": [{"port": 80}]}}), _request_timeout=T)
     client.CustomObjectsApi(admin).create_namespaced_custom_object(
         "rolloutctl.dev", "v1alpha1", namespace, "rolloutplans", plan(), _request_timeout=T)
 
@@ -152,10 +157,10 @@ def allowed_calls(w: World) -> None:
 
 def denied(w: World, namespace: str) -> dict[str, int]:
     """Calls the controller never makes, in NAMESPACE: what the API server answers."""
-    event = {"apiVersion": "v1", "kind": "Event",
+    event = body({"apiVersion": "v1", "kind": "Event",
              "metadata": {"generateName": "x-", "namespace": namespace},
              "involvedObject": {"kind": "Deployment", "name": "app", "namespace": namespace},
-             "reason": "Test", "message": "m", "type": "Normal"}
+             "reason": "Test", "message": "m", "type": "Normal"})
     calls = {
         "get a Secret not named in the values": lambda: w.core.read_namespaced_secret(
             "database", namespace),
@@ -171,9 +176,9 @@ def denied(w: World, namespace: str) -> dict[str, int]:
         "patch a Service": lambda: w.core.patch_namespaced_service(
             "app", namespace, {"metadata": {"labels": {"x": "y"}}}, _content_type=MERGE),
         "read a ConfigMap list": lambda: w.core.list_namespaced_config_map(namespace),
-        "create a Pod": lambda: w.core.create_namespaced_pod(namespace, {
+        "create a Pod": lambda: w.core.create_namespaced_pod(namespace, body({
             "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
-            "spec": {"containers": [{"name": "c", "image": "x"}]}}),
+            "spec": {"containers": [{"name": "c", "image": "x"}]}})),
         "patch a plan's spec": lambda: w.custom.patch_namespaced_custom_object(
             "rolloutctl.dev", "v1alpha1", namespace, "rolloutplans", "app",
             {"spec": {"paused": True}}, _content_type=MERGE),
@@ -184,9 +189,9 @@ def denied(w: World, namespace: str) -> dict[str, int]:
             {**plan(), "metadata": {"name": "other"}}),
         "delete an Event collection": lambda: w.core.delete_collection_namespaced_event(
             namespace),
-        "create a Lease here": lambda: w.leases.create_namespaced_lease(namespace, {
+        "create a Lease here": lambda: w.leases.create_namespaced_lease(namespace, body({
             "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-            "metadata": {"name": "grab"}, "spec": {}}),
+            "metadata": {"name": "grab"}, "spec": {}})),
     }
     if w.per_namespace and namespace != w.namespace:  # nothing at all in another namespace
         calls.update({
@@ -227,14 +232,14 @@ def test_leases_only_by_name_in_the_controllers_namespace(world: World) -> None:
             "someone-else", ns, {"spec": {"holderIdentity": "me"}}, _content_type=MERGE)),
         "delete the Lease": status_of(lambda: leases.delete_namespaced_lease(LEASE, ns)),
         "update the Lease (PUT)": status_of(lambda: leases.replace_namespaced_lease(
-            LEASE, ns, {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                        "metadata": {"name": LEASE}, "spec": {}})),
+            LEASE, ns, body({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                             "metadata": {"name": LEASE}, "spec": {}}))),
     }
     assert answers == dict.fromkeys(answers, 403), answers
     # what the elector does is allowed: create, read, renew (merge patch), watch by name
-    created = status_of(lambda: leases.create_namespaced_lease(ns, {
+    created = status_of(lambda: leases.create_namespaced_lease(ns, body({
         "apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": LEASE},
-        "spec": {"holderIdentity": "rbac-test", "leaseDurationSeconds": 15}}))
+        "spec": {"holderIdentity": "rbac-test", "leaseDurationSeconds": 15}})))
     assert created in (200, 409)
     assert status_of(lambda: leases.read_namespaced_lease(LEASE, ns)) == 200
     assert status_of(lambda: leases.patch_namespaced_lease(
@@ -255,13 +260,13 @@ def test_nothing_cluster_scoped(world: World) -> None:
         "list nodes": status_of(lambda: core.list_node()),
         "read a CRD": status_of(lambda: client.ApiextensionsV1Api(world.sa)
                                 .read_custom_resource_definition("rolloutplans.rolloutctl.dev")),
-        "bind itself cluster-admin": status_of(lambda: rbac.create_cluster_role_binding({
+        "bind itself cluster-admin": status_of(lambda: rbac.create_cluster_role_binding(body({
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
             "metadata": {"name": "rolloutctl-escalation"},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
                         "name": "cluster-admin"},
             "subjects": [{"kind": "ServiceAccount", "name": "rolloutctl",
-                          "namespace": CONTROLLER_NAMESPACE}]})),
+                          "namespace": CONTROLLER_NAMESPACE}]}))),
         "list Secrets everywhere": status_of(lambda: core.list_secret_for_all_namespaces()),
     }
     assert answers == dict.fromkeys(answers, 403), answers

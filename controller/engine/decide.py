@@ -983,9 +983,8 @@ def _stuck_text(stuck: list[GateStatus], timeout: str) -> str:
 
 
 def _conditions(p: _Pass) -> tuple[Condition, ...]:
-    obs, s, now = p.obs, p.s, p.now
+    obs, s = p.obs, p.s
     gen = obs.plan.metadata.generation
-    conds: tuple[Condition, ...] = tuple(s["conditions"])
     phase = s["phase"]
     router = obs.router
     if router.weight is None:
@@ -994,23 +993,18 @@ def _conditions(p: _Pass) -> tuple[Condition, ...]:
         ready = (ConditionStatus.FALSE, s["reason"] or "WorkloadNotFound", s["message"])
     else:
         ready = (ConditionStatus.TRUE, "Reconciled", "the controller can act on this plan")
-    conds = set_condition(conds, ConditionType.READY, *ready, gen, now)
     active = phase in {Phase.PROGRESSING, Phase.HOLDING, Phase.PAUSED, Phase.PROMOTING,
                        Phase.ROLLING_BACK} or (phase == Phase.FROZEN and s["current_step"]
                                                is not None)
-    conds = set_condition(conds, ConditionType.PROGRESSING,
-                          ConditionStatus.TRUE if active else ConditionStatus.FALSE,
-                          s["reason"] or phase.value, s["message"], gen, now)
+    progressing = (ConditionStatus.TRUE if active else ConditionStatus.FALSE,
+                   s["reason"] or phase.value, s["message"])
     freeze = obs.freeze
     if freeze is not None and freeze.frozen:
-        conds = set_condition(
-            conds, ConditionType.FROZEN,
-            ConditionStatus.FALSE if freeze.overridden else ConditionStatus.TRUE,
-            "OverrideActive" if freeze.overridden else freeze.reason or "Frozen",
-            _freeze_text(freeze), gen, now)
+        frozen = (ConditionStatus.FALSE if freeze.overridden else ConditionStatus.TRUE,
+                  "OverrideActive" if freeze.overridden else freeze.reason or "Frozen",
+                  _freeze_text(freeze))
     else:
-        conds = set_condition(conds, ConditionType.FROZEN, ConditionStatus.FALSE, "NotFrozen",
-                              "releases are open", gen, now)
+        frozen = (ConditionStatus.FALSE, "NotFrozen", "releases are open")
     if phase == Phase.ROLLED_BACK:
         degraded = (ConditionStatus.TRUE, s["rollback_reason"] or s["reason"] or "RolledBack",
                     s["message"])
@@ -1018,4 +1012,12 @@ def _conditions(p: _Pass) -> tuple[Condition, ...]:
         degraded = (ConditionStatus.TRUE, router.reason, router.message)
     else:
         degraded = (ConditionStatus.FALSE, "Healthy", "")
-    return set_condition(conds, ConditionType.DEGRADED, *degraded, gen, now)
+    wanted = {ConditionType.READY: ready, ConditionType.PROGRESSING: progressing,
+              ConditionType.FROZEN: frozen, ConditionType.DEGRADED: degraded}
+    conds: tuple[Condition, ...] = tuple(s["conditions"])
+    current = {c.type: (c.status, c.reason, c.message) for c in conds
+               if c.observed_generation == gen}
+    for type_, (status, reason, message) in wanted.items():
+        if current.get(type_) != (status, reason, message):  # only what changed is rebuilt
+            conds = set_condition(conds, type_, status, reason, message, gen, p.now)
+    return conds

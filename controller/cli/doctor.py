@@ -260,39 +260,72 @@ def cli_needs(namespace: str) -> list[tuple[Access, bool]]:
     ]
 
 
-def controller_needs(namespace: str, lease_namespace: str) -> list[Access]:
-    """What the controller does (its ServiceAccount's RBAC must allow all of it)."""
+def controller_needs(namespace: str, lease_namespace: str, lease_name: str,
+                     plans: list[RolloutPlan], policies: list[SLOPolicy]) -> list[Access]:
+    """What the controller does for the plans and policies in NAMESPACE (as the Helm chart
+    grants it): its ServiceAccount's RBAC must allow all of it."""
     from controller.adapters.kube.objects import Access
+    from controller.api.plan import RouterKind
 
-    g = "rolloutctl.dev"
-    needs = [Access(v, r, g) for r in ("rolloutplans", "slopolicies")
+    g, ns = "rolloutctl.dev", namespace
+    needs = [Access(v, r, g, ns) for r in ("rolloutplans", "slopolicies")
              for v in ("get", "list", "watch")]
-    needs += [Access(v, r, g, namespace, "status") for r in ("rolloutplans", "slopolicies")
+    needs += [Access(v, r, g, ns, "status") for r in ("rolloutplans", "slopolicies")
               for v in ("update", "patch")]
-    needs += [Access(v, "deployments", "apps", namespace) for v in ("get", "list", "watch",
-                                                                      "patch")]
-    needs += [Access("patch", "deployments", "apps", namespace, "scale")]
-    needs += [Access(v, "httproutes", "gateway.networking.k8s.io", namespace)
-              for v in ("get", "patch")]
-    needs += [Access("create", "events", "", namespace), Access("get", "secrets", "", namespace)]
-    needs += [Access(v, "leases", "coordination.k8s.io", lease_namespace)
-              for v in ("get", "create", "update")]
+    needs += [Access(v, "deployments", "apps", ns) for v in ("get", "list", "watch", "patch")]
+    needs += [Access("patch", "deployments", "apps", ns, "scale")]
+    needs += [Access("create", "events", "", ns)]
+    routers = {k for p in plans for k in p.spec.traffic.routers()}
+    if RouterKind.GATEWAY_API in routers:
+        needs += [Access(v, "httproutes", "gateway.networking.k8s.io", ns)
+                  for v in ("get", "patch")]
+    if RouterKind.ISTIO in routers:
+        needs += [Access(v, "virtualservices", "networking.istio.io", ns)
+                  for v in ("get", "patch")]
+    if RouterKind.NGINX in routers:
+        needs += [Access(v, "ingresses", "networking.k8s.io", ns)
+                  for v in ("get", "create", "update", "delete")]
+    for secret in sorted(_secret_names(plans, policies)):
+        needs.append(Access("get", "secrets", "", ns, name=secret))
+    needs += [Access("create", "leases", "coordination.k8s.io", lease_namespace)]
+    needs += [Access(v, "leases", "coordination.k8s.io", lease_namespace, name=lease_name)
+              for v in ("get", "watch", "patch")]
     return needs
+
+
+def _secret_names(plans: list[RolloutPlan], policies: list[SLOPolicy]) -> set[str]:
+    """The Secrets the notifications of PLANS and POLICIES name."""
+    out: set[str] = set()
+    for n in [p.spec.notifications for p in plans] + [p.spec.notifications for p in policies]:
+        if n is None:
+            continue
+        if n.slack is not None:
+            for ref in (n.slack.token_secret_ref, n.slack.webhook_secret_ref):
+                if ref is not None:
+                    out.add(ref.name)
+        if n.email is not None and n.email.smtp.password_secret_ref is not None:
+            out.add(n.email.smtp.password_secret_ref.name)
+        if n.incident is not None:
+            out.add(n.incident.routing_key_secret_ref.name)
+    return out
 
 
 def grouped(accesses: list[Access]) -> str:
     """``get/list/watch rolloutplans.rolloutctl.dev; patch deployments/scale.apps in shop``."""
-    verbs: dict[tuple[str, str | None, str, str | None], list[str]] = {}
+    verbs: dict[tuple[str, str | None, str, str | None, str | None], list[str]] = {}
     for a in accesses:
-        verbs.setdefault((a.resource, a.subresource, a.group, a.namespace), []).append(a.verb)
+        key = (a.resource, a.subresource, a.group, a.name, a.namespace)
+        verbs.setdefault(key, []).append(a.verb)
     parts = []
-    for (resource, sub, group, namespace), vs in verbs.items():
+    for (resource, sub, group, name, namespace), vs in verbs.items():
         what = resource + (f"/{sub}" if sub else "") + (f".{group}" if group else "")
+        what += f" {name}" if name else ""
         parts.append(f"{'/'.join(vs)} {what}" + (f" in {namespace}" if namespace else ""))
     return "; ".join(parts)
 
 
-def check_rbac(s: Session, controller_user: str, lease_namespace: str) -> list[Check]:
+def check_rbac(s: Session, controller_user: str, lease_namespace: str, lease_name: str,
+               plans: list[RolloutPlan], policies: list[SLOPolicy]) -> list[Check]:
     from controller.adapters.kube.objects import can_i, can_user
     from controller.errors import Permanent
 
@@ -312,7 +345,7 @@ def check_rbac(s: Session, controller_user: str, lease_namespace: str) -> list[C
         ["system:serviceaccounts", f"system:serviceaccounts:{namespace_of}"]
         if namespace_of else [])
     try:
-        denied = [a for a in controller_needs(ns, lease_namespace)
+        denied = [a for a in controller_needs(ns, lease_namespace, lease_name, plans, policies)
                   if not can_user(s.api, controller_user, groups, a)]
     except Permanent:
         out.append(Check(WARN, "rbac (controller)", f"cannot check {controller_user}'s "
@@ -321,7 +354,8 @@ def check_rbac(s: Session, controller_user: str, lease_namespace: str) -> list[C
     if denied:
         out.append(Check(FAIL, "rbac (controller)", f"{controller_user} may not "
                          + grouped(denied)
-                         + "; apply the controller's ClusterRole and bindings (helm/)"))
+                         + "; install the chart's roles and bindings (helm/rolloutctl: "
+                         "watchNamespaces, notifications.secretNames, leaderElection.leaseName)"))
     else:
         out.append(Check(OK, "rbac (controller)",
                          f"{controller_user} may do what the controller does in {ns}"))
@@ -363,7 +397,8 @@ def run_checks(s: Session, *, lease_namespace: str, lease_name: str,
     yield from guarded("objects", load)
     yield from guarded("prometheus", lambda: check_prometheus(policies, prometheus_url, now))
     yield from guarded("slack", lambda: check_slack(s, plans, policies, slack_base_url))
-    yield from guarded("rbac", lambda: check_rbac(s, controller_user, lease_namespace))
+    yield from guarded("rbac", lambda: check_rbac(s, controller_user, lease_namespace,
+                                                  lease_name, plans, policies))
 
 
 def doctor(

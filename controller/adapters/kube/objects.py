@@ -196,6 +196,7 @@ class Access:
     group: str = ""
     namespace: str | None = None
     subresource: str | None = None
+    name: str | None = None  # one object, for rules with resourceNames
 
     def attributes(self) -> dict[str, Any]:
         attrs: dict[str, Any] = {"verb": self.verb, "resource": self.resource,
@@ -204,11 +205,14 @@ class Access:
             attrs["namespace"] = self.namespace
         if self.subresource:
             attrs["subresource"] = self.subresource
+        if self.name:
+            attrs["name"] = self.name
         return attrs
 
     def __str__(self) -> str:
         what = self.resource + (f"/{self.subresource}" if self.subresource else "")
         what += f".{self.group}" if self.group else ""
+        what += f" {self.name}" if self.name else ""
         return f"{self.verb} {what}" + (f" in {self.namespace}" if self.namespace else "")
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -141,6 +142,7 @@ def main() -> None:
     finally:
         if started is not None:
             cluster_mod.stop_cluster(started)
+            shutil.rmtree(started, ignore_errors=True)
     print(f"machine: {describe()}; load average {os.getloadavg()[0]:.2f} (other work on the "
           "machine slows every run)")
     print(f"command: rolloutctl status checkout -n {namespace} (a plan mid-run, 1 gate, "

@@ -68,7 +68,7 @@ def main() -> None:
 
 
 # ----------------------------------------------------------------------------- commands
-# One line per command, in help order (sandbox: to be added by its owner).
+# One line per command, in help order; command modules import only typer at their top.
 from controller.cli import doctor, drill, freeze, plans, report  # noqa: E402
 from controller.cli.run import run  # noqa: E402
 from controller.cli.sandbox import sandbox_app  # noqa: E402

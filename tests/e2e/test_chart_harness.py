@@ -10,6 +10,8 @@ import json
 import os
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,7 +30,8 @@ RELEASE = "rolloutctl"
 CONTROLLER_NAMESPACE = "rolloutctl-system"
 __all__ = [
     "CHART", "CONTROLLER_NAMESPACE", "RBAC_KINDS", "REPO_DIR", "apply", "chart", "chart_rbac",
-    "delete", "documents", "ensure_namespace", "eventually", "kubectl", "run", "status_of",
+    "delete", "documents", "ensure_namespace", "eventually", "http_get", "kubectl", "run",
+    "status_of",
     "tool",
 ]
 RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
@@ -122,6 +125,17 @@ def status_of(call: Callable[[], Any]) -> int:
     except ApiException as exc:
         return int(exc.status or 0)
     return 200
+
+
+def http_get(url: str) -> tuple[int, str]:
+    """GET URL: (status, body stripped); (0, why) when nothing answers yet."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return int(response.status), response.read().decode().strip()
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), exc.read().decode().strip()
+    except OSError as exc:
+        return 0, str(exc)
 
 
 def eventually(check: Callable[[], T], timeout: float = 30, interval: float = 0.2) -> T:

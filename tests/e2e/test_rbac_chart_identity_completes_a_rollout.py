@@ -12,8 +12,6 @@ import os
 import re
 import signal
 import subprocess
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,23 +29,13 @@ from controller.testing.stack import (
     slo_policy,
 )
 
-from .test_chart_harness import CHART, CONTROLLER_NAMESPACE, chart_rbac, eventually
+from .test_chart_harness import CHART, CONTROLLER_NAMESPACE, chart_rbac, eventually, http_get
 
 DASHBOARD = CHART / "files" / "dashboards" / "rolloutctl.json"
 
 
 #: what the controller logs when the API server or a Secret says no
 REFUSED = re.compile(r"forbidden|not allowed", re.IGNORECASE)
-
-
-def http_get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return int(response.status), response.read().decode().strip()
-    except urllib.error.HTTPError as exc:
-        return int(exc.code), exc.read().decode().strip()
-    except OSError as exc:  # not listening yet
-        return 0, str(exc)
 
 
 def readyz(controller: ControllerProcess) -> str:

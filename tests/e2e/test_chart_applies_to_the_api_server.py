@@ -126,3 +126,9 @@ def test_helm_itself_accepts_the_cluster(cluster: TestCluster, namespace: str) -
     assert result.returncode == 0, result.stderr
     assert "STATUS: pending-install" in result.stdout
     assert "kind: ValidatingAdmissionPolicy" in result.stdout
+    # NOTES.txt, as `helm install` shows it
+    assert f"rolloutctl 0.1.0 is installed in namespace {namespace}: 2 replica(s), leader " \
+           f"elected on Lease {namespace}/rolloutctl-controller." in result.stdout
+    assert "Watching: every namespace." in result.stdout
+    assert "NOT SET (set prometheusUrl)" in result.stdout
+    assert "Release-freeze admission is on (Deny)" in result.stdout

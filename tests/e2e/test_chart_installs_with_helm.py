@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes import client
@@ -38,10 +39,10 @@ def test_helm_install_then_uninstall(cluster: TestCluster, namespace: str, tmp_p
         assert installed.returncode == 0, installed.stderr
         assert "STATUS: deployed" in installed.stdout
         name = f"{release}-rolloutctl"
-        deployment = client.AppsV1Api(admin).read_namespaced_deployment(
+        deployment: Any = client.AppsV1Api(admin).read_namespaced_deployment(
             name, namespace, _request_timeout=30)
         assert deployment.status.available_replicas == 2
-        policy = client.CustomObjectsApi(admin).get_namespaced_custom_object(
+        policy: Any = client.CustomObjectsApi(admin).get_namespaced_custom_object(
             "rolloutctl.dev", "v1alpha1", namespace, "slopolicies", "platform",
             _request_timeout=30)
         assert policy["spec"]["errorBudgetPolicy"]["freezeReleases"]["slo"] == "api_availability"

@@ -1,5 +1,5 @@
 # rolloutctl: the two first-screen commands, and a few shortcuts for development.
-.PHONY: demo test test-fast setup lint crds control-plane clean-cluster
+.PHONY: demo test test-fast setup lint crds manifests control-plane
 
 demo:            ## Set everything up and run the sandbox rollout stories on this machine
 	scripts/demo
@@ -19,6 +19,9 @@ lint:
 crds:            ## Regenerate manifests/crds (and the chart's copy) from the API models
 	.venv/bin/rolloutctl crds --output-dir manifests/crds
 	.venv/bin/rolloutctl crds --output-dir helm/rolloutctl/crds
+
+manifests:       ## Render manifests/rolloutctl.yaml from the chart (default values)
+	manifests/generate.sh
 
 control-plane:   ## Build kube-apiserver, etcd, kwok, helm... into .k8s-bin
 	tools/build-control-plane.sh

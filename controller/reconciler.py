@@ -368,11 +368,8 @@ class PolicyReconciler:
                         decision.announcements)})
                 written = self.store.write_status(fresh, merged.to_wire())
             if self.events is not None:
-                for i, key_ in enumerate(decision.announcements):
-                    entry = next(m for m in decision.status.notifications.outbox
-                                 if m.key == key_)
-                    self.events.record(written, old.seq + i + 1, 0, entry.type, entry.type,
-                                       entry.text, now)
+                for seq, type_, text in decision.events:
+                    self.events.record(written, seq, 0, type_, type_, text, now)
             if self.submit is not None and policy.spec.notifications is not None:
                 self.submit("SLOPolicy", namespace, name)
         self.telemetry.policy(namespace, name, decision.status)

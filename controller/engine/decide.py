@@ -442,6 +442,7 @@ class _Pass:
         self.set_weight(0)
         freeze = obs.freeze
         if freeze is not None and freeze.blocks:
+            self.scale_canary(0)  # the new revision waits with no pods and no traffic
             self.set(current_step=None, step_started_at=None)
             self.enter(Phase.FROZEN, freeze.reason, _freeze_text(freeze))
             self.set(freeze=_freeze_info(freeze, None, self.now))

@@ -49,7 +49,9 @@ class SLOMeasurements:
 class PolicyDecision:
     status: SLOPolicyStatus
     requeue_after: float
-    announcements: tuple[str, ...] = ()
+    announcements: tuple[str, ...] = ()  # outbox keys added (when notifications are set)
+    # every announcement as (seq, type, message), for Kubernetes Events whatever the channels
+    events: tuple[tuple[int, str, str], ...] = ()
 
 
 def _slo_status(slo: SLO, m: SLOMeasurements | None) -> SLOStatus:
@@ -104,9 +106,12 @@ def evaluate(policy: SLOPolicy, measured: dict[str, SLOMeasurements],
     outbox = list(old.notifications.outbox)
     added: list[str] = []
 
+    events: list[tuple[int, str, str]] = []
+
     def announce(type_: str, severity: Severity, title: str, text: str) -> None:
         nonlocal seq
         seq += 1
+        events.append((seq, type_, text))
         if spec.notifications is None:
             return
         key = f"p{seq}"
@@ -203,7 +208,7 @@ def evaluate(policy: SLOPolicy, measured: dict[str, SLOMeasurements],
     interval = spec.evaluation_interval.seconds
     expiries = [(o.until - now).total_seconds() for o in overrides if o.active]
     requeue = min([interval, *[e + 0.01 for e in expiries]])
-    return PolicyDecision(status, max(0.0, requeue), tuple(added))
+    return PolicyDecision(status, max(0.0, requeue), tuple(added), tuple(events))
 
 
 def freeze_input(policy: SLOPolicy, plan_name: str, now: datetime) -> FreezeInput | None:

@@ -544,3 +544,13 @@ def test_a_canary_scaled_down_mid_step_is_scaled_back() -> None:
     d = decide(b.observation(p, b.at(5), status=st, router_weight=25,
                              canary=b.workload("rev-new", replicas=0)))
     assert [(a.type, a.replicas) for a in d.actions] == [(ActionType.SCALE_CANARY, 2)]
+
+
+def test_a_revision_superseded_into_a_freeze_waits_with_no_pods() -> None:
+    p = b.plan()
+    st = running(p, 2, started=0)
+    d = decide(b.observation(p, b.at(5), status=st, router_weight=50,
+                             canary=b.workload("rev-newer"), freeze=FROZEN))
+    assert d.status.phase == Phase.FROZEN and d.status.current_step is None
+    assert [(a.type, a.weight, a.replicas) for a in d.actions] == [
+        (ActionType.SET_WEIGHT, 0, None), (ActionType.SCALE_CANARY, None, 0)]

@@ -53,3 +53,15 @@ def test_a_spent_budget_freezes_once_with_hysteresis() -> None:
     # 8 % left (920 bad of 1e6 at 99.9 %): freeze; 12 % stays frozen; 20 % lifts.
     assert run(p, [100.0, 920.0, 920.0, 880.0, 800.0]) == [
         [], ["FreezeStarted"], [], [], ["FreezeLifted"]]
+
+
+def test_announcements_become_events_even_without_notification_channels() -> None:
+    from controller.testing import builders as bb
+
+    plain = bb.policy()  # no spec.notifications
+    first = evaluate(plain, measured(100.0), bb.T0)
+    frozen = evaluate(plain.model_copy(update={"status": first.status}), measured(920.0),
+                      bb.T0 + timedelta(seconds=60))
+    assert frozen.announcements == ()  # nothing to deliver
+    assert [e[1] for e in frozen.events] == ["FreezeStarted"]
+    assert frozen.status.notifications.outbox == []

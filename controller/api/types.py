@@ -45,6 +45,7 @@ class Wire(BaseModel):
         extra="forbid",
         frozen=True,
         use_enum_values=False,
+        defer_build=True,
     )
 
     def to_wire(self) -> dict[str, Any]:

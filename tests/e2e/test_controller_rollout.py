@@ -80,3 +80,40 @@ def test_a_bad_canary_is_rolled_back_with_evidence_and_an_event(stack: Stack) ->
     # the stable Deployment never took the bad template
     stable = stack.deployment(stack.service)
     assert stable["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":v1")
+
+
+def test_a_hand_edited_weight_is_restored_with_an_event(stack: Stack) -> None:
+    stack.apply(rollout_plan(stack.service, "platform", hold="5m"))
+    stack.start_controller()
+    stack.release("v2")
+    stack.wait_for(lambda: stack.route_weight() == 10 and stack.status().get(
+        "canaryWeight") == 10, 120, "the first step")
+    route = stack.custom.get_namespaced_custom_object(
+        "gateway.networking.k8s.io", "v1", stack.namespace, "httproutes", stack.service)
+    route["spec"]["rules"][0]["backendRefs"][0]["weight"] = 20
+    route["spec"]["rules"][0]["backendRefs"][1]["weight"] = 80  # someone sends 80 % by hand
+    stack.custom.replace_namespaced_custom_object(
+        "gateway.networking.k8s.io", "v1", stack.namespace, "httproutes", stack.service, route)
+    stack.wait_for(lambda: stack.route_weight() == 10, 30, "the weight restored to 10 %")
+    assert any(d["type"] == "DriftCorrected" and "80%" in d["message"]
+               for d in stack.status()["decisions"])
+    stack.wait_for(lambda: "DriftCorrected" in {
+        e["reason"] for e in stack.events() if e["involvedObject"]["kind"] == "RolloutPlan"},
+        10, "a DriftCorrected Event")
+
+
+def test_a_missing_route_is_a_condition_not_a_crash(stack: Stack) -> None:
+    doc = rollout_plan(stack.service, "platform")
+    doc["spec"]["traffic"]["gatewayAPI"]["httpRoute"] = "no-such-route"
+    stack.apply(doc)
+    controller = stack.start_controller()
+    stack.release("v2")
+
+    def ready_condition() -> dict[str, Any] | None:
+        return next((c for c in stack.status().get("conditions", [])
+                     if c["type"] == "Ready" and c["status"] == "False"), None)
+
+    cond = stack.wait_for(ready_condition, 60, "Ready=False")
+    assert cond["reason"] == "RouteNotFound" and "no-such-route" in cond["message"]
+    assert controller.alive() and controller.ready()
+    assert stack.route_weight() == 0  # the real route was never touched

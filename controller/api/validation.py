@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from controller.api import templates
 from controller.api.plan import GateKind, RolloutPlan
-from controller.api.policy import SLIKind, SLOPolicy
+from controller.api.policy import SLO, SLIKind, SLOPolicy
 from controller.api.types import LABEL_VALUE_PATTERN, NAME_PATTERN, SLO_NAME_PATTERN
 
 
@@ -243,7 +243,7 @@ def _policy_semantics(policy: SLOPolicy) -> list[Problem]:
                 f"{at}.slo",
                 f"SLO {freeze.slo!r} is not in spec.slos (it has: {', '.join(names) or 'none'})",
             ))
-        elif freeze_slo.is_threshold:
+        elif _has_one_sli(freeze_slo) and freeze_slo.is_threshold:
             problems.append(Problem(
                 f"{at}.slo", f"SLO {freeze.slo!r} has no error budget; name a ratio, latency "
                 "or probe SLO",
@@ -259,6 +259,11 @@ def _policy_semantics(policy: SLOPolicy) -> list[Problem]:
                 f"spec.overrides[{i}].expires", "must carry a time zone, e.g. 2026-11-27T15:00:00Z"
             ))
     return problems
+
+
+def _has_one_sli(slo: SLO) -> bool:
+    """Exactly one SLI kind is set (otherwise the SLI's own problem is reported already)."""
+    return sum(getattr(slo.sli, k.value) is not None for k in SLIKind) == 1
 
 
 def parse_policy(doc: Mapping[str, Any]) -> SLOPolicy:

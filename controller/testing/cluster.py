@@ -677,6 +677,28 @@ def stop_cluster(directory: str | os.PathLike[str], timeout: float = 15.0) -> li
     return list(pids)
 
 
+def restart_apiserver(directory: str | os.PathLike[str], timeout: float = 90.0) -> Cluster:
+    """Stop the kube-apiserver of the cluster in DIRECTORY (SIGTERM, then SIGKILL) and start
+    it again with the same command line (same flags, port, certificates and etcd), then wait
+    for ``/readyz``. etcd and the other processes keep running. Returns the cluster as
+    recorded afterwards (its ``pids`` name the new process)."""
+    d = Path(directory).resolve()
+    cluster = load_cluster(d)
+    pid = cluster.pids.get("kube-apiserver") if cluster is not None else None
+    if cluster is None or pid is None or not (pid_alive(pid) and _started_by_us(pid, str(d))):
+        raise ClusterError(f"no kube-apiserver of {d} is running")
+    argv = [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
+    stop_pids({"kube-apiserver": pid}, str(d))
+    launcher = _Launcher(d)
+    launcher.pids = dict(cluster.pids)
+    launcher.start("kube-apiserver", argv)
+    _wait("kube-apiserver /readyz after a restart", cluster.is_ready, timeout, launcher,
+          "kube-apiserver", interval=0.05)
+    restarted = load_cluster(d)
+    assert restarted is not None
+    return restarted
+
+
 @contextlib.contextmanager
 def running_cluster(
     directory: str | os.PathLike[str], workloads: bool = True, nodes: int = 2

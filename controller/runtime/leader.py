@@ -202,8 +202,8 @@ class LeaderElector:
     def _next_wait(self, now: float) -> float:
         retry = self.timings.retry_period
         observed = self._observed
-        if self._leading or observed is None or not observed.holder_identity:
-            return retry
+        if self._leading or observed is None or not observed.holder_identity or self._problem:
+            return retry  # (after a failed attempt too: never spin against a down API server)
         # a standby looks again exactly when the holder's lease would expire, if sooner
         expires_in = self._observed_at + observed.lease_duration_seconds - now
         return min(retry, max(0.0, expires_in) + 0.01)

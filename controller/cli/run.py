@@ -13,6 +13,8 @@ from typing import Annotated, Any
 
 import typer
 
+from controller.clock import SystemClock
+
 log = logging.getLogger("rolloutctl")
 
 
@@ -43,15 +45,6 @@ def configure_logging(fmt: str, level: str) -> None:
     for noisy in ("urllib3", "kubernetes", "slack_sdk"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
-
-class SystemClock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)
-
-    def monotonic(self) -> float:
-        import time
-
-        return time.monotonic()
 
 
 def run(

@@ -27,13 +27,12 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import Protocol
 
 from controller.adapters.kube.lease import LeaseRecord
+from controller.clock import SystemClock
 from controller.errors import Conflict, ControllerError, Permanent
 from controller.ports import Clock
 
@@ -66,13 +65,6 @@ class LeaseStore(Protocol):
         """Make a :meth:`wait_for_change` in progress return at once."""
         ...
 
-
-class SystemClock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)
-
-    def monotonic(self) -> float:
-        return time.monotonic()
 
 
 @dataclass(frozen=True)

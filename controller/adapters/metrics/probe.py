@@ -27,10 +27,11 @@ import urllib.request
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from controller.adapters.metrics.redact import safe_url
+from controller.clock import SystemClock
 from controller.engine.measurements import Measurement, MeasurementStatus
 from controller.ports import Clock
 
@@ -39,15 +40,6 @@ __all__ = ["ProbeRegistry", "ProbeResult", "ProbeSpec", "Prober", "SystemClock"]
 DEFAULT_RETENTION_SECONDS = 7 * 3600.0
 _BODY_LIMIT = 64 * 1024
 
-
-class SystemClock:
-    """The real clock (the adapters' default)."""
-
-    def now(self) -> datetime:
-        return datetime.now(UTC)
-
-    def monotonic(self) -> float:
-        return time.monotonic()
 
 
 @dataclass(frozen=True, slots=True)

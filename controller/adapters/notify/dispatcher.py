@@ -30,7 +30,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from controller.adapters.notify.errors import (
     Conflict,
@@ -81,6 +81,7 @@ from controller.api.notifications import (
     SecretKeyRef,
     SlackThread,
 )
+from controller.clock import SystemClock
 from controller.ports import Clock
 
 log = redacting_logger("controller.adapters.notify")
@@ -117,13 +118,6 @@ class DispatcherConfig:
     identity: str = ""
     smtp_ssl_context: ssl.SSLContext | None = None
 
-
-class SystemClock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)
-
-    def monotonic(self) -> float:
-        return time.monotonic()
 
 
 # ----------------------------------------------------------------------------- pass state

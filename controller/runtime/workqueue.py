@@ -12,8 +12,8 @@ Delayed keys wait in a heap; the getters wait on one condition variable with a t
 to the earliest due time, so no timer thread is needed. All times are monotonic.
 
 Metrics (``rolloutctl_workqueue_*``, label ``name``) go to the registry given; the most
-recent queue latencies (add to get, seconds) are also kept in a bounded ring buffer for
-benchmarks (:meth:`WorkQueue.latencies`).
+recent queue latencies (add to get, seconds; for a delayed key, from the moment it became
+due) are also kept in a bounded ring buffer for benchmarks (:meth:`WorkQueue.latencies`).
 """
 
 from __future__ import annotations
@@ -147,11 +147,12 @@ class WorkQueue:
         with self._cond:
             self._add_locked(key)
 
-    def _add_locked(self, key: str) -> None:
+    def _add_locked(self, key: str, at: float | None = None) -> None:
+        """Queue KEY, waiting since AT (default now: a delayed key waits since it was due)."""
         if self._shutting_down or key in self._dirty:
             return
         self._dirty.add(key)
-        self._added_at[key] = self._clock()
+        self._added_at[key] = self._clock() if at is None else at
         if self._adds is not None:
             self._adds.inc()
         if key in self._processing:
@@ -242,7 +243,10 @@ class WorkQueue:
             due, _, key = heapq.heappop(self._waiting)
             if self._due.get(key) == due:  # else superseded by an earlier add_after
                 del self._due[key]
-                self._add_locked(key)
+                # Its queue latency counts from when it became due, as client-go's does:
+                # a due key moves here only when a worker asks for work, so with every
+                # worker busy its wait would otherwise go unmeasured.
+                self._add_locked(key, at=due)
 
     def done(self, key: str) -> None:
         """The worker has finished with KEY; if KEY was added meanwhile it is queued again."""

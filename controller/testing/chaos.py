@@ -564,8 +564,11 @@ def sigkill_chaos(env: Env, short: bool = False, seed: int = 20261127) -> Scenar
         result.expect(all(t.checks for t in trackers), "a plan completed no run")
         # Slack: every decision of every run delivered, each exactly once
         assert fleet.slack is not None
+        ended = time.monotonic()
         drained = wait_until(lambda: outboxes_empty(fleet.stacks), 300, 1.0)
         result.expect(drained is not None, "Slack outboxes not drained after 300 s")
+        result.figure("Slack outboxes drained", f"{time.monotonic() - ended:.0f} s after the "
+                                                "last run ended")
         missing = duplicated = 0
         for t in trackers:
             for run, decisions in t.decisions.items():
@@ -654,7 +657,7 @@ def leader_failover(env: Env, short: bool = False) -> ScenarioResult:
                                     int(run_decisions[0]["seq"]) if run_decisions else 1))
             after = [wall(d["at"]) for d in run_decisions if wall(d["at"]) > killed_wall]
             if after:
-                first_after.append(min(after) - takeover_wall)
+                first_after.append(min(after) - killed_wall)
             decision_count += len(run_decisions)
             for e in stack.events():
                 if e["involvedObject"]["kind"] != "RolloutPlan":
@@ -669,9 +672,9 @@ def leader_failover(env: Env, short: bool = False) -> ScenarioResult:
                     result.problems.append(f"{stack.service}: Event {e['reason']} at "
                                            f"{e['firstTimestamp']} from {who}")
         add_run_figures(result, checks)
-        result.figure("new leader's first decision after takeover",
-                      f"{median(first_after):.1f} s (median over plans)" if first_after
-                      else "none")
+        result.figure("new leader's first decision per plan, after the SIGKILL",
+                      f"median {median(first_after):.1f} s, max {max(first_after):.1f} s"
+                      if first_after else "none")
         result.figure("Events from a replica not holding the Lease",
                       f"{wrong_actor} of {event_count} (decisions: {decision_count})")
         assert fleet.slack is not None
@@ -911,7 +914,8 @@ def slack_down(env: Env, short: bool = False) -> ScenarioResult:
             label = {"healthy": "Slack healthy", "500": "Slack 500", "429": "Slack 429"}[mode]
             result.figure(f"fault -> weight 0, {label} (median of {len(e2e[mode])})",
                           f"{median(e2e[mode]):.2f} s (decision -> weight 0: "
-                          f"{1000 * median(ctl_side[mode]):.0f} ms)")
+                          f"{1000 * median(ctl_side[mode]):.0f} ms; runs: "
+                          + ", ".join(f"{v:.2f}" for v in e2e[mode]) + ")")
         for mode in ("500", "429"):
             ratio = median(e2e[mode]) / healthy if healthy else float("nan")
             result.figure(f"ratio Slack {mode} / healthy", f"{ratio:.2f}")
@@ -961,6 +965,9 @@ class MetricsPoller:
                 return at
         return None
 
+    def first_after(self, t: float, predicate: Callable[[float], bool]) -> float | None:
+        return next((at for at, v in self.samples if at > t and predicate(v)), None)
+
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(2)
@@ -991,6 +998,7 @@ def apiserver_restart(env: Env, short: bool = False) -> ScenarioResult:
             raise TimeoutError(f"the run did not reach step 2\n{fleet.logs()}")
         poller = MetricsPoller(ctl, "rolloutctl_reconcile_total", controller="plans",
                                result="success")
+        leading = MetricsPoller(ctl, "rolloutctl_leader")
         time.sleep(1.0)
         before = stack.status()
         pid = ctl.pid
@@ -1008,7 +1016,16 @@ def apiserver_restart(env: Env, short: bool = False) -> ScenarioResult:
         reconcile_after = reconcile_at - ready if reconcile_at else None
         done = wait_until(lambda: stack.status().get("phase") in TERMINAL, 240)
         st = stack.status()
+        leading.stop()
+        lost = leading.first_after(stopped, lambda v: v == 0)
+        regained = leading.first_after(lost, lambda v: v == 1) if lost is not None else None
         result.figure("API server down (stop to /readyz)", f"{ready - stopped:.1f} s")
+        result.figure("leadership", "kept" if lost is None else
+                      f"lost {lost - stopped:.1f} s after the stop (renew deadline 10 s), "
+                      + ("never regained" if regained is None
+                         else f"regained {regained - ready:.2f} s after /readyz"
+                         if regained >= ready
+                         else f"regained {ready - regained:.2f} s before /readyz"))
         result.figure("ready -> next successful reconcile",
                       f"{reconcile_after:.2f} s" if reconcile_after is not None else "never")
         result.figure("ready -> next status change",

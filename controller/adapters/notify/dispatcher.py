@@ -148,6 +148,7 @@ class _Pass:
     original: dict[str, OutgoingMessage] = field(default_factory=dict)
     cut_short: bool = False
     root_error: DeliveryError | None = None
+    root_retry: float | None = None  # seconds until a failed root update is tried again
 
 
 class _SecretCache:
@@ -200,6 +201,8 @@ class Dispatcher:
         self._threads: list[threading.Thread] = []
         # ref -> (significant state shown in its root, monotonic time it was shown)
         self._root_shown: dict[ObjectRef, tuple[str, float]] = {}
+        # ref -> (failed root updates in a row, monotonic time before which not to retry)
+        self._root_failing: dict[ObjectRef, tuple[int, float]] = {}
         self._root_lock = threading.Lock()
 
     # ------------------------------------------------------------------ lifecycle
@@ -598,6 +601,9 @@ class Dispatcher:
             return False
         with self._root_lock:
             shown = self._root_shown.get(subject.ref)
+            failing = self._root_failing.get(subject.ref)
+        if failing is not None and self._clock.monotonic() < failing[1]:
+            return False  # backing off: every reconcile submits, Slack must not be hammered
         if shown is None or shown[0] != significant_state(subject):
             return True
         return self._clock.monotonic() - shown[1] >= self.config.root_refresh_interval
@@ -606,6 +612,15 @@ class Dispatcher:
         with self._root_lock:
             self._root_shown[subject.ref] = (significant_state(subject),
                                              self._clock.monotonic())
+            self._root_failing.pop(subject.ref, None)
+
+    def _root_failed(self, subject: Subject, err: DeliveryError) -> float:
+        """Back off root updates of SUBJECT after a failure; returns the delay."""
+        with self._root_lock:
+            failures = self._root_failing.get(subject.ref, (0, 0.0))[0] + 1
+            delay = _backoff(self.config, failures, err)
+            self._root_failing[subject.ref] = (failures, self._clock.monotonic() + delay)
+        return delay
 
     def _update_root(self, p: _Pass) -> None:
         if Channel.SLACK in p.failed or Channel.SLACK in p.blocked or p.thread is None:
@@ -620,6 +635,7 @@ class Dispatcher:
             self._refresh_root(p, self._bot(p, Channel.SLACK), force=False)
         except DeliveryError as err:
             p.root_error = err
+            p.root_retry = self._root_failed(subject, err)
             self._metrics.failed.labels(str(Channel.SLACK), err.reason).inc()
             log.warning("%s: root message not updated: %s", subject.ref, err.message)
 
@@ -678,9 +694,12 @@ class Dispatcher:
         self._announce_failures(written, p, errors)
         if p.cut_short:
             return 0.0
-        # A failed root update has no timer of its own: the next submit (every reconcile)
-        # or the next retry of an entry tries again.
-        return self._next_delay(written.state, now)
+        # A failed root update is tried again after its backoff (by this timer, or by a
+        # submit after it; submits before it leave the root alone).
+        delay = self._next_delay(written.state, now)
+        if p.root_retry is not None:
+            delay = p.root_retry if delay is None else min(delay, p.root_retry)
+        return delay
 
     def _announce_failures(self, subject: Subject, p: _Pass,
                            errors: list[DeliveryError]) -> None:

@@ -125,8 +125,9 @@ def freeze(cluster: TestCluster, namespace: str, tmp_path: Path) -> Iterator[Fre
         ensure_namespace(admin, CONTROLLER_NAMESPACE)  # the chart's ServiceAccount lives there
         apply(cluster, docs)
         f.set_frozen(True)
-        # the policy is in force once the API server's informers have it
-        eventually(lambda: _denied(f.release("checkout", "probe", dry_run=True)), timeout=60)
+        # the policy is in force once the API server's informers have it (seconds; minutes
+        # on a machine whose two cores are busy with other clusters)
+        eventually(lambda: _denied(f.release("checkout", "probe", dry_run=True)), timeout=180)
         assert f.image("checkout") == "v1"
         yield f
     finally:

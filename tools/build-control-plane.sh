@@ -155,8 +155,8 @@ log "helm built in $((SECONDS - t)) s"
 
 log "versions:"
 "$BIN_DIR/kube-apiserver" --version | sed 's/^/  kube-apiserver: /'
-"$BIN_DIR/kubectl" version --client | head -1 | sed 's/^/  kubectl: /'
-"$BIN_DIR/etcd" --version | head -1 | sed 's/^/  /'
+"$BIN_DIR/kubectl" version --client | sed -n 1p | sed 's/^/  kubectl: /'
+"$BIN_DIR/etcd" --version | sed -n 1p | sed 's/^/  /'
 "$BIN_DIR/kwok" --version | sed 's/^/  /'
 "$BIN_DIR/helm" version --short | sed 's/^/  helm: /'
 

@@ -139,11 +139,11 @@ class _Pass:
 
     def __post_init__(self) -> None:
         st = self.obs.plan.status
-        self.s = dict(st.__dict__)  # field name -> value (shallow; lists are replaced)
-        self.s["history"] = list(st.history)
-        self.s["drills"] = list(st.drills)
-        self.s["decisions"] = list(st.decisions)
-        self.s["gates"] = list(st.gates)
+        # field name -> value; lists are never mutated in place, only replaced
+        self.s = dict(st.__dict__)
+        self.router_kind: RouterKind = self.obs.plan.spec.traffic.kind
+        requests = self.obs.plan.spec.requests
+        self.has_requests = any(getattr(requests, k) is not None for k in _REQUEST_KINDS)
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -163,7 +163,7 @@ class _Pass:
 
     @property
     def provider(self) -> RouterKind:
-        return self.spec.traffic.kind  # type: ignore[no-any-return]
+        return self.router_kind
 
     @property
     def uses_canary_replicas(self) -> bool:
@@ -198,6 +198,8 @@ class _Pass:
         self.s["handled"] = handled.model_copy(update={kind: request.id})
 
     def pending(self, kind: str) -> Any:
+        if not self.has_requests:
+            return None
         request = getattr(self.spec.requests, kind)
         if request is None:
             return None
@@ -629,7 +631,7 @@ class _Pass:
         step = self.spec.steps[index]
         started = self.s["step_started_at"]
         return (f"step {index + 1}/{len(self.spec.steps)} at {step.weight}%, holding {step.hold}"
-                f" from {started:%H:%M:%S}Z")
+                f" from {started.isoformat()[11:19]}Z")
 
     def schedule_step(self, step: Step, gates: list[GateStatus]) -> None:
         analysis = self.spec.analysis
@@ -873,11 +875,34 @@ class _Pass:
         else:
             self.idle()
         self.s["observed_generation"] = self.obs.plan.metadata.generation
-        self.s["conditions"] = list(_conditions(self))
-        # Every value was built from validated models: construct without re-validating.
-        status = self.obs.plan.status.model_copy(update=self.s)
+        old = self.obs.plan.status
+        conditions = _conditions(self)
+        self.s["conditions"] = (old.conditions if conditions == tuple(old.conditions)
+                                else list(conditions))
+        if _unchanged(old, self.s):
+            status = old  # the common case for idle and holding plans: nothing to copy
+        else:
+            # Every value was built from validated models: copy without re-validating.
+            status = old.model_copy(update=self.s)
         requeue = max(0.0, min(self.requeue)) if self.requeue else None
         return Decision(tuple(self.actions), status, requeue, tuple(self.added))
+
+
+_REQUEST_KINDS = ("promote", "resume", "abort", "retry", "drill")
+
+
+def _unchanged(old: RolloutPlanStatus, new: dict[str, Any]) -> bool:
+    for name, value in old.__dict__.items():
+        other = new[name]
+        if other is value:
+            continue
+        if isinstance(value, list):
+            if not (isinstance(other, list) and len(other) == len(value)
+                    and all(a is b for a, b in zip(other, value, strict=True))):
+                return False
+        elif other != value:
+            return False
+    return True
 
 
 def decide(obs: Observation) -> Decision:

@@ -227,8 +227,25 @@ def freeze_input(policy: SLOPolicy, plan_name: str, now: datetime) -> FreezeInpu
     ) or any(
         o.expires > now and (not o.allow or plan_name in o.allow) for o in policy.spec.overrides
     )
+    if not st.frozen:  # the reason, message and budget describe a freeze: there is none
+        return FreezeInput(policy=policy.metadata.name, frozen=False,
+                           in_flight=freeze.in_flight, overridden=overridden)
     return FreezeInput(
         policy=policy.metadata.name, frozen=st.frozen, reason=st.reason, message=st.message,
         budget_remaining=st.budget_remaining, in_flight=freeze.in_flight,
         overridden=overridden, since=st.frozen_since,
     )
+
+
+def plan_facing_state(policy: SLOPolicy) -> tuple[object, ...]:
+    """Everything of POLICY that :func:`freeze_input` reads (with ``metadata.generation``,
+    which moves with any change of the spec). Two states of a policy with equal values give
+    every plan the same freeze input at every time, so a new policy status that leaves this
+    value unchanged — each evaluation writes its budget figures and time — is nothing a
+    plan needs to look at again for."""
+    st = policy.status
+    overrides = tuple((o.id, o.until, tuple(o.allow)) for o in st.overrides)
+    frozen = ((st.reason, st.message, st.budget_remaining, st.frozen_since)
+              if st.frozen else None)
+    return (policy.metadata.name, policy.metadata.generation, st.evaluated_at is None,
+            st.frozen, frozen, overrides)

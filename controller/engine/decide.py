@@ -879,11 +879,9 @@ class _Pass:
         conditions = _conditions(self)
         self.s["conditions"] = (old.conditions if conditions == tuple(old.conditions)
                                 else list(conditions))
-        if _unchanged(old, self.s):
-            status = old  # the common case for idle and holding plans: nothing to copy
-        else:
-            # Every value was built from validated models: copy without re-validating.
-            status = old.model_copy(update=self.s)
+        # Unchanged is the common case for idle and holding plans: nothing to copy. Else
+        # every value was built from validated models: copy without re-validating.
+        status = old if _unchanged(old, self.s) else old.model_copy(update=self.s)
         requeue = max(0.0, min(self.requeue)) if self.requeue else None
         return Decision(tuple(self.actions), status, requeue, tuple(self.added))
 

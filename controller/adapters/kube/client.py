@@ -24,7 +24,25 @@ class ClusterConfig:
 
 def api_client(cfg: ClusterConfig | None = None) -> client.ApiClient:
     """An ApiClient for ``cfg``: an explicit kubeconfig, $KUBECONFIG, ~/.kube/config, or
-    the in-cluster service account, in that order."""
+    the in-cluster service account, in that order (see :func:`_pin_proxy`)."""
+    return _pin_proxy(_api_client(cfg))
+
+
+def _pin_proxy(api: client.ApiClient) -> client.ApiClient:
+    """Keep the proxy the environment named when the client was built.
+
+    Both loaders install a token hook that runs before every request and re-assigns
+    ``host``, and ``kubernetes`` 37 then re-reads the whole environment to pick a proxy
+    (``getproxies()``, ~0.15 ms, more in a pod whose environment lists every Service). The
+    connection pool was built with the proxy of that moment and never reads it again, so
+    setting ``proxy`` explicitly (which stops the re-reads) changes nothing but the cost.
+    """
+    conf = api.configuration
+    conf.proxy = conf.proxy
+    return api
+
+
+def _api_client(cfg: ClusterConfig | None) -> client.ApiClient:
     cfg = cfg or ClusterConfig()
     path = cfg.kubeconfig or os.environ.get("KUBECONFIG")
     default = os.path.expanduser("~/.kube/config")

@@ -29,6 +29,9 @@ without ``{{window}}`` reads instant samples, which Prometheus keeps answering f
 lookback (5 m) after the series stopped and then drops (``no_data``); write
 ``max_over_time(x[{{window}}])`` to get the freshness check for a gauge.
 
+The environment (proxy variables, ``NO_PROXY``, ``REQUESTS_CA_BUNDLE``, ~/.netrc) is read
+once, when the source is built, for its URL (``requests`` would re-read it per query).
+
 Retries and timeouts
 --------------------
 The client retries by itself through urllib3; we configure that retry rather than stack a
@@ -232,11 +235,14 @@ class PrometheusSource:
             backoff_factor=0.2,
             raise_on_status=False,
         )
+        session, auth = _session_for(self.url)
         self._client = PrometheusConnect(
             url=self.url,
             headers=dict(headers) if headers else None,
             retry=retry,
             timeout=None,  # set per query below
+            session=session,
+            auth=auth,
         )
 
     @classmethod
@@ -440,6 +446,23 @@ class PrometheusSource:
                 message=f"{self.where} did not answer like a Prometheus API (check the URL)",
             )
         return _answer_of(result)
+
+
+def _session_for(url: str) -> tuple[requests.Session, Any]:
+    """A session for URL with the environment's proxy, CA bundle and netrc credentials
+    resolved now, once, rather than re-read by ``requests`` for every query (~0.4 ms each:
+    it scans every environment variable and looks for ~/.netrc). Queries behave as they
+    would with ``trust_env``: through the proxy the environment names for URL unless
+    ``NO_PROXY`` covers its host, verified against ``REQUESTS_CA_BUNDLE`` /
+    ``CURL_CA_BUNDLE`` when set. Returns the session and the netrc credentials (or None)."""
+    session = requests.Session()
+    env = session.merge_environment_settings(url, {}, None, True, None)
+    session.proxies.update(env["proxies"])
+    session.verify = env["verify"]
+    session.cert = env["cert"]
+    auth = requests.utils.get_netrc_auth(url)
+    session.trust_env = False
+    return session, auth
 
 
 def _ratio(bad: float, total: float) -> float:

@@ -32,7 +32,12 @@ from controller.engine.decide import (
     record_results,
     run_seconds,
 )
-from controller.engine.freeze import SLOMeasurements, evaluate, freeze_input
+from controller.engine.freeze import (
+    SLOMeasurements,
+    evaluate,
+    freeze_input,
+    plan_facing_state,
+)
 from controller.engine.measurements import BurnRateMeasurement, GateMeasurement, Track
 from controller.engine.observation import (
     Action,
@@ -410,6 +415,16 @@ class PolicyReconciler:
         })
         if status.to_wire() != (raw.get("status") or {}):
             self.store.write_status(raw, status.to_wire())
+
+
+def policy_view(raw: dict[str, Any]) -> object:
+    """What a plan's pass reads of this SLOPolicy document (``plan_facing_state``): when it
+    is unchanged, a new version of the policy is nothing its plans need to look at again
+    for. A document that does not parse is always new (its plans must see it)."""
+    try:
+        return plan_facing_state(SLOPolicy.model_validate(raw))
+    except ValueError:
+        return object()
 
 
 def _override_changed(policy: SLOPolicy, now: datetime) -> bool:

@@ -107,7 +107,7 @@ def run(
     )
     from controller.adapters.traffic.registry import router_for
     from controller.api.policy import SLOPolicy
-    from controller.reconciler import PlanReconciler, PolicyReconciler, Slots
+    from controller.reconciler import PlanReconciler, PolicyReconciler, Slots, policy_view
     from controller.runtime.manager import Manager, default_identity
     from controller.telemetry import Telemetry
 
@@ -183,7 +183,8 @@ def run(
         store=store, metrics_for=source_for, clock=clock, telemetry=telemetry,
         events=events, submit=dispatcher.submit, leading=manager.leading,
     )
-    manager.add_plans_controller(plan_reconciler, workers)
+    manager.add_plans_controller(plan_reconciler, workers, is_own_write=store.is_own_write,
+                                 policy_view=policy_view)
     manager.add_policies_controller(policy_reconciler, max(1, min(2, workers)))
     log.info("rolloutctl controller %s starting (pid %d, namespaces: %s, leader election: %s)",
              me, os.getpid(), ", ".join(namespace) if namespace else "all", leader_elect)

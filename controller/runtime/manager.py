@@ -85,6 +85,21 @@ def own_key(obj: Object) -> list[str]:
     return [object_key(obj)]
 
 
+def _when_changed(view: Callable[[Object], object], mapper: Mapper) -> Mapper:
+    """MAPPER, for an object whose VIEW differs from the one its previous call saw."""
+    seen: dict[str, object] = {}
+    lock = threading.Lock()
+
+    def mapped(obj: Object) -> Iterable[str]:
+        key, current = object_key(obj), view(obj)
+        with lock:
+            if key in seen and seen[key] == current:
+                return []
+            seen[key] = current
+        return mapper(obj)
+    return mapped
+
+
 def default_identity() -> str:
     """``<hostname>_<random>``: unique per process, so a restarted pod is a new candidate."""
     return f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
@@ -92,8 +107,12 @@ def default_identity() -> str:
 
 @dataclass(frozen=True)
 class Source:
+    """An informer and the keys its events queue; ``on_update`` (when given) replaces
+    ``mapper`` for updates (adds, deletes and becoming leader always use ``mapper``)."""
+
     informer: Informer
     mapper: Mapper
+    on_update: Mapper | None = None
 
 
 @dataclass
@@ -197,30 +216,53 @@ class Manager:
         name: str,
         reconciler: Reconciler,
         workers: int | None = None,
-        sources: Sequence[tuple[Informer, Mapper]] = (),
+        sources: Sequence[tuple[Informer, Mapper] | Source] = (),
     ) -> WorkQueue:
-        """Register a controller: a work queue NAME fed by SOURCES, drained by WORKERS
-        threads calling RECONCILER. Returns the queue (for metrics and benchmarks)."""
+        """Register a controller: a work queue NAME fed by SOURCES (``(informer, mapper)``
+        or a :class:`Source`), drained by WORKERS threads calling RECONCILER. Returns the
+        queue (for metrics and benchmarks)."""
         if self._started:
             raise RuntimeError("add controllers before start()")
         if name in self._controllers:
             raise ValueError(f"controller {name!r} exists already")
         queue = WorkQueue(name, self.registry)
         ctl = _Controller(name, reconciler, workers or self.default_workers, queue,
-                          [Source(i, m) for i, m in sources])
+                          [s if isinstance(s, Source) else Source(*s) for s in sources])
         self._controllers[name] = ctl
         for source in ctl.sources:
             enqueue = self._enqueuer(queue, source.mapper)
-            source.informer.add_handlers(enqueue, enqueue, enqueue)
+            update = (enqueue if source.on_update is None
+                      else self._enqueuer(queue, source.on_update))
+            source.informer.add_handlers(enqueue, update, enqueue)
         return queue
 
-    def add_plans_controller(self, reconciler: Reconciler, workers: int | None = None
+    def add_plans_controller(self, reconciler: Reconciler, workers: int | None = None, *,
+                             is_own_write: Callable[[Object], bool] | None = None,
+                             policy_view: Callable[[Object], object] | None = None,
                              ) -> WorkQueue:
-        """``plans``: a plan's own events, its Deployments' and its SLOPolicy's."""
+        """``plans``: a plan's own events, its Deployments' and its SLOPolicy's.
+
+        Two filters keep a steady controller from reconciling for nothing (each would
+        otherwise add one pass per plan and interval):
+
+        * ``is_own_write(plan)``: the event is the echo of the reconciler's own status
+          write; it is not queued (the pass that wrote it already asked for its next look).
+        * ``policy_view(policy)``: what of an SLOPolicy its plans read; an update of the
+          policy queues its plans only when that changed since the policy's last event (an
+          evaluation rewrites its budget figures every interval). Adding or deleting a
+          policy always queues them.
+        """
+        def plan_keys(obj: Object) -> list[str]:
+            return [] if is_own_write is not None and is_own_write(obj) else own_key(obj)
+
+        policy_plans = self.plans_for(PLANS_BY_POLICY)
+        on_policy_update: Mapper | None = None
+        if policy_view is not None:
+            on_policy_update = _when_changed(policy_view, policy_plans)
         return self.add_controller("plans", reconciler, workers, [
-            (self.informer(ROLLOUT_PLANS.plural), own_key),
+            (self.informer(ROLLOUT_PLANS.plural), plan_keys),
             (self.informer(DEPLOYMENTS.plural), self.plans_for(PLANS_BY_WORKLOAD)),
-            (self.informer(SLO_POLICIES.plural), self.plans_for(PLANS_BY_POLICY)),
+            Source(self.informer(SLO_POLICIES.plural), policy_plans, on_policy_update),
         ])
 
     def add_policies_controller(self, reconciler: Reconciler, workers: int | None = None

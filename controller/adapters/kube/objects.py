@@ -8,6 +8,7 @@ decision was based on: a concurrent writer gets the controller a 409, mapped to
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -54,10 +55,38 @@ def _reason(exc: ApiException) -> str:
 
 
 class ObjectStore:
-    """Get, list and write status of rolloutctl's custom objects."""
+    """Get, list and write status of rolloutctl's custom objects.
+
+    It remembers the resourceVersion each of its status writes produced, so that the watch
+    event echoing a write back can be told apart from a change by someone else
+    (:meth:`is_own_write`).
+    """
+
+    #: status writes per object whose watch events may still be on their way
+    WRITES_REMEMBERED = 8
 
     def __init__(self, api: client.ApiClient) -> None:
         self.custom = client.CustomObjectsApi(api)
+        self._written: dict[tuple[str, str, str], list[str]] = {}
+        self._written_lock = threading.Lock()
+
+    def is_own_write(self, obj: dict[str, Any]) -> bool:
+        """True, once, for the object exactly as one of this store's status writes left it
+        (its resourceVersion): the watch event of that write, which tells the writer nothing
+        new. Any other event of the object — someone else's write, a resync — answers
+        False."""
+        meta = obj.get("metadata") or {}
+        key = (str(obj.get("kind")), str(meta.get("namespace")), str(meta.get("name")))
+        version = meta.get("resourceVersion")
+        with self._written_lock:
+            versions = self._written.get(key)
+            if version is None or not versions or version not in versions:
+                return False
+            # events arrive in order: the echoes of earlier writes are past too
+            del versions[:versions.index(version) + 1]
+            if not versions:
+                del self._written[key]
+            return True
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:
@@ -101,6 +130,13 @@ class ObjectStore:
                 GROUP, VERSION, meta["namespace"], PLURALS[kind], meta["name"], body,
                 _request_timeout=REQUEST_TIMEOUT,
             ))
+            version = (written.get("metadata") or {}).get("resourceVersion")
+            if version is not None:
+                with self._written_lock:
+                    versions = self._written.setdefault(
+                        (kind, meta["namespace"], meta["name"]), [])
+                    versions.append(str(version))
+                    del versions[:-self.WRITES_REMEMBERED]
             return written
         except (ApiException, HTTPError, OSError) as exc:
             raise map_api_error(exc, f"write status of {kind} {meta['namespace']}/"

@@ -59,6 +59,7 @@ __all__ = [
     "ProcessSampler",
     "ScaleWorld",
     "SyntheticExporter",
+    "TrafficShape",
     "Window",
     "WindowFigures",
     "apiserver_requests",
@@ -540,7 +541,8 @@ class Histogram:
 
 def histogram_quantile(q: float, h: Histogram) -> float:
     """Prometheus's ``histogram_quantile``: linear interpolation inside the bucket that
-    holds the q-th observation (the lower bound of the first bucket is 0)."""
+    holds the q-th observation (the lower bound of the first bucket is 0). In the ``+Inf``
+    bucket the answer is ``inf`` (Prometheus answers the highest finite bound: a floor)."""
     if not h.count:
         return math.nan
     rank = q * h.count
@@ -548,7 +550,7 @@ def histogram_quantile(q: float, h: Histogram) -> float:
     for le, c in h.buckets:
         if c >= rank:
             if math.isinf(le):
-                return lower_bound  # Prometheus answers the highest finite bound
+                return math.inf
             if c == lower_count:
                 return le
             return lower_bound + (le - lower_bound) * (rank - lower_count) / (c - lower_count)

@@ -119,7 +119,7 @@ def run(
     me = identity or default_identity()
     registry = CollectorRegistry()
     manager = Manager(
-        api, registry, namespaces=namespace or None, identity=me,
+        api, registry, namespaces=list(namespace) if namespace else None, identity=me,
         leader_election=leader_elect, workers=workers, resync_seconds=resync,
         lease_namespace=lease_namespace, lease_name=lease_name, bind=metrics_address,
     )

@@ -30,7 +30,8 @@ def run_params(docs: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> d
     run = typer.main.get_command(app).commands["run"]  # type: ignore[attr-defined]
     assert c.get("command") is None  # the image's ENTRYPOINT: rolloutctl run
     with run.make_context("run", list(c["args"])) as ctx:
-        return dict(ctx.params)
+        # repeated options arrive as a tuple or a list depending on the typer version
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in ctx.params.items()}
 
 
 def test_rolloutctl_run_gets_every_setting_of_the_values(

@@ -66,9 +66,28 @@ class ObjectStore:
     WRITES_REMEMBERED = 8
 
     def __init__(self, api: client.ApiClient) -> None:
-        self.custom = client.CustomObjectsApi(api)
+        self.api = api
+        self._custom: client.CustomObjectsApi | None = None
         self._written: dict[tuple[str, str, str], list[str]] = {}
         self._written_lock = threading.Lock()
+
+    @property
+    def custom(self) -> client.CustomObjectsApi:
+        """Built on first use: its module and class take a third of a second to set up,
+        which every CLI command that only reads would pay for nothing."""
+        if self._custom is None:
+            self._custom = client.CustomObjectsApi(self.api)
+        return self._custom
+
+    def _get_json(self, path: str, query: list[tuple[str, str]] | None = None) -> Any:
+        """A GET through the ApiClient (auth, TLS, errors as ApiException) returning JSON."""
+        request = self.api.param_serialize(
+            method="GET", resource_path=path, query_params=query or [],
+            header_params={"Accept": "application/json"}, auth_settings=["BearerToken"])
+        response = self.api.call_api(*request, _request_timeout=REQUEST_TIMEOUT)
+        response.read()  # type: ignore[no-untyped-call]
+        return self.api.response_deserialize(
+            response_data=response, response_types_map={"200": "object"}).data
 
     def is_own_write(self, obj: dict[str, Any]) -> bool:
         """True, once, for the object exactly as one of this store's status writes left it
@@ -90,10 +109,8 @@ class ObjectStore:
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            obj = cast(dict[str, Any], self.custom.get_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURALS[kind], name,
-                _request_timeout=REQUEST_TIMEOUT,
-            ))
+            obj = cast(dict[str, Any], self._get_json(
+                f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURALS[kind]}/{name}"))
             return obj
         except (ApiException, HTTPError, OSError) as exc:
             if isinstance(exc, ApiException) and exc.status == 404:
@@ -102,12 +119,9 @@ class ObjectStore:
 
     def list(self, kind: str, namespace: str | None = None) -> list[dict[str, Any]]:
         try:
-            if namespace:
-                result = cast(dict[str, Any], self.custom.list_namespaced_custom_object(
-                    GROUP, VERSION, namespace, PLURALS[kind], _request_timeout=REQUEST_TIMEOUT))
-            else:
-                result = cast(dict[str, Any], self.custom.list_cluster_custom_object(
-                    GROUP, VERSION, PLURALS[kind], _request_timeout=REQUEST_TIMEOUT))
+            where = f"namespaces/{namespace}/" if namespace else ""
+            result = cast(dict[str, Any], self._get_json(
+                f"/apis/{GROUP}/{VERSION}/{where}{PLURALS[kind]}"))
         except (ApiException, HTTPError, OSError) as exc:
             raise map_api_error(exc, f"list {PLURALS[kind]}") from None
         items: list[dict[str, Any]] = result.get("items", [])

@@ -446,6 +446,7 @@ class RunTracker:
         self.checks: list[RunCheck] = []
         self.decisions: dict[int, list[dict[str, Any]]] = {}
         self.problems: list[str] = []
+        self.stuck = 0  # runs that never ended
 
     @property
     def in_run(self) -> bool:
@@ -482,12 +483,27 @@ class RunTracker:
                                      f"while run {cur['run']} was awaited")
                 self.current = None
             elif time.monotonic() - cur["started"] > self.timeout:
+                self.stuck += 1
                 self.problems.append(
                     f"{self.stack.service} run {cur['run']} did not end in {self.timeout:.0f}"
-                    f" s: {st.get('phase')} {st.get('reason')} {st.get('message')}")
+                    f" s: {st.get('phase')} {st.get('reason')} {st.get('message')}; "
+                    + evidence(self.stack, st, f"run{cur['run']}"))
                 self.current = None
         if self.current is None and start_next:
             self.start()
+
+
+def evidence(stack: Stack, st: dict[str, Any], label: str) -> str:
+    """Save the plan's status (and the route's weight) next to the logs; a short summary."""
+    path = stack.workdir / f"{stack.service}-{label}-status.json"
+    with contextlib.suppress(Exception):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"routeWeight": stack.route_weight(), "status": st},
+                                   indent=2, default=str))
+    last = [f"{d['seq']} {d['type']} {d['reason']} ({d.get('weight')}%)"
+            for d in (st.get("decisions") or [])[-5:]]
+    gates = [f"{g['name']} {g.get('verdict')} {g.get('reason')}" for g in st.get("gates") or []]
+    return f"last decisions {last}; gates {gates}; status saved in {path}"
 
 
 def add_run_figures(result: ScenarioResult, checks: list[RunCheck]) -> None:
@@ -558,6 +574,7 @@ def sigkill_chaos(env: Env, short: bool = False, seed: int = 20261127) -> Scenar
         result.figure("concurrent plans", size)
         result.figure("restart to ready, median", f"{median(ready_after):.1f} s")
         add_run_figures(result, checks)
+        result.figure("runs that never ended", sum(t.stuck for t in trackers))
         result.expect(kills >= target, f"only {kills} kills")
         result.expect({c.outcome for c in checks} >= {"Succeeded", "RolledBack"},
                       "the runs did not include both a success and a rollback")
@@ -591,9 +608,18 @@ def sigkill_chaos(env: Env, short: bool = False, seed: int = 20261127) -> Scenar
 
 
 def lease_holder(api: ApiClient, namespace: str, name: str) -> str:
+    return lease_record(api, namespace, name)[0]
+
+
+def lease_record(api: ApiClient, namespace: str, name: str) -> tuple[str, float | None]:
+    """The Lease's holder and its acquireTime (unix seconds, written by the holder)."""
     lease = client.CoordinationV1Api(api).read_namespaced_lease(name, namespace,
                                                                 _request_timeout=5)
-    return str(lease.spec.holder_identity or "") if lease.spec is not None else ""
+    if lease.spec is None:
+        return "", None
+    acquired = lease.spec.acquire_time
+    return (str(lease.spec.holder_identity or ""),
+            acquired.timestamp() if acquired is not None else None)
 
 
 LEASE_DURATION, RETRY_PERIOD = 15.0, 2.0
@@ -624,14 +650,18 @@ def leader_failover(env: Env, short: bool = False) -> ScenarioResult:
                                      for s in fleet.stacks), 180)
         if mid is None:
             raise TimeoutError(f"the plans did not reach step 2\n{fleet.logs()}")
-        in_flight = sum(1 for s in fleet.stacks if s.status().get("phase") == "Progressing")
+        in_flight = sum(1 for s in fleet.stacks
+                        if (st := s.status()).get("phase") not in (*TERMINAL, "Pending")
+                        and st.get("currentStep") is not None)
         killed_wall, killed = time.time(), time.monotonic()
         replicas[holder].kill(signal.SIGKILL)
         new = wait_until(lambda: (h := lease_holder(fleet.api, lease_ns,
                                                     "rolloutctl-reliability")) != holder and h,
                          60, 0.05)
         takeover = time.monotonic() - killed
-        takeover_wall = killed_wall + takeover
+        # the new leader's own record of when it acquired the Lease (this poll sees it later)
+        acquired = lease_record(fleet.api, lease_ns, "rolloutctl-reliability")[1]
+        takeover_wall = acquired if acquired is not None else killed_wall + takeover
         result.figure("plans mid-run at the kill", f"{in_flight}/{size}")
         result.figure("takeover after SIGKILL", f"{takeover:.1f} s (bound: lease 15 s + "
                                                 f"retry 2 s = 17 s)")
@@ -666,7 +696,7 @@ def leader_failover(env: Env, short: bool = False) -> ScenarioResult:
                 at = wall(e["firstTimestamp"])
                 who = e.get("reportingInstance")
                 ok = ((who == holder and at <= killed_wall)
-                      or (who == new and at >= takeover_wall - 1.0))
+                      or (who == new and at >= int(takeover_wall)))  # Events: whole seconds
                 if not ok:
                     wrong_actor += 1
                     result.problems.append(f"{stack.service}: Event {e['reason']} at "

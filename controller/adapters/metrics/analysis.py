@@ -15,12 +15,15 @@ SLOs whose SLI is a probe are measured by probes too (the URL rendered per track
 a :class:`ProbeRegistry` (the simulator replays history; probes have none) probe
 measurements are ``error`` with a message saying so: never a pass.
 
-Within one call each (SLO, track, window) is measured once, even when several gates need it.
+Within one call each (SLO, track, window) is measured once, even when several gates need it,
+and a source that can measure several at once (``measure_all``, as ``PrometheusSource``
+does with one batched request) gets them all in one call.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
 
 from controller.adapters.metrics.probe import ProbeRegistry, ProbeSpec
 from controller.adapters.metrics.queries import template_values
@@ -39,6 +42,17 @@ from controller.ports import MetricsSource, QueryContext
 __all__ = ["measure_gates", "probe_specs"]
 
 NO_PROBES = "probes are not run here (no probe runner): a probe gate cannot pass"
+
+
+@runtime_checkable
+class BatchingSource(Protocol):
+    """A metrics source that measures several (SLO, track, window) in one go."""
+
+    def measure_all(self, wanted: Sequence[tuple[SLO, Track, float]], ctx: QueryContext
+                    ) -> list[Measurement]: ...
+
+
+_PENDING = Measurement(MeasurementStatus.ERROR, message="not measured yet")
 
 
 def _error(message: str) -> Measurement:
@@ -107,6 +121,20 @@ def measure_gates(
     run = max(1.0, run_seconds)
     window = max(1.0, min(window_seconds, run))
     memo: dict[tuple[str, Track, int], Measurement] = {}
+    if isinstance(source, BatchingSource):
+        # First learn what the gates will ask for, then measure it all at once.
+        wanted: dict[tuple[str, Track, int], tuple[SLO, Track, float]] = {}
+
+        def want(slo: SLO, track: Track, seconds: float) -> Measurement:
+            if slo.sli.probe is None:
+                wanted.setdefault((slo.name, track, round(seconds)), (slo, track, seconds))
+            return _PENDING
+
+        for gate in plan.spec.gates:
+            _measure_gate(gate, policy, ctx, window, run, probes, want)
+        if wanted:
+            memo.update(zip(wanted, source.measure_all(list(wanted.values()), ctx),
+                            strict=True))
 
     def measure(slo: SLO, track: Track, seconds: float) -> Measurement:
         key = (slo.name, track, round(seconds))

@@ -55,7 +55,7 @@ import math
 import re
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -266,6 +266,29 @@ class PrometheusSource:
         self, slo: SLO, track: Track, window_seconds: float, ctx: QueryContext
     ) -> Measurement:
         """The SLI of ``slo`` for ``track`` over the window ending at ``ctx.at``."""
+        planned = self._plan(slo, track, window_seconds, ctx)
+        if isinstance(planned, Measurement):
+            return planned
+        return self._measure_planned(planned, ctx.at.timestamp(), _NO_ANSWERS)
+
+    def measure_all(
+        self, wanted: Sequence[tuple[SLO, Track, float]], ctx: QueryContext
+    ) -> list[Measurement]:
+        """``measure`` of each (SLO, track, window) in WANTED, at ``ctx.at``, with the
+        instant queries they need sent together (see :func:`batch_query`): one request
+        instead of one per query. Each measurement is the one ``measure`` would return. When
+        the batch cannot be answered (an error, a part that is not an instant vector) every
+        query is sent on its own, as ``measure`` does, so errors read the same."""
+        at = ctx.at.timestamp()
+        planned = [self._plan(slo, track, seconds, ctx) for slo, track, seconds in wanted]
+        exprs = list(dict.fromkeys(
+            expr for p in planned if not isinstance(p, Measurement) for expr in p.exprs()))
+        answers = self._batch(exprs, at) if len(exprs) > 1 else _NO_ANSWERS
+        return [p if isinstance(p, Measurement) else self._measure_planned(p, at, answers)
+                for p in planned]
+
+    def _plan(self, slo: SLO, track: Track, window_seconds: float, ctx: QueryContext
+              ) -> _Planned | Measurement:
         try:
             queries = sli_queries(slo, track, window_seconds, ctx)
             fresh = None
@@ -273,10 +296,33 @@ class PrometheusSource:
                 fresh = freshness_query(queries, slo, track, ctx, self.stale_after_seconds)
         except QueryError as exc:
             return Measurement(MeasurementStatus.ERROR, message=f"not queried: {exc}")
-        at = ctx.at.timestamp()
-        if queries.value is not None:
-            return self._measure_value(queries, fresh, at)
-        return self._measure_counts(queries, fresh, at)
+        return _Planned(queries, fresh)
+
+    def _measure_planned(self, planned: _Planned, at: float, answers: _Answers) -> Measurement:
+        if planned.queries.value is not None:
+            return self._measure_value(planned.queries, planned.fresh, at, answers)
+        return self._measure_counts(planned.queries, planned.fresh, at, answers)
+
+    def _batch(self, exprs: Sequence[str], at: float) -> _Answers:
+        """The answer to each of EXPRS from as few requests as possible; an expression
+        whose batch failed is left out (it is then queried alone)."""
+        answers: dict[str, _Answer] = {}
+        for chunk in _chunks(exprs, BATCH_MAX_CHARS):
+            if len(chunk) == 1:
+                continue
+            started = time.monotonic()
+            result = self._send_result(batch_query(chunk), at)
+            self._metrics.seconds.observe(time.monotonic() - started)
+            if isinstance(result, _Answer):  # an error: the parts go alone
+                self._metrics.queries.labels(status=result.outcome.value).inc()
+                continue
+            split = split_batch(result, len(chunk))
+            if split is None:
+                self._metrics.queries.labels(status=_Outcome.ERROR.value).inc()
+                continue
+            self._metrics.queries.labels(status=_Outcome.OK.value).inc()
+            answers.update(zip(chunk, (_answer_of(part) for part in split), strict=True))
+        return answers
 
     def measure_budget(self, slo: SLO, ctx: QueryContext, window_seconds: float) -> Measurement:
         """The service's bad ratio over an SLO window, canary and stable together.
@@ -316,21 +362,23 @@ class PrometheusSource:
 
     # ------------------------------------------------------------------ internals
 
-    def _measure_value(self, queries: SLIQueries, fresh: str | None, at: float) -> Measurement:
+    def _measure_value(self, queries: SLIQueries, fresh: str | None, at: float,
+                       answers: _Answers = None) -> Measurement:
         assert queries.value is not None
         text = queries.text
-        answer = self._query(queries.value, at)
+        answer = self._query(queries.value, at, answers)
         if answer.outcome != _Outcome.OK or answer.value is None:
             return _unusable(answer, "the query", text)
         if math.isnan(answer.value):
             return Measurement(MeasurementStatus.NO_DATA, query=text, message="the query is NaN")
-        stale = self._stale(fresh, at, text)
+        stale = self._stale(fresh, at, text, answers)
         if stale is not None:
             return stale
         return Measurement(MeasurementStatus.OK, value=answer.value, query=text)
 
-    def _measure_counts(self, queries: SLIQueries, fresh: str | None, at: float) -> Measurement:
-        counts = self._counts(queries, fresh, at)
+    def _measure_counts(self, queries: SLIQueries, fresh: str | None, at: float,
+                        answers: _Answers = None) -> Measurement:
+        counts = self._counts(queries, fresh, at, answers)
         if isinstance(counts, Measurement):
             return _with_query(counts, queries.text)
         bad, total = counts
@@ -344,11 +392,11 @@ class PrometheusSource:
         )
 
     def _counts(
-        self, queries: SLIQueries, fresh: str | None, at: float
+        self, queries: SLIQueries, fresh: str | None, at: float, answers: _Answers = None
     ) -> tuple[float, float] | Measurement:
         """``(bad, total)`` events in the window, or the Measurement saying why not."""
         assert queries.total is not None
-        total = self._query(queries.total, at)
+        total = self._query(queries.total, at, answers)
         if total.outcome != _Outcome.OK or total.value is None:
             return _unusable(total, "the total", "")
         if math.isnan(total.value) or total.value <= 0:
@@ -359,11 +407,11 @@ class PrometheusSource:
                 message=f"no traffic: the total is {'NaN' if nan else '0'} "
                 f"over {queries.window_seconds}s",
             )
-        stale = self._stale(fresh, at, "")
+        stale = self._stale(fresh, at, "", answers)
         if stale is not None:
             return stale
         if queries.bad is not None:
-            answer = self._query(queries.bad, at)
+            answer = self._query(queries.bad, at, answers)
             if answer.outcome == _Outcome.EMPTY:
                 return 0.0, total.value  # no error series with traffic present: 0 errors
             if answer.outcome != _Outcome.OK or answer.value is None:
@@ -372,7 +420,7 @@ class PrometheusSource:
                 return Measurement(MeasurementStatus.NO_DATA, message="the bad count is NaN")
             return max(0.0, answer.value), total.value
         assert queries.good is not None
-        answer = self._query(queries.good, at)
+        answer = self._query(queries.good, at, answers)
         if answer.outcome == _Outcome.EMPTY:
             return Measurement(
                 MeasurementStatus.NO_DATA,
@@ -386,10 +434,11 @@ class PrometheusSource:
             return Measurement(MeasurementStatus.NO_DATA, message="the good count is NaN")
         return max(0.0, total.value - answer.value), total.value
 
-    def _stale(self, fresh: str | None, at: float, text: str) -> Measurement | None:
+    def _stale(self, fresh: str | None, at: float, text: str,
+               answers: _Answers = None) -> Measurement | None:
         if fresh is None:
             return None
-        answer = self._fresh.get((fresh, at))
+        answer = self._fresh.get((fresh, at)) or (answers or {}).get(fresh)
         if answer is None:
             answer = self._query(fresh, at)
             if answer.outcome != _Outcome.ERROR:
@@ -407,7 +456,9 @@ class PrometheusSource:
             return _unusable(answer, "the freshness check", text)
         return None
 
-    def _query(self, expr: str, at: float) -> _Answer:
+    def _query(self, expr: str, at: float, answers: _Answers = None) -> _Answer:
+        if answers and expr in answers:
+            return answers[expr]
         started = time.monotonic()
         answer = self._send(expr, at)
         self._metrics.seconds.observe(time.monotonic() - started)
@@ -415,6 +466,11 @@ class PrometheusSource:
         return answer
 
     def _send(self, expr: str, at: float) -> _Answer:
+        result = self._send_result(expr, at)
+        return result if isinstance(result, _Answer) else _answer_of(result)
+
+    def _send_result(self, expr: str, at: float) -> Any:
+        """The ``result`` of an instant query, or an error ``_Answer``."""
         timeout = self.timeout_seconds
         connect = min(timeout, CONNECT_TIMEOUT_CAP_SECONDS)
         try:
@@ -445,7 +501,69 @@ class PrometheusSource:
                 _Outcome.ERROR,
                 message=f"{self.where} did not answer like a Prometheus API (check the URL)",
             )
-        return _answer_of(result)
+        return result
+
+
+@dataclass(frozen=True, slots=True)
+class _Planned:
+    """The queries of one measurement."""
+
+    queries: SLIQueries
+    fresh: str | None
+
+    def exprs(self) -> list[str]:
+        q = self.queries
+        return [e for e in (q.value, q.total, q.bad, q.good, self.fresh)
+                if e is not None]
+
+
+_Answers = Mapping[str, _Answer] | None
+_NO_ANSWERS: _Answers = None
+
+#: the label that tells the parts of a batch apart
+PART_LABEL = "rolloutctl_part"
+#: expressions per request at most (the request is a GET: its URL stays well under 16 KiB)
+BATCH_MAX_CHARS = 8000
+
+
+def batch_query(exprs: Sequence[str]) -> str:
+    """One instant query answering every expression of EXPRS: each one's series labelled
+    with its position (``label_replace``), joined with ``or``. The parts never collide (each
+    has its own label value), an empty part adds nothing, a part with several series keeps
+    them all, and a part that is not an instant vector (a scalar, a string) makes the whole
+    query fail with Prometheus's type error."""
+    return " or ".join(
+        f'label_replace({expr}, "{PART_LABEL}", "{i}", "", "")' for i, expr in enumerate(exprs))
+
+
+def split_batch(result: Any, parts: int) -> list[list[dict[str, Any]]] | None:
+    """The ``result`` of :func:`batch_query` as each part's own result (its series without
+    the part label), or None when it is not such an answer."""
+    if not isinstance(result, list):
+        return None
+    out: list[list[dict[str, Any]]] = [[] for _ in range(parts)]
+    for series in result:
+        metric = series.get("metric") if isinstance(series, dict) else None
+        if not isinstance(metric, dict) or "value" not in series:
+            return None
+        index = metric.get(PART_LABEL)
+        if not (isinstance(index, str) and index.isdigit() and int(index) < parts):
+            return None
+        own = {k: v for k, v in metric.items() if k != PART_LABEL}
+        out[int(index)].append({**series, "metric": own})
+    return out
+
+
+def _chunks(exprs: Sequence[str], max_chars: int) -> list[list[str]]:
+    chunks: list[list[str]] = []
+    size = 0
+    for expr in exprs:
+        if not chunks or size + len(expr) > max_chars:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(expr)
+        size += len(expr)
+    return chunks
 
 
 def _session_for(url: str) -> tuple[requests.Session, Any]:

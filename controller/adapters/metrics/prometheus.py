@@ -42,8 +42,19 @@ Prometheus to give up after ``timeout`` (the ``timeout`` query parameter), so a 
 query comes back as Prometheus's own "query timed out" error. Worst case for one query:
 3 connection attempts of up to 3 s each plus 0.4 s of backoff, or ``timeout + 1`` s.
 
-Every query is counted in ``rolloutctl_prometheus_queries_total{status}`` (``ok``,
-``empty``, ``ambiguous``, ``error``) and timed in ``rolloutctl_prometheus_query_seconds``.
+Batches
+-------
+``measure_all`` measures several (SLO, track, window) at one evaluation time with one
+request: every instant query they need becomes a part of one query, labelled with its
+position by ``label_replace`` and joined with ``or`` (:func:`batch_query`), and the answer is
+split back per part. Each measurement is the one ``measure`` returns. A batch Prometheus
+cannot answer (a part that is a scalar or does not parse, a timeout) is not an answer: its
+parts are then sent one by one, so their errors read as they always did. The analysis of a
+pass (``analysis.measure_gates``) uses it: the default plan's 17 queries are one request.
+
+Every request is counted in ``rolloutctl_prometheus_queries_total{status}`` (``ok``,
+``empty``, ``ambiguous``, ``error``; a batch counts once, ``ok`` or ``error``) and timed in
+``rolloutctl_prometheus_query_seconds``.
 """
 
 from __future__ import annotations

@@ -736,18 +736,28 @@ class _Pass:
         if observed is None or observed == desired:
             return
         stepping = self.s["phase"] in STEPPING_PHASES and self.s["step_started_at"] is not None
-        if stepping and observed < desired and not (
-            self.obs.measurements is not None
-            and all(g.verdict == Verdict.PASS for g in self.s["gates"])
-        ):
-            # Less canary traffic than planned (a crash between a rollback's write and its
-            # status write, or a hand edit): never send traffic back to a canary whose gates
-            # do not pass right now. Sustained failures roll back as usual meanwhile.
-            self.enter(Phase.HOLDING, "WeightBelowPlan",
-                       f"the route carries {observed}% instead of {desired}%; restoring it "
-                       "once every gate passes")
-            self.requeue.append(self.spec.analysis.interval.seconds)
-            return
+        if stepping and observed < desired:
+            # Less canary traffic than planned: a crash between a rollback's route write and
+            # its status write, or a hand edit. Traffic never goes back to a canary with
+            # evidence of failure.
+            passing = self.obs.measurements is not None and all(
+                g.verdict == Verdict.PASS for g in self.s["gates"])
+            failing = [g for g in self.s["gates"]
+                       if g.verdict == Verdict.FAIL or g.failing_since is not None]
+            if failing and observed == 0:
+                # Unrouted, the canary cannot be measured any more (no traffic, no data):
+                # waiting for its gates would wait forever. Finish the rollback.
+                self.rollback("RouteAtZero", "the route sends 0% to the canary (plan: "
+                              f"{desired}%) while " + ", ".join(g.name for g in failing)
+                              + " failed: finishing the rollback", failing)
+                return
+            if failing and not passing:
+                # Still some traffic: the gates keep judging; a sustained failure rolls back.
+                self.enter(Phase.HOLDING, "WeightBelowPlan",
+                           f"the route carries {observed}% instead of {desired}%; restoring "
+                           "it once every gate passes")
+                self.requeue.append(self.spec.analysis.interval.seconds)
+                return
         self.set_weight(desired)
         self.event("DriftCorrected", "WeightDrift",
                    f"the route carried {observed}% instead of {desired}%; restored {desired}%")

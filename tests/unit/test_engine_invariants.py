@@ -191,3 +191,34 @@ def test_record_results_takes_drill_timings_from_the_write() -> None:
     assert failed.drills[-1].canary_weight_zero_at is None
     degraded = next(c for c in failed.conditions if c.type == "Degraded")
     assert degraded.status == "True" and "boom" in degraded.message
+
+
+def test_a_rollback_whose_status_write_was_lost_still_ends_rolled_back() -> None:
+    """A crash between the rollback's route write and its status write, then a restart
+    after the evaluation window has passed: the unrouted canary has no data any more."""
+
+    def script(t: float, weight: int, gate: str) -> object:
+        if weight == 0:
+            return b.gate_measurement(gate, b.missing(MeasurementStatus.NO_DATA))
+        return b.gate_measurement(gate, b.ratio(0.05 if t >= 200 else 0.0, 1000))
+
+    plan = b.plan(steps=[(10, "10m"), (100, "10m")])
+    world = World(plan, b.policy(), b.T0, script=script)  # type: ignore[arg-type]
+    now = b.T0
+    while True:
+        obs = world.observe(now)
+        from controller.engine.decide import decide as decide_
+
+        if decide_(obs).status.phase == Phase.ROLLING_BACK:
+            world.tick(now, write_status=False)  # the route went to 0, the status did not
+            break
+        step = world.tick(now)
+        now += timedelta(seconds=step.decision.requeue_after or 10)
+        assert now < b.T0 + timedelta(hours=1)
+    assert world.router_weight == 0
+    now += timedelta(seconds=600)  # the controller comes back after the window
+    for _ in range(50):
+        step = world.tick(now)
+        now += timedelta(seconds=min(step.decision.requeue_after or 30, 30))
+    assert world.plan.status.phase == Phase.ROLLED_BACK
+    assert world.router_weight == 0

@@ -479,19 +479,45 @@ def test_an_advance_lost_in_a_crash_is_redone_not_reverted() -> None:
     assert "DriftCorrected" not in [r.type for r in d.status.decisions]
 
 
-def test_a_rollback_lost_in_a_crash_never_sends_traffic_back_without_passing_gates() -> None:
+def test_a_rollback_lost_in_a_crash_is_finished_not_undone() -> None:
+    p = b.plan()
+    failing = running(p, 1, started=0).model_copy(update={"gates": [
+        GateStatus(name="api_availability", kind="slo", verdict=Verdict.FAIL,
+                   reason="ObjectiveMissed", failing_since=b.at(5))]})
+    # Unrouted, the canary has no traffic: no data, ever. Waiting would wait forever.
+    nodata = (b.gate_measurement(canary=b.missing(MeasurementStatus.NO_DATA)),)
+    d = decide(b.observation(p, b.at(600), status=failing, router_weight=0,
+                             measurements=nodata))
+    assert d.status.phase == Phase.ROLLING_BACK and d.status.reason == "RouteAtZero"
+    assert weights(d) == [0]
+
+
+def test_less_traffic_than_planned_with_a_failing_gate_holds_without_restoring() -> None:
     p = b.plan()
     failing = running(p, 1, started=0).model_copy(update={"gates": [
         GateStatus(name="api_availability", kind="slo", verdict=Verdict.FAIL,
                    reason="ObjectiveMissed", failing_since=b.at(5))]})
     outage = (b.gate_measurement(canary=b.missing(MeasurementStatus.ERROR, "down")),)
-    d = decide(b.observation(p, b.at(20), status=failing, router_weight=0, measurements=outage))
-    assert weights(d) == []  # holds at 0 %
+    d = decide(b.observation(p, b.at(20), status=failing, router_weight=10,
+                             measurements=outage))
+    assert weights(d) == []  # holds at 10 %, never back up to 25 % on no evidence
     assert d.status.phase == Phase.HOLDING and d.status.reason == "WeightBelowPlan"
     recovered = (b.gate_measurement(canary=b.ratio(0.0)),)
-    d2 = decide(b.observation(p, b.at(30), status=d.status, router_weight=0,
+    d2 = decide(b.observation(p, b.at(30), status=d.status, router_weight=10,
                               measurements=recovered))
     assert weights(d2) == [25]
+
+
+def test_a_route_set_to_zero_by_hand_on_a_healthy_canary_is_restored() -> None:
+    p = b.plan()
+    healthy = running(p, 1, started=0).model_copy(update={"gates": [
+        GateStatus(name="api_availability", kind="slo", verdict=Verdict.PASS,
+                   reason="ObjectiveMet")]})
+    nodata = (b.gate_measurement(canary=b.missing(MeasurementStatus.NO_DATA)),)
+    d = decide(b.observation(p, b.at(20), status=healthy, router_weight=0,
+                             measurements=nodata))
+    assert weights(d) == [25]
+    assert d.status.decisions[-1].type == "DriftCorrected"
 
 
 def test_requeue_is_the_earliest_of_analysis_hold_and_rollback_deadline() -> None:

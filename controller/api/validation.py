@@ -92,10 +92,19 @@ def problems_from(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> l
 # ----------------------------------------------------------------------------- plans
 
 
+def without_nulls(doc: Any) -> Any:
+    """The document as the API server stores it: a field set to null is dropped."""
+    if isinstance(doc, Mapping):
+        return {k: without_nulls(v) for k, v in doc.items() if v is not None}
+    if isinstance(doc, list):
+        return [without_nulls(v) for v in doc]
+    return doc
+
+
 def check_plan(doc: Mapping[str, Any]) -> tuple[RolloutPlan | None, list[Problem]]:
     """The parsed plan (None when it does not parse) and every problem found."""
     try:
-        plan = RolloutPlan.model_validate(doc)
+        plan = RolloutPlan.model_validate(without_nulls(doc))
     except ValidationError as exc:
         return None, problems_from(exc)
     return plan, _plan_semantics(plan)
@@ -178,7 +187,7 @@ def parse_plan(doc: Mapping[str, Any]) -> RolloutPlan:
 
 def check_policy(doc: Mapping[str, Any]) -> tuple[SLOPolicy | None, list[Problem]]:
     try:
-        policy = SLOPolicy.model_validate(doc)
+        policy = SLOPolicy.model_validate(without_nulls(doc))
     except ValidationError as exc:
         return None, problems_from(exc)
     return policy, _policy_semantics(policy)

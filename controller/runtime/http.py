@@ -105,11 +105,14 @@ class HealthServer:
                 self._send(200 if ok else 503, body.encode(), "text/plain; charset=utf-8")
 
             def _send(self, status: int, body: bytes, content_type: str) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", content_type)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the prober gave up waiting (a loaded node): nothing to report
 
             def log_message(self, format: str, *args: object) -> None:
                 log.debug("%s %s", self.address_string(), format % args)

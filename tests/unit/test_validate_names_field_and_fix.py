@@ -170,3 +170,12 @@ def test_template_values_that_could_inject_are_refused(value: str) -> None:
         templates.render('up{service="{{service}}"}', {"service": value})
     with pytest.raises(templates.TemplateError):
         templates.render("rate(x[{{window}}])", {"window": "5m\n"})
+
+
+def test_a_null_field_is_dropped_as_the_api_server_does() -> None:
+    doc = b.plan_doc()
+    doc["spec"]["paused"] = None
+    doc["spec"]["analysis"]["window"] = None
+    plan, problems = check_plan(doc)
+    assert problems == [] and plan is not None
+    assert plan.spec.paused is False and plan.spec.analysis.window.text == "5m"

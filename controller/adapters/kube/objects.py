@@ -64,12 +64,16 @@ class ObjectStore:
 
     #: status writes per object whose watch events may still be on their way
     WRITES_REMEMBERED = 8
+    #: how long a watch event waits for this object's writes under way (else: not ours)
+    ECHO_WAIT_SECONDS = 5.0
 
     def __init__(self, api: client.ApiClient) -> None:
         self.api = api
         self._custom: client.CustomObjectsApi | None = None
         self._written: dict[tuple[str, str, str], list[str]] = {}
-        self._written_lock = threading.Lock()
+        #: status writes under way per object: their echo may arrive before their response
+        self._writing: dict[tuple[str, str, str], int] = {}
+        self._written_lock = threading.Condition()
 
     @property
     def custom(self) -> client.CustomObjectsApi:
@@ -98,6 +102,10 @@ class ObjectStore:
         key = (str(obj.get("kind")), str(meta.get("namespace")), str(meta.get("name")))
         version = meta.get("resourceVersion")
         with self._written_lock:
+            # the watch can deliver a write's echo before the write's response is read:
+            # wait (briefly, bounded) until this object's writes under way have reported
+            self._written_lock.wait_for(lambda: not self._writing.get(key),
+                                        timeout=self.ECHO_WAIT_SECONDS)
             versions = self._written.get(key)
             if version is None or not versions or version not in versions:
                 return False
@@ -139,22 +147,30 @@ class ObjectStore:
             "spec": obj.get("spec", {}),
             "status": status,
         }
+        key = (kind, meta["namespace"], meta["name"])
+        with self._written_lock:
+            self._writing[key] = self._writing.get(key, 0) + 1
+        version = None
         try:
             written = cast(dict[str, Any], self.custom.replace_namespaced_custom_object_status(
                 GROUP, VERSION, meta["namespace"], PLURALS[kind], meta["name"], body,
                 _request_timeout=REQUEST_TIMEOUT,
             ))
             version = (written.get("metadata") or {}).get("resourceVersion")
-            if version is not None:
-                with self._written_lock:
-                    versions = self._written.setdefault(
-                        (kind, meta["namespace"], meta["name"]), [])
-                    versions.append(str(version))
-                    del versions[:-self.WRITES_REMEMBERED]
             return written
         except (ApiException, HTTPError, OSError) as exc:
             raise map_api_error(exc, f"write status of {kind} {meta['namespace']}/"
                                      f"{meta['name']}") from None
+        finally:
+            with self._written_lock:
+                if version is not None:
+                    versions = self._written.setdefault(key, [])
+                    versions.append(str(version))
+                    del versions[:-self.WRITES_REMEMBERED]
+                self._writing[key] -= 1
+                if not self._writing[key]:
+                    del self._writing[key]
+                self._written_lock.notify_all()
 
     def patch_spec(self, kind: str, namespace: str, name: str, patch: dict[str, Any],
                    resource_version: str | None = None) -> dict[str, Any]:

@@ -386,9 +386,10 @@ def slack_keys(slack: SlackStub) -> Counter[tuple[str, str, str]]:
 
 
 def slack_delivery(slack: SlackStub, namespace: str, name: str, run: int,
-                   decisions: list[dict[str, Any]]) -> tuple[int, int]:
+                   decisions: list[dict[str, Any]],
+                   missed: list[str] | None = None) -> tuple[int, int]:
     """(undelivered, duplicated) messages of one run: each decision once in #deploys, each
-    alarm once more in #oncall."""
+    alarm once more in #oncall. Each undelivered one is described in MISSED."""
     counts = slack_keys(slack)
     obj = f"RolloutPlan/{namespace}/{name}"
     deploys, oncall = slack.channel_id("deploys"), slack.channel_id("oncall")
@@ -400,6 +401,9 @@ def slack_delivery(slack: SlackStub, namespace: str, name: str, run: int,
             n = counts[(channel, obj, key)]
             missing += n == 0
             duplicated += max(0, n - 1)
+            if n == 0 and missed is not None:
+                missed.append(f"{obj} {key} {d['type']} ({d.get('reason', '')}) in "
+                              f"#{'oncall' if channel == oncall else 'deploys'}")
     return missing, duplicated
 
 
@@ -587,10 +591,11 @@ def sigkill_chaos(env: Env, short: bool = False, seed: int = 20261127) -> Scenar
         result.figure("Slack outboxes drained", f"{time.monotonic() - ended:.0f} s after the "
                                                 "last run ended")
         missing = duplicated = 0
+        missed: list[str] = []
         for t in trackers:
             for run, decisions in t.decisions.items():
                 m, d = slack_delivery(fleet.slack, t.stack.namespace, t.stack.service, run,
-                                      decisions)
+                                      decisions, missed)
                 missing, duplicated = missing + m, duplicated + d
         total_dups = sum(n - 1 for n in slack_keys(fleet.slack).values() if n > 1)
         result.figure("Slack messages", len(fleet.slack.messages()))
@@ -598,7 +603,15 @@ def sigkill_chaos(env: Env, short: bool = False, seed: int = 20261127) -> Scenar
         result.figure("undelivered Slack messages", missing)
         result.expect(total_dups == 0 and duplicated == 0,
                       f"{total_dups} duplicate Slack messages")
-        result.expect(missing == 0, f"{missing} decisions never reached Slack")
+        result.expect(missing == 0, f"{missing} decisions never reached Slack: "
+                      + "; ".join(missed[:10]))
+        if missing or duplicated or total_dups:  # the evidence, for whoever investigates
+            record = [{"channel": m.channel, "ts": m.ts, "thread_ts": m.thread_ts,
+                       "metadata": m.metadata} for m in fleet.slack.messages()]
+            statuses = {t.stack.service: t.stack.status() for t in trackers}
+            (fleet.workdir / "slack-messages.json").write_text(json.dumps(record, indent=1))
+            (fleet.workdir / "plan-statuses.json").write_text(
+                json.dumps(statuses, indent=1, default=str))
     finally:
         fleet.stop()
     return result

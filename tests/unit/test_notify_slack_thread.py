@@ -396,3 +396,33 @@ def test_a_freeze_is_a_thread_of_its_own_on_the_policy(
     assert "releases frozen, budget remaining 8.2%" in roots[0].updates[0]["text"]
     assert [m.key for m in slack.messages("#oncall")] == ["f.1"]
     assert "slack" not in store.get(ref)["status"]["notifications"]  # next freeze: new thread
+
+
+def test_a_retried_alarm_is_not_mistaken_for_another_plans_alarm_with_the_same_key(
+    slack: SlackStub, store: InMemoryNotificationStore
+) -> None:
+    """Keys (run.seq) are unique per plan only. Two plans share #deploys and #oncall; plan
+    B's rollback alarm is retried after a crash that came before it was posted (attempts 1:
+    it may have been posted, so Slack is searched first) while plan A's alarm with the same
+    key is already in the channels: B's must still be posted, once."""
+    clock = FakeClock()
+    a = store.put(Kind.ROLLOUT_PLAN, plan_object(
+        "checkout", NS, notifications={"slack": SLACK},
+        outbox=[outbox_entry("2.3", "RolledBack", run=2, at=clock.at)], run=2))
+    dispatcher(store, slack, clock).process(a)
+    assert [m.key for m in slack.messages("#oncall")] == ["2.3"]
+
+    claimed_then_crashed = {**outbox_entry("2.3", "RolledBack", run=2, at=clock.at),
+                            "attempts": 1}
+    b = store.put(Kind.ROLLOUT_PLAN, plan_object(
+        "payments", NS, notifications={"slack": SLACK}, outbox=[claimed_then_crashed], run=2))
+    dispatcher(store, slack, clock).process(b)
+
+    def owners(channel: str) -> list[str]:
+        return sorted(str(((m.metadata or {}).get("event_payload") or {}).get("object"))
+                      .rsplit("/", 1)[-1] for m in slack.messages(channel) if m.key == "2.3")
+
+    assert owners("#oncall") == ["checkout", "payments"]
+    assert owners("#deploys") == ["checkout", "payments"]
+    state = store.get(b)["status"]["notifications"]
+    assert state["outbox"] == [] and state["sent"] == ["2.3"]

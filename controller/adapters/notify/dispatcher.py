@@ -506,14 +506,16 @@ class Dispatcher:
         if orphan:
             # No thread to reply in (an earlier run's late message, or a policy message
             # outside a freeze): a top-level message.
-            if maybe_posted and bot.find(settings.slack.channel, e.key, oldest):
+            if maybe_posted and bot.find(settings.slack.channel, e.key, oldest,
+                                         uid=subject.uid):
                 return
             bot.post(settings.slack.channel, entry_message(subject, e, cluster, standalone=True),
                      metadata(e.key, subject), broadcast=False)
             return
         if needs_root:
             rk = root_key(subject, run, e)
-            found = bot.find(settings.slack.channel, rk, oldest) if maybe_posted else None
+            found = (bot.find(settings.slack.channel, rk, oldest, uid=subject.uid)
+                     if maybe_posted else None)
             if found is not None:
                 channel_id, ts = found
                 rendered_hash = None  # unknown: the root is refreshed at the end of the pass
@@ -556,6 +558,7 @@ class Dispatcher:
         assert channel is not None
         bot = self._bot(p, Channel.SLACK_CRITICAL)
         if attempts_before > 0 and bot.find(channel, e.key, (e.at - _LOOKBACK).timestamp(),
+                                            uid=p.subject.uid,
                                             as_channel=Channel.SLACK_CRITICAL):
             return
         bot.post(channel, entry_message(p.subject, e, self.config.cluster_name, standalone=True),

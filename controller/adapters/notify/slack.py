@@ -209,16 +209,19 @@ class SlackBot:
         return keys
 
     def find(
-        self, channel: str, key: str, oldest: float, *, as_channel: str = Channel.SLACK
+        self, channel: str, key: str, oldest: float, *, uid: str,
+        as_channel: str = Channel.SLACK,
     ) -> tuple[str, str] | None:
-        """(channel id, ts) of a top-level message carrying KEY posted after OLDEST (unix
-        seconds), or None."""
+        """(channel id, ts) of a top-level message carrying KEY for the object UID posted
+        after OLDEST (unix seconds), or None. Keys are unique per object only (``run.seq``):
+        a channel shared by several plans holds the same key for each of them."""
         channel_id = self.channel_id(channel, as_channel=as_channel)
         for message in self._pages(
             "conversations.history", "conversations_history",
             channel=channel_id, oldest=f"{oldest:.6f}", as_channel=as_channel,
         ):
-            if _key_of(message) == key and isinstance(message.get("ts"), str):
+            if (_key_of(message) == key and _uid_of(message) == uid
+                    and isinstance(message.get("ts"), str)):
                 return channel_id, str(message["ts"])
         return None
 
@@ -270,6 +273,15 @@ def _key_of(message: dict[str, Any]) -> str | None:
         payload = meta.get("event_payload")
         if isinstance(payload, dict) and isinstance(payload.get("key"), str):
             return str(payload["key"])
+    return None
+
+
+def _uid_of(message: dict[str, Any]) -> str | None:
+    meta = message.get("metadata")
+    if isinstance(meta, dict) and meta.get("event_type") == METADATA_EVENT_TYPE:
+        payload = meta.get("event_payload")
+        if isinstance(payload, dict) and payload.get("uid") is not None:
+            return str(payload["uid"])
     return None
 
 

@@ -17,7 +17,9 @@
   are logged (type and reason, no secrets) and re-queued with per-key backoff.
 * On becoming leader every cached key is queued; on losing it workers stop taking keys at
   once and the in-flight reconciles are waited for (bounded) before the Lease is released.
-* Resync: every ``resync_seconds`` the informers re-deliver each object, queueing its keys.
+* Resync: every ``resync_seconds`` the informers re-deliver each object, queueing its keys
+  unless they are queued, in progress or waiting for a requeue already (a pass asked to be
+  requeued at its next analysis: the resync is a safety net, not a burst of extra passes).
 * :meth:`stop` (SIGTERM): stop taking keys, wait for in-flight reconciles, release the Lease,
   stop informers and workers, close the HTTP server; a few seconds in all.
 """
@@ -233,7 +235,8 @@ class Manager:
             enqueue = self._enqueuer(queue, source.mapper)
             update = (enqueue if source.on_update is None
                       else self._enqueuer(queue, source.on_update))
-            source.informer.add_handlers(enqueue, update, enqueue)
+            source.informer.add_handlers(enqueue, update, enqueue,
+                                         self._resyncer(queue, source.mapper))
         return queue
 
     def add_plans_controller(self, reconciler: Reconciler, workers: int | None = None, *,
@@ -281,6 +284,13 @@ class Manager:
             for key in mapper(obj):
                 queue.add(key)
         return enqueue
+
+    @staticmethod
+    def _resyncer(queue: WorkQueue, mapper: Mapper) -> Callable[[Object], None]:
+        def resync(obj: Object) -> None:
+            for key in mapper(obj):
+                queue.add_unless_scheduled(key)
+        return resync
 
     # ------------------------------------------------------------------ state
 

@@ -161,6 +161,18 @@ class WorkQueue:
         self._set_depth()
         self._cond.notify()
 
+    def add_unless_scheduled(self, key: str) -> bool:
+        """Queue KEY now unless it is already queued, being processed, or waiting for a
+        delayed requeue: a resync's add. Every key a reconciler asked to see again is
+        already scheduled, so a periodic resync of N objects does not dump N keys at once
+        in front of the ones that are due. Returns whether KEY was queued."""
+        with self._cond:
+            if (self._shutting_down or key in self._dirty or key in self._processing
+                    or key in self._due):
+                return False
+            self._add_locked(key)
+            return True
+
     def add_after(self, key: str, seconds: float) -> None:
         """Queue KEY after SECONDS; if KEY already waits for an earlier time, that one wins."""
         if seconds <= 0:

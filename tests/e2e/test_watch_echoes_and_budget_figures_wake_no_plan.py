@@ -159,3 +159,35 @@ def test_budget_figures_rewritten_by_an_evaluation_do_not_wake_the_policys_plans
     client.CustomObjectsApi(api).delete_namespaced_custom_object(
         GROUP, VERSION, namespace, "slopolicies", "platform", _request_timeout=10)
     assert eventually(lambda: plans.count(plan_key) == before + 1), "a deletion does"
+
+
+class Scheduling(Counting):
+    """A reconciler that asks to see "busy" again in a minute (as a plan mid-run does at its
+    next analysis) and nothing more of "idle" (as a finished plan)."""
+
+    def reconcile(self, key: str) -> float | None:
+        super().reconcile(key)
+        return 60.0 if key.endswith("/busy") else None
+
+
+def test_a_resync_queues_only_the_plans_no_pass_has_scheduled(
+    cluster: TestCluster, namespace: str
+) -> None:
+    api = cluster.api_client()
+    plans = Scheduling()
+    manager = Manager(api, CollectorRegistry(), namespaces=[namespace], leader_election=False,
+                      workers=2, bind=None, resync_seconds=0.5)
+    manager.add_plans_controller(plans)
+    manager.start()
+    try:
+        assert eventually(manager.has_synced)
+        for name in ("busy", "idle"):
+            create(api, namespace, "rolloutplans", plan_doc(name, namespace))
+        busy, idle = f"{namespace}/busy", f"{namespace}/idle"
+        assert eventually(lambda: plans.count(busy) >= 1 and plans.count(idle) >= 1)
+        time.sleep(3.0)  # six resyncs
+        assert plans.count(busy) == 1, "its requeue in a minute covers it"
+        assert plans.count(idle) >= 4, "nothing scheduled it: each resync queues it"
+    finally:
+        manager.stop()
+        api.close()  # type: ignore[no-untyped-call]

@@ -267,3 +267,25 @@ def test_add_after_without_a_delay_is_an_add(delay: float) -> None:
     queue = WorkQueue("plans")
     queue.add_after("ns/a", delay)
     assert queue.get(timeout=0) == "ns/a"
+
+
+def test_a_resync_queues_only_keys_nobody_has_scheduled() -> None:
+    """A resync re-delivers every object; a key already queued, in progress or waiting for
+    its requeue is not queued again (1,000 plans would otherwise all be queued at once in
+    front of the due ones), and a key with nothing scheduled is."""
+    q = WorkQueue("resync")
+    q.add("queued")
+    q.add("busy")
+    assert q.get(timeout=1) == "queued"
+    q.add("queued-again")
+    q.add_after("waiting", 60)
+    # "queued" is in progress now; "queued-again" is queued; "waiting" waits 60 s
+    assert q.add_unless_scheduled("queued") is False
+    assert q.add_unless_scheduled("queued-again") is False
+    assert q.add_unless_scheduled("waiting") is False
+    assert q.add_unless_scheduled("forgotten") is True
+    q.done("queued")
+    handed = [q.get(timeout=1) for _ in range(3)]
+    assert handed == ["busy", "queued-again", "forgotten"]
+    assert q.get(timeout=0.05) is None  # nothing was queued twice; "waiting" still waits
+    assert q.waiting() == 1

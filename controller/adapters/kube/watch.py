@@ -259,7 +259,7 @@ class Backoff:
         return float(min(self.cap, raw * (1.0 + self.jitter * random.random())))
 
 
-_ADD, _UPDATE, _DELETE = 0, 1, 2
+_ADD, _UPDATE, _DELETE, _RESYNC = 0, 1, 2, 3
 
 
 class _Expired(Exception):
@@ -297,7 +297,8 @@ class Informer:
         self._backoff = backoff or Backoff()
         self._custom = client.CustomObjectsApi(api_client)
         self._apps = client.AppsV1Api(api_client)
-        self._handlers: list[tuple[Handler | None, Handler | None, Handler | None]] = []
+        self._handlers: list[tuple[Handler | None, Handler | None, Handler | None,
+                                   Handler | None]] = []
         self._lock = threading.Lock()
         self._synced: set[str | None] = set()
         self._stop = threading.Event()
@@ -320,11 +321,13 @@ class Informer:
         on_add: Handler | None = None,
         on_update: Handler | None = None,
         on_delete: Handler | None = None,
+        on_resync: Handler | None = None,
     ) -> None:
         """Call these after each change reaches the cache (on the informer's threads: keep
-        them short; an exception is logged and does not stop the informer)."""
+        them short; an exception is logged and does not stop the informer). A periodic
+        resync re-delivers every cached object to ON_RESYNC (default: ON_UPDATE)."""
         with self._lock:
-            self._handlers.append((on_add, on_update, on_delete))
+            self._handlers.append((on_add, on_update, on_delete, on_resync or on_update))
 
     def has_synced(self) -> bool:
         """Every namespace has been listed once."""
@@ -510,8 +513,12 @@ class Informer:
     def _resync_loop(self) -> None:
         assert self._resync_seconds
         while not self._stop.wait(self._resync_seconds):
-            for obj in self.cache.objects():
-                self._fire(_UPDATE, obj)
+            self.resync()
+
+    def resync(self) -> None:
+        """Deliver every cached object to the resync handlers (what the timer does)."""
+        for obj in self.cache.objects():
+            self._fire(_RESYNC, obj)
 
     def _fire(self, which: int, obj: Object) -> None:
         with self._lock:

@@ -236,7 +236,7 @@ class Manager:
             update = (enqueue if source.on_update is None
                       else self._enqueuer(queue, source.on_update))
             source.informer.add_handlers(enqueue, update, enqueue,
-                                         self._resyncer(queue, source.mapper))
+                                         self._enqueuer(queue, source.mapper, resync=True))
         return queue
 
     def add_plans_controller(self, reconciler: Reconciler, workers: int | None = None, *,
@@ -279,18 +279,16 @@ class Manager:
         return self._controllers[name].queue
 
     @staticmethod
-    def _enqueuer(queue: WorkQueue, mapper: Mapper) -> Callable[[Object], None]:
+    def _enqueuer(queue: WorkQueue, mapper: Mapper, *, resync: bool = False
+                  ) -> Callable[[Object], None]:
+        """Queue the keys MAPPER gives for an object; on a resync only the keys nobody has
+        scheduled (:meth:`WorkQueue.add_unless_scheduled`)."""
+        add = queue.add_unless_scheduled if resync else queue.add
+
         def enqueue(obj: Object) -> None:
             for key in mapper(obj):
-                queue.add(key)
+                add(key)
         return enqueue
-
-    @staticmethod
-    def _resyncer(queue: WorkQueue, mapper: Mapper) -> Callable[[Object], None]:
-        def resync(obj: Object) -> None:
-            for key in mapper(obj):
-                queue.add_unless_scheduled(key)
-        return resync
 
     # ------------------------------------------------------------------ state
 

@@ -267,22 +267,24 @@ class SlackBot:
                 return
 
 
-def _key_of(message: dict[str, Any]) -> str | None:
+def _payload(message: dict[str, Any]) -> dict[str, Any]:
+    """The rolloutctl metadata payload of a Slack message ({} when it has none)."""
     meta = message.get("metadata")
     if isinstance(meta, dict) and meta.get("event_type") == METADATA_EVENT_TYPE:
         payload = meta.get("event_payload")
-        if isinstance(payload, dict) and isinstance(payload.get("key"), str):
-            return str(payload["key"])
-    return None
+        if isinstance(payload, dict):
+            return payload
+    return {}
+
+
+def _key_of(message: dict[str, Any]) -> str | None:
+    key = _payload(message).get("key")
+    return key if isinstance(key, str) else None
 
 
 def _uid_of(message: dict[str, Any]) -> str | None:
-    meta = message.get("metadata")
-    if isinstance(meta, dict) and meta.get("event_type") == METADATA_EVENT_TYPE:
-        payload = meta.get("event_payload")
-        if isinstance(payload, dict) and payload.get("uid") is not None:
-            return str(payload["uid"])
-    return None
+    uid = _payload(message).get("uid")
+    return None if uid is None else str(uid)
 
 
 class SlackWebhook:

@@ -22,72 +22,25 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 from bench.machine import describe, median, percentile
 
 GOAL_SECONDS = 1.0
 
 
-def mid_run_status(namespace: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """A plan document, its policy and the status the reconciler wrote after 90 s of a run."""
-    from prometheus_client import CollectorRegistry
-
-    from controller.adapters.traffic.registry import NullRouter
-    from controller.reconciler import PlanReconciler
-    from controller.telemetry import Telemetry
-    from controller.testing import builders as b
-    from controller.testing.fakes import FakeClock, FakeWorkloads, MemoryStore
-
-    steps = [(10, "1m"), (25, "10m"), (50, "10m"), (100, "10m")]
-    plan = b.plan_doc(namespace=namespace, steps=steps, notifications=False)
-    policy = b.policy_doc(namespace=namespace)
-    store = MemoryStore()
-    store.put(plan)
-    store.put({**policy, "status": {"evaluatedAt": "2026-11-27T11:59:00Z", "frozen": False}})
-    workloads = FakeWorkloads()
-    workloads.set(namespace, "checkout", b.workload("rev-stable"))
-    workloads.set(namespace, "checkout-canary", b.workload("rev-new", replicas=0))
-    clock = FakeClock(b.T0)
-    router = NullRouter()
-    rec = PlanReconciler(
-        store=store, workloads=workloads, router_for=lambda p: router,
-        measure_gates=lambda p, *_: [b.gate_measurement(g.name, b.ratio(0.0002, 1500))
-                                     for g in p.spec.gates],
-        policy_lookup=lambda ns, n: store.get("SLOPolicy", ns, n), clock=clock,
-        telemetry=Telemetry(CollectorRegistry()))
-    end = clock.now() + timedelta(seconds=90)
-    while clock.now() < end:
-        clock.advance(min(max(rec.reconcile(f"{namespace}/checkout") or 5.0, 0.1), 5.0))
-    written = store.get("RolloutPlan", namespace, "checkout")
-    assert written is not None
-    return plan, policy, written["status"]
-
-
 def create_objects(kubeconfig: Path) -> str:
     """A namespace holding the plan (with its mid-run status) and its policy; its name."""
     from kubernetes import client
 
-    from controller.adapters.kube.objects import ObjectStore
     from controller.testing.cluster import new_api_client
+    from controller.testing.midrun import create_mid_run_plan
 
     namespace = f"bench-cli-{uuid.uuid4().hex[:6]}"
     api = new_api_client(kubeconfig)
     client.CoreV1Api(api).create_namespace(
         client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)), _request_timeout=30)
-    plan, policy, status = mid_run_status(namespace)
-    custom = client.CustomObjectsApi(api)
-    for doc, plural in ((policy, "slopolicies"), (plan, "rolloutplans")):
-        body = {k: v for k, v in doc.items() if k != "status"}
-        body["metadata"] = {"name": doc["metadata"]["name"]}
-        custom.create_namespaced_custom_object("rolloutctl.dev", "v1alpha1", namespace, plural,
-                                               body, _request_timeout=30)
-    store = ObjectStore(api)
-    raw = store.get("RolloutPlan", namespace, "checkout")
-    assert raw is not None
-    store.write_status(raw, status)
+    create_mid_run_plan(api, namespace)
     api.close()  # type: ignore[no-untyped-call]
     return namespace
 

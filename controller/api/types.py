@@ -18,6 +18,7 @@ from pydantic_core import PydanticCustomError, core_schema
 GROUP = "rolloutctl.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
+PLURALS = {"RolloutPlan": "rolloutplans", "SLOPolicy": "slopolicies"}
 
 DURATION_PATTERN = r"^([0-9]+(ms|s|m|h|d))+$"
 _DURATION_RE = re.compile(DURATION_PATTERN)

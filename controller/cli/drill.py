@@ -112,7 +112,7 @@ def observe_for_dry_run(s: Session, plan: RolloutPlan, now: datetime) -> Observa
     """What the controller would observe now, read through the adapters."""
     from controller.adapters.kube.workloads import Workloads
     from controller.adapters.traffic.registry import router_for
-    from controller.cli.session import parse_policy
+    from controller.cli.stored import parse_policy
     from controller.engine.freeze import freeze_input
     from controller.engine.observation import Observation, RouterObservation
     from controller.ports import RouterError

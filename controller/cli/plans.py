@@ -79,7 +79,8 @@ def get(
 ) -> None:
     """List RolloutPlans like `kubectl get rp`: NAME PHASE STEP WEIGHT GATES AGE."""
     from controller.cli import render
-    from controller.cli.session import parse_plan, session
+    from controller.cli.session import session
+    from controller.cli.stored import parse_plan
 
     opts = ClusterOptions(kubeconfig, context, namespace, all_namespaces and plan is None)
     with session(opts) as s:
@@ -108,7 +109,7 @@ def get(
 
 def _policy_of(s: Session, plan: RolloutPlan) -> SLOPolicy | None:
     """The plan's SLOPolicy, for the units of its gates (None when it cannot be read)."""
-    from controller.cli.session import parse_policy
+    from controller.cli.stored import parse_policy
     from controller.errors import ControllerError
 
     ref = plan.spec.slo_policy_ref
@@ -139,12 +140,17 @@ def status(
     Frozen, a drill), 1 rolled back, rolling back, degraded (Degraded condition True) or
     Invalid, 2 an error or --watch timed out.
     """
+    with reported():
+        seconds = parse_timeout(timeout)
+    opts = ClusterOptions(kubeconfig, context, namespace)
+    if not watch:
+        code = _status_quick(plan, output, opts)
+        if code is not None:
+            raise typer.Exit(code)
     from controller.cli import render, summary
     from controller.cli.session import session
 
-    with reported():
-        seconds = parse_timeout(timeout)
-    with session(ClusterOptions(kubeconfig, context, namespace)) as s:
+    with session(opts) as s:
         if output is not None:
             raw = s.raw("RolloutPlan", plan)
             typer.echo(_dump(raw.get("status") or {}, output), nl=False)
@@ -157,6 +163,44 @@ def status(
             raise typer.Exit(summary.exit_code(current))
         code = watch_status(s, plan, current, policy, out, seconds, interval)
     raise typer.Exit(code)
+
+
+def _status_quick(name: str, output: Document | None, opts: ClusterOptions) -> int | None:
+    """``status`` without ``--watch`` through the quick reader, which does not import the
+    Kubernetes client (``controller.adapters.kube.quickread``): the exit code, or None when
+    the reader steps aside (a kubeconfig it does not handle, any answer but 200) and the
+    official client must do it. The output is the same either way."""
+    from controller.adapters.kube import quickread
+    from controller.cli import render, summary
+    from controller.cli.stored import parse_plan, parse_policy
+    from controller.errors import ControllerError
+
+    try:
+        target = quickread.load(opts.kubeconfig, opts.context)
+    except quickread.Unsupported:
+        return None
+    ns = opts.namespace or target.namespace or "default"
+    with reported(target.server, target.user):
+        try:
+            raw = quickread.get_json(target, quickread.object_path("RolloutPlan", ns, name),
+                                     f"get RolloutPlan {ns}/{name}")
+        except quickread.Unsupported:
+            return None
+        current = parse_plan(raw)
+        if output is not None:
+            typer.echo(_dump(raw.get("status") or {}, output), nl=False)
+            return summary.exit_code(current)
+        policy = None
+        ref = current.spec.slo_policy_ref
+        if ref is not None:
+            where = quickread.object_path("SLOPolicy", ns, ref.name)
+            try:  # as _policy_of: the units of the gates, None when it cannot be read
+                policy = parse_policy(quickread.get_json(
+                    target, where, f"get SLOPolicy {ns}/{ref.name}"))
+            except (quickread.Unsupported, ControllerError, CliError):
+                policy = None
+        render.emit(render.status_view(current, _now(), policy), render.console())
+        return summary.exit_code(current)
 
 
 def watch_status(s: Session, name: str, plan: RolloutPlan, policy: SLOPolicy | None,

@@ -14,8 +14,6 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import ValidationError
-
 from controller.adapters.kube.client import ClusterConfig, api_client
 from controller.adapters.kube.objects import (
     ObjectStore,
@@ -28,6 +26,7 @@ from controller.api.plan import RolloutPlan
 from controller.api.policy import SLOPolicy
 from controller.cli.errors import EXIT_ERROR, CliError, describe, echo_error
 from controller.cli.options import ClusterOptions
+from controller.cli.stored import parse_plan, parse_policy
 from controller.errors import Permanent
 
 CRD_NAMES = {"RolloutPlan": "rolloutplans.rolloutctl.dev",
@@ -110,29 +109,6 @@ def _login() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
-
-
-def parse_plan(raw: dict[str, Any]) -> RolloutPlan:
-    try:
-        return RolloutPlan.model_validate(raw)
-    except ValidationError as exc:
-        raise CliError(_unreadable(raw, exc)) from None
-
-
-def parse_policy(raw: dict[str, Any]) -> SLOPolicy:
-    try:
-        return SLOPolicy.model_validate(raw)
-    except ValidationError as exc:
-        raise CliError(_unreadable(raw, exc)) from None
-
-
-def _unreadable(raw: dict[str, Any], exc: ValidationError) -> str:
-    meta = raw.get("metadata", {})
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"])
-    return (f"{raw.get('kind')} {meta.get('namespace')}/{meta.get('name')} cannot be read "
-            f"({where}: {first['msg']}); is this rolloutctl as new as the CRDs? "
-            "(`rolloutctl version`)")
 
 
 @contextmanager

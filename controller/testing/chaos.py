@@ -54,7 +54,7 @@ from kubernetes.client.exceptions import ApiException
 from controller.api import templates
 from controller.api.plan import Analysis, OnNoData
 from controller.api.policy import SLOPolicy
-from controller.api.types import DURATION_PATTERN, LABEL_VALUE_PATTERN
+from controller.api.types import DURATION_PATTERN, GROUP, LABEL_VALUE_PATTERN, PLURALS, VERSION
 from controller.api.validation import (
     Problem,
     check_plan,
@@ -80,8 +80,6 @@ TERMINAL = ("Succeeded", "RolledBack")
 SLACK = {"channel": "#deploys", "criticalChannel": "#oncall",
          "tokenSecretRef": {"name": "slack", "key": "token"}}
 ALARMS = ("RollbackStarted", "RolledBack")
-GROUP, VERSION = "rolloutctl.dev", "v1alpha1"
-PLURALS = {"RolloutPlan": "rolloutplans", "SLOPolicy": "slopolicies"}
 
 
 # ============================================================================ results

@@ -18,10 +18,8 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from controller.adapters.kube.client import REQUEST_TIMEOUT
-from controller.api.types import GROUP, VERSION
+from controller.api.types import GROUP, PLURALS, VERSION
 from controller.errors import Conflict, NotFound, Permanent, Transient
-
-PLURALS = {"RolloutPlan": "rolloutplans", "SLOPolicy": "slopolicies"}
 
 
 def map_api_error(exc: Exception, what: str) -> Exception:

@@ -1,0 +1,145 @@
+"""`rolloutctl status` reads the plan without importing the Kubernetes client when the
+kubeconfig is a common one (token, token file, CA file or data), and prints exactly what it
+prints through the official client (an exec-plugin kubeconfig, which only the client
+handles), on the real API server with a plan mid-run."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes import client
+
+from controller.testing.fixtures import TestCluster
+from controller.testing.midrun import create_mid_run_plan
+from controller.testing.stack import rolloutctl_binary
+
+from .test_cli_harness import rolloutctl
+
+pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture
+def plan(cluster: TestCluster, namespace: str) -> Iterator[str]:
+    api = cluster.api_client()
+    create_mid_run_plan(api, namespace)
+    api.close()  # type: ignore[no-untyped-call]
+    yield "checkout"
+
+
+def kubeconfig_doc(cluster: TestCluster) -> dict[str, object]:
+    doc = yaml.safe_load(Path(cluster.kubeconfig).read_text())
+    assert isinstance(doc, dict)
+    return doc
+
+
+def write(path: Path, doc: dict[str, object]) -> Path:
+    path.write_text(yaml.safe_dump(doc))
+    path.chmod(0o600)
+    return path
+
+
+def exec_plugin_kubeconfig(cluster: TestCluster, tmp_path: Path) -> Path:
+    """The admin's token handed over by an exec credential plugin (only the client runs it)."""
+    doc = kubeconfig_doc(cluster)
+    user = doc["users"][0]["user"]  # type: ignore[index]
+    credential = json.dumps({"apiVersion": "client.authentication.k8s.io/v1beta1",
+                             "kind": "ExecCredential", "status": {"token": user.pop("token")}})
+    plugin = tmp_path / "credential-plugin"
+    plugin.write_text(f"#!/bin/sh\ncat <<'EOF'\n{credential}\nEOF\n")
+    plugin.chmod(0o700)
+    user["exec"] = {"apiVersion": "client.authentication.k8s.io/v1beta1",
+                    "command": str(plugin)}
+    return write(tmp_path / "kubeconfig-exec", doc)
+
+
+def token_file_kubeconfig(cluster: TestCluster, tmp_path: Path) -> Path:
+    """A tokenFile relative to the kubeconfig and the CA inline (certificate-authority-data)."""
+    doc = kubeconfig_doc(cluster)
+    cluster_entry = doc["clusters"][0]["cluster"]  # type: ignore[index]
+    ca = Path(cluster_entry.pop("certificate-authority")).read_bytes()
+    cluster_entry["certificate-authority-data"] = base64.b64encode(ca).decode()
+    user = doc["users"][0]["user"]  # type: ignore[index]
+    (tmp_path / "creds").mkdir()
+    (tmp_path / "creds" / "token").write_text(user.pop("token") + "\n")
+    user["tokenFile"] = "creds/token"
+    return write(tmp_path / "kubeconfig-token-file", doc)
+
+
+def without_clock(text: str) -> str:
+    """The view with the durations that follow the clock (the hold's elapsed time) masked:
+    two runs a second apart may differ there and nowhere else."""
+    return re.sub(r"\b(\d+[hms])+\b", "<d>", text)
+
+
+def imports_client(kubeconfig: Path, namespace: str) -> bool:
+    """Whether `rolloutctl status` imported the Kubernetes client (python -X importtime)."""
+    done = subprocess.run([sys.executable, "-X", "importtime", rolloutctl_binary(), "status",
+                           "checkout", "-n", namespace, "--kubeconfig", str(kubeconfig)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return re.search(r"\|\s+kubernetes$", done.stderr, re.MULTILINE) is not None
+
+
+def test_status_reads_without_the_client_and_prints_what_the_client_path_prints(
+        cluster: TestCluster, namespace: str, plan: str, tmp_path: Path) -> None:
+    quick = rolloutctl(None, "status", plan, "-n", namespace, "--kubeconfig",
+                       str(cluster.kubeconfig))
+    exec_kubeconfig = exec_plugin_kubeconfig(cluster, tmp_path)
+    through_client = rolloutctl(None, "status", plan, "-n", namespace, "--kubeconfig",
+                                str(exec_kubeconfig))
+    assert quick.returncode == through_client.returncode == 0, (quick.stderr,
+                                                                through_client.stderr)
+    assert quick.stderr == through_client.stderr == ""
+    assert "phase Progressing  HoldingStep: step 2/4 at 25%" in quick.stdout
+    assert "api_availability  Pass     99.98%  >= 99.9%" in quick.stdout
+    assert without_clock(quick.stdout) == without_clock(through_client.stdout)
+
+    assert not imports_client(Path(cluster.kubeconfig), namespace)
+    assert imports_client(exec_kubeconfig, namespace)
+
+    as_json = [json.loads(rolloutctl(None, "status", plan, "-n", namespace, "-o", "json",
+                                     "--kubeconfig", str(k)).stdout)
+               for k in (Path(cluster.kubeconfig), exec_kubeconfig)]
+    assert as_json[0] == as_json[1]
+    assert as_json[0]["canaryWeight"] == 25 and as_json[0]["phase"] == "Progressing"
+
+
+def test_a_token_file_and_an_inline_ca_are_read_without_the_client(
+        cluster: TestCluster, namespace: str, plan: str, tmp_path: Path) -> None:
+    kubeconfig = token_file_kubeconfig(cluster, tmp_path)
+    done = rolloutctl(None, "status", plan, "-n", namespace, "--kubeconfig", str(kubeconfig))
+    assert done.returncode == 0, done.stderr
+    assert "step 2  25% hold 10m" in done.stdout
+    assert not imports_client(kubeconfig, namespace)
+
+
+def test_the_context_namespace_is_the_default(cluster: TestCluster, namespace: str,
+                                              plan: str, tmp_path: Path) -> None:
+    doc = kubeconfig_doc(cluster)
+    doc["contexts"][0]["context"]["namespace"] = namespace  # type: ignore[index]
+    kubeconfig = write(tmp_path / "kubeconfig-ns", doc)
+    done = rolloutctl(None, "status", plan, "--kubeconfig", str(kubeconfig))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"RolloutPlan {namespace}/checkout")
+
+
+def test_a_plan_without_its_policy_still_shows(cluster: TestCluster, namespace: str,
+                                               plan: str) -> None:
+    """The policy gives the gates their units; a plan whose policy is gone still shows."""
+    api = cluster.api_client()
+    client.CustomObjectsApi(api).delete_namespaced_custom_object(
+        "rolloutctl.dev", "v1alpha1", namespace, "slopolicies", "platform",
+        _request_timeout=30)
+    api.close()  # type: ignore[no-untyped-call]
+    done = rolloutctl(None, "status", plan, "-n", namespace, "--kubeconfig",
+                      str(cluster.kubeconfig))
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"^api_availability +Pass ", done.stdout, re.MULTILINE)

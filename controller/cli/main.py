@@ -7,7 +7,11 @@ what it uses. Register a command with one line in the block at the end of this f
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import os
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -64,7 +68,35 @@ def version() -> None:
 
 
 def main() -> None:
-    sys.exit(app())
+    try:
+        app()
+    except SystemExit as done:
+        _exit(done.code)  # click ends every command with one
+    _exit(0)
+
+
+def _exit(code: str | int | None) -> None:
+    """Exit with CODE (as ``sys.exit`` reads it), without tearing the interpreter down.
+
+    A one-shot command has printed its answer; freeing every module and object afterwards
+    is about 0.2 s of ``rolloutctl status`` and changes nothing for the user. The exit
+    handlers still run and the output is flushed. While another thread lives (``run``, the
+    controller, stopping) the normal exit is taken, so nothing is cut short.
+    """
+    if threading.active_count() > 1:
+        sys.exit(code)
+    if code is None:
+        status = 0
+    elif isinstance(code, int):
+        status = code
+    else:
+        print(code, file=sys.stderr)
+        status = 1
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe (`| head`): no reader
+            stream.flush()
+    os._exit(status)
 
 
 # ----------------------------------------------------------------------------- commands

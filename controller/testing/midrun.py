@@ -1,5 +1,5 @@
-"""A RolloutPlan mid-run on an API server, as the reconciler leaves it: for the CLI's
-benchmark and its end-to-end tests.
+"""A RolloutPlan mid-run on an API server, as the reconciler leaves it, and a kubeconfig
+only the official client can read: for the CLI's benchmark and its end-to-end tests.
 
 The status is the one the real reconciler writes after 90 s of a run (step 2/4 at 25 %,
 one gate passing, its decisions), driven on a virtual clock with fakes for the world, then
@@ -8,9 +8,12 @@ stored through the ``/status`` subresource like the controller does.
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
+import yaml
 from kubernetes import client
 
 
@@ -65,3 +68,21 @@ def create_mid_run_plan(api: client.ApiClient, namespace: str) -> None:
     raw = store.get("RolloutPlan", namespace, "checkout")
     assert raw is not None
     store.write_status(raw, status)
+
+
+def exec_plugin_kubeconfig(kubeconfig: Path, directory: Path) -> Path:
+    """A copy of a token KUBECONFIG whose token is handed over by an exec credential plugin
+    (a shell script in DIRECTORY): the same user, read only through the official client."""
+    doc = yaml.safe_load(kubeconfig.read_text())
+    user = doc["users"][0]["user"]
+    credential = json.dumps({"apiVersion": "client.authentication.k8s.io/v1beta1",
+                             "kind": "ExecCredential", "status": {"token": user.pop("token")}})
+    plugin = directory / "credential-plugin"
+    plugin.write_text(f"#!/bin/sh\ncat <<'EOF'\n{credential}\nEOF\n")
+    plugin.chmod(0o700)
+    user["exec"] = {"apiVersion": "client.authentication.k8s.io/v1beta1",
+                    "command": str(plugin)}
+    path = directory / "kubeconfig-exec"
+    path.write_text(yaml.safe_dump(doc))
+    path.chmod(0o600)
+    return path

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import subprocess
 import sys
@@ -17,8 +18,8 @@ import pytest
 import yaml
 from kubernetes import client
 
+from controller.testing import midrun
 from controller.testing.fixtures import TestCluster
-from controller.testing.midrun import create_mid_run_plan
 from controller.testing.stack import rolloutctl_binary
 
 from .test_cli_harness import rolloutctl
@@ -29,7 +30,7 @@ pytestmark = pytest.mark.cluster
 @pytest.fixture
 def plan(cluster: TestCluster, namespace: str) -> Iterator[str]:
     api = cluster.api_client()
-    create_mid_run_plan(api, namespace)
+    midrun.create_mid_run_plan(api, namespace)
     api.close()  # type: ignore[no-untyped-call]
     yield "checkout"
 
@@ -48,16 +49,7 @@ def write(path: Path, doc: dict[str, object]) -> Path:
 
 def exec_plugin_kubeconfig(cluster: TestCluster, tmp_path: Path) -> Path:
     """The admin's token handed over by an exec credential plugin (only the client runs it)."""
-    doc = kubeconfig_doc(cluster)
-    user = doc["users"][0]["user"]  # type: ignore[index]
-    credential = json.dumps({"apiVersion": "client.authentication.k8s.io/v1beta1",
-                             "kind": "ExecCredential", "status": {"token": user.pop("token")}})
-    plugin = tmp_path / "credential-plugin"
-    plugin.write_text(f"#!/bin/sh\ncat <<'EOF'\n{credential}\nEOF\n")
-    plugin.chmod(0o700)
-    user["exec"] = {"apiVersion": "client.authentication.k8s.io/v1beta1",
-                    "command": str(plugin)}
-    return write(tmp_path / "kubeconfig-exec", doc)
+    return midrun.exec_plugin_kubeconfig(Path(cluster.kubeconfig), tmp_path)
 
 
 def token_file_kubeconfig(cluster: TestCluster, tmp_path: Path) -> Path:
@@ -143,3 +135,14 @@ def test_a_plan_without_its_policy_still_shows(cluster: TestCluster, namespace: 
                       str(cluster.kubeconfig))
     assert done.returncode == 0, done.stderr
     assert re.search(r"^api_availability +Pass ", done.stdout, re.MULTILINE)
+
+
+def test_several_files_in_kubeconfig_are_merged_as_kubectl_does(
+        cluster: TestCluster, namespace: str, plan: str, tmp_path: Path) -> None:
+    """`KUBECONFIG=a:b` (kubectl's merge of several files) goes through the client, which
+    merges them; a listed file that does not exist is skipped, as kubectl skips it."""
+    listed = os.pathsep.join([str(tmp_path / "not-there"), str(cluster.kubeconfig)])
+    for args in (["status", plan], ["get"]):
+        done = rolloutctl(None, *args, "-n", namespace, env={"KUBECONFIG": listed})
+        assert done.returncode == 0, done.stderr
+        assert "checkout" in done.stdout

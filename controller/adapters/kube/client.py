@@ -42,6 +42,12 @@ def _pin_proxy(api: client.ApiClient) -> client.ApiClient:
     return api
 
 
+def kubeconfig_exists(path: str) -> bool:
+    """Whether PATH names a kubeconfig: like kubectl, ``$KUBECONFIG`` may list several files
+    (``os.pathsep`` between them), merged by the client; one existing file is enough."""
+    return any(os.path.exists(os.path.expanduser(p)) for p in path.split(os.pathsep) if p)
+
+
 def _api_client(cfg: ClusterConfig | None) -> client.ApiClient:
     cfg = cfg or ClusterConfig()
     path = cfg.kubeconfig or os.environ.get("KUBECONFIG")
@@ -56,7 +62,7 @@ def _api_client(cfg: ClusterConfig | None) -> client.ApiClient:
             raise NoCluster(f"in-cluster configuration failed: {exc}") from None
         return client.ApiClient(conf)
     path = path or default
-    if not os.path.exists(path):
+    if not kubeconfig_exists(path):
         raise NoCluster(
             f"no kubeconfig at {path}; pass --kubeconfig FILE or set KUBECONFIG"
         )

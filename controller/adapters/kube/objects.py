@@ -17,7 +17,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
-from controller.adapters.kube.client import REQUEST_TIMEOUT
+from controller.adapters.kube.client import REQUEST_TIMEOUT, kubeconfig_exists
 from controller.api.types import GROUP, PLURALS, VERSION
 from controller.errors import Conflict, NotFound, Permanent, Transient
 
@@ -203,7 +203,7 @@ def kubeconfig_context(kubeconfig: str | None, context: str | None) -> tuple[str
     from kubernetes.config.config_exception import ConfigException
 
     path = kubeconfig or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
-    if not os.path.exists(path):
+    if not kubeconfig_exists(path):
         sa_namespace = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
         if os.path.exists(sa_namespace):
             with open(sa_namespace, encoding="utf-8") as f:

@@ -72,6 +72,8 @@ def describe(exc: BaseException, server: str | None = None,
     if exc.reason == "ApiUnreachable":
         return (f"cannot reach the API server{where}: is the cluster running? "
                 "Check --kubeconfig and --context (kubectl cluster-info)")
+    if exc.reason == "CertificateRefused":
+        return exc.message
     if exc.reason == "Forbidden":
         what = exc.message.split(": forbidden", 1)[0]
         who = f" for user {user}" if user else ""

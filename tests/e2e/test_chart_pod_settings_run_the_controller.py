@@ -38,8 +38,11 @@ pytestmark = pytest.mark.cluster
 #: runs as root in a private mount namespace, then drops to the chart's UID/GID
 SANDBOX = r"""
 set -eu
-share="$1"; shift
+share="$1"; keep="$2"; shift 2
 mount --make-rprivate /
+# the installation, when it lives under /tmp (a checkout there): kept visible below the
+# empty /tmp, read-only like the rest of the root
+if [ -n "$keep" ]; then mkdir -p /mnt/keep && mount --bind "$keep" /mnt/keep; fi
 # /root is 0700 on this machine: keep only the Python installation visible below it
 if [ -d /root/.pyenv ]; then
     mkdir -p /mnt/pyenv && mount --bind /root/.pyenv /mnt/pyenv
@@ -48,10 +51,19 @@ if [ -d /root/.pyenv ]; then
 fi
 mkdir -p /run/rolloutctl && mount --bind "$share" /run/rolloutctl
 mount -t tmpfs -o mode=1777,size=64m tmpfs /tmp      # the chart's emptyDir
+if [ -n "$keep" ]; then mkdir -p "$keep" && mount --bind /mnt/keep "$keep"; fi
 mount --bind / / && mount -o remount,bind,ro /       # readOnlyRootFilesystem
 cd /
 exec setpriv --reuid 65532 --regid 65532 --clear-groups --no-new-privs "$@"
 """
+
+
+def installation_under_tmp() -> str:
+    """The directory holding the project and its virtualenv when it lies under /tmp (which
+    the sandbox replaces with an empty tmpfs), else ''."""
+    project = Path(__file__).resolve().parents[2]
+    keep = Path(os.path.commonpath([project, Path(sys.prefix).resolve()]))
+    return str(keep) if keep.is_relative_to("/tmp") and keep != Path("/tmp") else ""
 
 
 def pod_environment(docs: list[dict[str, Any]], namespace: str, port: int) -> dict[str, str]:
@@ -108,7 +120,7 @@ def test_the_controller_runs_as_65532_on_a_read_only_root(
     log = tmp_path / "controller.log"
     with chart_rbac(cluster, tmp_path, values), log.open("wb") as out:
         process = subprocess.Popen(["unshare", "-m", "sh", "-c", SANDBOX, "sandbox",
-                                    str(share), *command],
+                                    str(share), installation_under_tmp(), *command],
                                    stdout=out, stderr=subprocess.STDOUT,
                                    start_new_session=True)
         try:

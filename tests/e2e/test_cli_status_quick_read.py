@@ -113,6 +113,31 @@ def test_a_token_file_and_an_inline_ca_are_read_without_the_client(
     assert not imports_client(kubeconfig, namespace)
 
 
+@pytest.mark.parametrize("server_name", ["kubernetes.default", "kubernetes"])
+def test_tls_server_name_is_checked_against_the_certificate(
+        cluster: TestCluster, namespace: str, plan: str, tmp_path: Path,
+        server_name: str) -> None:
+    """The local API server's certificate names kubernetes, kubernetes.default(.svc) and
+    127.0.0.1: `tls-server-name` is the name checked (kubectl's semantics), a name the
+    certificate does not carry is refused."""
+    doc = kubeconfig_doc(cluster)
+    doc["clusters"][0]["cluster"]["tls-server-name"] = server_name  # type: ignore[index]
+    kubeconfig = write(tmp_path / "kubeconfig-sni", doc)
+    done = rolloutctl(None, "status", plan, "-n", namespace, "--kubeconfig", str(kubeconfig))
+    assert done.returncode == 0, done.stderr
+    assert "step 2  25% hold 10m" in done.stdout
+    assert not imports_client(kubeconfig, namespace)
+
+    doc["clusters"][0]["cluster"]["tls-server-name"] = "not-the-server.example"  # type: ignore[index]
+    wrong = write(tmp_path / "kubeconfig-wrong-name", doc)
+    done = rolloutctl(None, "status", plan, "-n", namespace, "--kubeconfig", str(wrong))
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == (
+        f"error: get RolloutPlan {namespace}/checkout: the API server's certificate was "
+        "refused (Hostname mismatch, certificate is not valid for 'not-the-server.example');"
+        " check certificate-authority and tls-server-name in the kubeconfig\n")
+
+
 def test_the_context_namespace_is_the_default(cluster: TestCluster, namespace: str,
                                               plan: str, tmp_path: Path) -> None:
     doc = kubeconfig_doc(cluster)

@@ -132,6 +132,13 @@ def test_several_kubeconfig_files_a_missing_one_and_proxies_go_to_the_client(
         quickread.load(str(path), None)
 
 
+def test_names_are_quoted_into_the_path() -> None:
+    assert quickread.object_path("RolloutPlan", "shop", "checkout") == (
+        "/apis/rolloutctl.dev/v1alpha1/namespaces/shop/rolloutplans/checkout")
+    assert quickread.object_path("SLOPolicy", "shop", "a/../b?c") == (
+        "/apis/rolloutctl.dev/v1alpha1/namespaces/shop/slopolicies/a%2F..%2Fb%3Fc")
+
+
 def test_in_cluster_service_account(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "token").write_text(TOKEN)
     (tmp_path / "namespace").write_text("rolloutctl-system")

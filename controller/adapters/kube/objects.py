@@ -36,10 +36,35 @@ def map_api_error(exc: Exception, what: str) -> Exception:
             return Permanent(f"{what}: rejected by the API server: {_reason(exc)}", "Invalid")
         return Transient(f"{what}: API server answered {exc.status}: {_reason(exc)}",
                          "ApiError")
+    verify = _certificate_failure(exc)
+    if verify is not None:
+        # Transient: the controller keeps retrying (a CA being rotated heals by itself)
+        return Transient(f"{what}: the API server's certificate was refused ({verify}); check "
+                         "certificate-authority and tls-server-name in the kubeconfig",
+                         "CertificateRefused")
     if isinstance(exc, HTTPError | OSError | TimeoutError):
         return Transient(f"{what}: cannot reach the API server: {type(exc).__name__}",
                          "ApiUnreachable")
     return exc
+
+
+def _certificate_failure(exc: BaseException) -> str | None:
+    """What TLS said when it refused the server's certificate (urllib3 wraps the
+    ``ssl.SSLCertVerificationError`` in ``SSLError`` inside ``MaxRetryError``), else None."""
+    import ssl
+
+    seen: BaseException | None = exc
+    for _ in range(6):
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return str(seen.verify_message or seen.reason or "verify failed").rstrip(".")
+        inner = getattr(seen, "reason", None)
+        if not isinstance(inner, BaseException):
+            inner = next((a for a in seen.args if isinstance(a, BaseException)),
+                         seen.__cause__ or seen.__context__)
+        seen = inner
+    return None
 
 
 def _reason(exc: ApiException) -> str:

@@ -29,7 +29,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from controller.errors import Transient
 
@@ -79,10 +79,12 @@ def load(kubeconfig: str | None, context: str | None) -> Target:
 
 
 def object_path(kind: str, namespace: str, name: str) -> str:
-    """The API path of one of rolloutctl's objects."""
+    """The API path of one of rolloutctl's objects (names quoted: a name with a ``/`` is
+    not found rather than another path)."""
     from controller.api.types import GROUP, PLURALS, VERSION
 
-    return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURALS[kind]}/{name}"
+    ns, obj = quote(namespace, safe=""), quote(name, safe="")
+    return f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/{PLURALS[kind]}/{obj}"
 
 
 def get_json(target: Target, path: str, what: str) -> dict[str, Any]:

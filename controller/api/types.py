@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 from typing import Annotated, Any, ClassVar
+from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler
 from pydantic.alias_generators import to_camel
@@ -19,6 +20,14 @@ GROUP = "rolloutctl.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 PLURALS = {"RolloutPlan": "rolloutplans", "SLOPolicy": "slopolicies"}
+
+
+def object_path(kind: str, namespace: str, name: str) -> str:
+    """The API path of one of rolloutctl's objects (names quoted: a name with a ``/`` is
+    not found rather than another path)."""
+    ns, obj = quote(namespace, safe=""), quote(name, safe="")
+    return f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/{PLURALS[kind]}/{obj}"
+
 
 DURATION_PATTERN = r"^([0-9]+(ms|s|m|h|d))+$"
 _DURATION_RE = re.compile(DURATION_PATTERN)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -107,7 +108,16 @@ def get(
 # ----------------------------------------------------------------------------- status
 
 
+PolicyReader = Callable[[str, str], dict[str, Any] | None]
+"""Reads a stored SLOPolicy by namespace and name (None when there is none)."""
+
+
 def _policy_of(s: Session, plan: RolloutPlan) -> SLOPolicy | None:
+    """The plan's SLOPolicy read through the session (see :func:`_policy_from`)."""
+    return _policy_from(plan, lambda namespace, name: s.store.get("SLOPolicy", namespace, name))
+
+
+def _policy_from(plan: RolloutPlan, read: PolicyReader) -> SLOPolicy | None:
     """The plan's SLOPolicy, for the units of its gates (None when it cannot be read)."""
     from controller.cli.stored import parse_policy
     from controller.errors import ControllerError
@@ -116,7 +126,7 @@ def _policy_of(s: Session, plan: RolloutPlan) -> SLOPolicy | None:
     if ref is None:
         return None
     try:
-        raw = s.store.get("SLOPolicy", plan.metadata.namespace, ref.name)
+        raw = read(plan.metadata.namespace, ref.name)
         return parse_policy(raw) if raw is not None else None
     except (ControllerError, CliError):
         return None
@@ -147,22 +157,33 @@ def status(
         code = _status_quick(plan, output, opts)
         if code is not None:
             raise typer.Exit(code)
-    from controller.cli import render, summary
+    from controller.cli import render
     from controller.cli.session import session
 
     with session(opts) as s:
-        if output is not None:
-            raw = s.raw("RolloutPlan", plan)
-            typer.echo(_dump(raw.get("status") or {}, output), nl=False)
-            raise typer.Exit(summary.exit_code(s.plan(plan)))
+        if not watch:
+            raise typer.Exit(_show_status(s.raw("RolloutPlan", plan), output,
+                                          lambda ns, name: s.store.get("SLOPolicy", ns, name)))
         current = s.plan(plan)
         policy = _policy_of(s, current)
-        out = render.console()
-        if not watch:
-            render.emit(render.status_view(current, _now(), policy), out)
-            raise typer.Exit(summary.exit_code(current))
-        code = watch_status(s, plan, current, policy, out, seconds, interval)
+        code = watch_status(s, plan, current, policy, render.console(), seconds, interval)
     raise typer.Exit(code)
+
+
+def _show_status(raw: dict[str, Any], output: Document | None,
+                 read_policy: PolicyReader) -> int:
+    """Print a stored plan's status (the view, or with ``-o`` the status as stored); its
+    exit code."""
+    from controller.cli import render, summary
+    from controller.cli.stored import parse_plan
+
+    current = parse_plan(raw)
+    if output is not None:
+        typer.echo(_dump(raw.get("status") or {}, output), nl=False)
+    else:
+        render.emit(render.status_view(current, _now(), _policy_from(current, read_policy)),
+                    render.console())
+    return summary.exit_code(current)
 
 
 def _status_quick(name: str, output: Document | None, opts: ClusterOptions) -> int | None:
@@ -171,36 +192,29 @@ def _status_quick(name: str, output: Document | None, opts: ClusterOptions) -> i
     the reader steps aside (a kubeconfig it does not handle, any answer but 200) and the
     official client must do it. The output is the same either way."""
     from controller.adapters.kube import quickread
-    from controller.cli import render, summary
-    from controller.cli.stored import parse_plan, parse_policy
-    from controller.errors import ControllerError
 
     try:
         target = quickread.load(opts.kubeconfig, opts.context)
     except quickread.Unsupported:
         return None
     ns = opts.namespace or target.namespace or "default"
-    with reported(target.server, target.user):
+
+    def read(kind: str, namespace: str, obj: str) -> dict[str, Any]:
+        return quickread.get_json(target, quickread.object_path(kind, namespace, obj),
+                                  f"get {kind} {namespace}/{obj}")
+
+    def read_policy(namespace: str, policy: str) -> dict[str, Any] | None:
         try:
-            raw = quickread.get_json(target, quickread.object_path("RolloutPlan", ns, name),
-                                     f"get RolloutPlan {ns}/{name}")
+            return read("SLOPolicy", namespace, policy)
         except quickread.Unsupported:
             return None
-        current = parse_plan(raw)
-        if output is not None:
-            typer.echo(_dump(raw.get("status") or {}, output), nl=False)
-            return summary.exit_code(current)
-        policy = None
-        ref = current.spec.slo_policy_ref
-        if ref is not None:
-            where = quickread.object_path("SLOPolicy", ns, ref.name)
-            try:  # as _policy_of: the units of the gates, None when it cannot be read
-                policy = parse_policy(quickread.get_json(
-                    target, where, f"get SLOPolicy {ns}/{ref.name}"))
-            except (quickread.Unsupported, ControllerError, CliError):
-                policy = None
-        render.emit(render.status_view(current, _now(), policy), render.console())
-        return summary.exit_code(current)
+
+    with reported(target.server, target.user):
+        try:
+            raw = read("RolloutPlan", ns, name)
+        except quickread.Unsupported:
+            return None
+        return _show_status(raw, output, read_policy)
 
 
 def watch_status(s: Session, name: str, plan: RolloutPlan, policy: SLOPolicy | None,

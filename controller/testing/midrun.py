@@ -56,13 +56,14 @@ def create_mid_run_plan(api: client.ApiClient, namespace: str) -> None:
     """The plan ``checkout`` (with its mid-run status) and its SLOPolicy ``platform`` in
     NAMESPACE, which exists."""
     from controller.adapters.kube.objects import ObjectStore
+    from controller.api.types import GROUP, PLURALS, VERSION
 
     plan, policy, status = mid_run_status(namespace)
     custom = client.CustomObjectsApi(api)
-    for doc, plural in ((policy, "slopolicies"), (plan, "rolloutplans")):
+    for doc in (policy, plan):
         body = {k: v for k, v in doc.items() if k != "status"}
         body["metadata"] = {"name": doc["metadata"]["name"]}
-        custom.create_namespaced_custom_object("rolloutctl.dev", "v1alpha1", namespace, plural,
+        custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURALS[doc["kind"]],
                                                body, _request_timeout=30)
     store = ObjectStore(api)
     raw = store.get("RolloutPlan", namespace, "checkout")

@@ -18,7 +18,7 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from controller.adapters.kube.client import REQUEST_TIMEOUT, kubeconfig_exists
-from controller.api.types import GROUP, PLURALS, VERSION
+from controller.api.types import GROUP, PLURALS, VERSION, object_path
 from controller.errors import Conflict, NotFound, Permanent, Transient
 
 
@@ -140,8 +140,7 @@ class ObjectStore:
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            obj = cast(dict[str, Any], self._get_json(
-                f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURALS[kind]}/{name}"))
+            obj = cast(dict[str, Any], self._get_json(object_path(kind, namespace, name)))
             return obj
         except (ApiException, HTTPError, OSError) as exc:
             if isinstance(exc, ApiException) and exc.status == 404:

@@ -29,9 +29,12 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
+from controller.api.types import object_path
 from controller.errors import Transient
+
+__all__ = ["Target", "Unsupported", "get_json", "load", "object_path"]
 
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 CONNECT_TIMEOUT = 5.0
@@ -76,15 +79,6 @@ def load(kubeconfig: str | None, context: str | None) -> Target:
         # a file that is missing or malformed (ssl.SSLError is an OSError; bad base64 a
         # ValueError): the official client reports it
         raise Unsupported(f"kubeconfig: {type(exc).__name__}") from None
-
-
-def object_path(kind: str, namespace: str, name: str) -> str:
-    """The API path of one of rolloutctl's objects (names quoted: a name with a ``/`` is
-    not found rather than another path)."""
-    from controller.api.types import GROUP, PLURALS, VERSION
-
-    ns, obj = quote(namespace, safe=""), quote(name, safe="")
-    return f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/{PLURALS[kind]}/{obj}"
 
 
 def get_json(target: Target, path: str, what: str) -> dict[str, Any]:

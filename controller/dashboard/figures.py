@@ -41,7 +41,7 @@ class Incident:
 @dataclass(frozen=True)
 class Headline:
     health: Health
-    why: list[str]
+    why: list[str]  # spent budgets and warnings (incidents are listed on their own)
     slos_met: int
     slos_counted: int
     incidents: list[Incident] = field(default_factory=list)
@@ -104,8 +104,8 @@ def headline(plans: list[RolloutPlan], policies: list[SLOPolicy]) -> Headline:
         if st.in_run and any(g.verdict == Verdict.FAIL for g in st.gates):
             warn.append(f"plan {where}: a gate fails")
     found = incidents(plans, policies)
-    bad.extend(f"{i.kind} {i.namespace}/{i.name}: {i.reason}" for i in found)
-    health = Health.UNHEALTHY if bad else Health.DEGRADED if warn else Health.HEALTHY
+    health = (Health.UNHEALTHY if bad or found else Health.DEGRADED if warn
+              else Health.HEALTHY)
     return Headline(health, bad + warn, met, counted, found)
 
 

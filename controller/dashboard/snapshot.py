@@ -52,9 +52,10 @@ def _forbidden(exc: Exception) -> bool:
 
 
 def read_snapshot(list_objects: Lister, list_namespaces: NamespaceLister,
-                  namespaces: list[str], now: float) -> Snapshot:
+                  namespaces: list[str], now: float, fallback: str | None = None) -> Snapshot:
     """Every plan and policy LIST_OBJECTS may list. NAMESPACES, when given, limits the
-    view to them (and names where to look when the user may not list namespaces)."""
+    view to them. A user who may neither list across namespaces nor list namespaces sees
+    FALLBACK (the kubeconfig context's namespace)."""
     raw: dict[str, list[dict[str, Any]]] = {k: [] for k in KINDS}
     not_permitted: list[str] = []
     problems: list[str] = []
@@ -70,10 +71,11 @@ def read_snapshot(list_objects: Lister, list_namespaces: NamespaceLister,
                     problems.append(str(exc))
                     continue
                 if ns is None:  # no cluster-wide list: try namespace by namespace
-                    visible = list_namespaces() or []
+                    visible = list_namespaces()
+                    if visible is None:
+                        _note(not_permitted, "listing namespaces")
+                        visible = [fallback] if fallback else []
                     pending.extend(visible)
-                    if not visible:
-                        _note(not_permitted, f"{kind}s in all namespaces")
                     continue
                 _note(not_permitted, ns)
     plans: list[RolloutPlan] = []

@@ -73,6 +73,6 @@ def snapshot_cache(session: Any, namespaces: list[str], max_age: float = 1.0) ->
 
     def read() -> Snapshot:
         return read_snapshot(session.store.list, lambda: namespace_names(session.api),
-                             namespaces, time.time())
+                             namespaces, time.time(), fallback=session.namespace)
 
     return SnapshotCache(read, max_age)

@@ -201,12 +201,19 @@ def _overrides(policy: SLOPolicy) -> str:
     return f"<ul class=overrides>{rows}</ul>"
 
 
+def _objective(policy: SLOPolicy, status: SLOStatus) -> str:
+    spec = policy.spec.slo(status.name)
+    objective = status.objective if status.objective is not None else (
+        spec.objective if spec is not None else None)
+    window = status.window or (spec.window if spec is not None else None)
+    return f"{'-' if objective is None else f'{objective:g}%'} / {window or '-'}"
+
+
 def policy_card(policy: SLOPolicy, now: float) -> str:
     ns, name, st = policy.metadata.namespace or "", policy.metadata.name, policy.status
     rows = "".join(
         f'<tr data-slo="{e(s.name)}"><td>{e(s.name)}</td>'
-        f'<td>{"-" if s.objective is None else e(f"{s.objective:g}%")} / {e(s.window or "")}'
-        f"</td><td>{_budget_cell(s)}</td><td>{_burns(s)}</td>"
+        f"<td>{e(_objective(policy, s))}</td><td>{_budget_cell(s)}</td><td>{_burns(s)}</td>"
         f'<td title="{e(s.message)}">{e(s.state.value)}</td></tr>' for s in st.slos)
     table = ("<table class=slos><thead><tr><th>SLO</th><th>objective / window</th>"
              "<th>budget remaining</th><th>burn (long/short) vs alert</th><th>state</th>"

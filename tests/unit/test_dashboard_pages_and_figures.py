@@ -174,6 +174,6 @@ def test_read_only_and_loopback_only(served: Any) -> None:
             urllib.request.urlopen(request, timeout=10)
         assert refused.value.code == 405
     assert _get(base + "/", Host="evil.example:80")[0] == 403
-    status, js, headers = _get(base + "/static/dashboard.js")
+    status, _, headers = _get(base + "/static/dashboard.js")
     assert status == 200 and headers["Content-Type"].startswith("text/javascript")
     assert _get(base + "/static/../server.py")[0] == 404

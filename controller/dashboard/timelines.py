@@ -131,6 +131,7 @@ def policy_charts(policy: SLOPolicy, source: RangeSource | None, now: float,
         charts.append(Chart(f"Budget remaining — {slo.name} ({slo.window})", start, end,
                             [Line("budget remaining %", points)], objective=0.0,
                             objective_label="budget spent", bands=bands, unit="%",
+                            y_max=100.0,
                             note=note, css_class="chart budget"))
     return charts
 

@@ -318,8 +318,7 @@ def policy_page(policy: SLOPolicy, charts: Iterable[ch.Chart],
     burn_table = ("<table class=burns><thead><tr><th>SLO</th>" + "".join(
         f"<th>{w}</th>" for w in BURN_WINDOWS) + f"</tr></thead><tbody>{rows}</tbody></table>"
     ) if rows else "<p class=empty>no SLO with an error budget</p>"
-    return (f"<h1>policy {e(ns)}/{e(name)}</h1><p>{freeze_text(policy)}</p>"
-            + _overrides(policy) + policy_card(policy, now)
+    return (f"<h1>policy {e(ns)}/{e(name)}</h1>" + policy_card(policy, now)
             + "<h2>Burn rates (budget spent ÷ budget, canary and stable together)</h2>"
             + burn_table
             + f"<h2>Budget remaining over the SLO window</h2><p class=note>series from "

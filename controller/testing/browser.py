@@ -104,3 +104,29 @@ def start_dashboard(kubeconfig: Path, *args: str, timeout: float = 60.0) -> Runn
     process.kill()
     process.wait(10)
     raise RuntimeError("rolloutctl dashboard did not print its URL: " + "".join(lines)[-2000:])
+
+
+def main() -> None:
+    """``python -m controller.testing.browser URL FILE.png [URL FILE.png ...]``: full-page
+    screenshots in headless chromium (how docs/dashboard-*.png were taken from the
+    sandbox)."""
+    import argparse
+    import tempfile
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("pairs", nargs="+", metavar="URL FILE")
+    parser.add_argument("--width", type=int, default=1280)
+    args = parser.parse_args()
+    if len(args.pairs) % 2:
+        parser.error("give URL FILE pairs")
+    with tempfile.TemporaryDirectory() as scratch, \
+            chromium(Path(scratch) / "profile", width=args.width) as browser:
+        page = browser.new_page()
+        for url, file in zip(args.pairs[::2], args.pairs[1::2], strict=True):
+            page.goto(url, wait_until="load")
+            page.screenshot(path=file, full_page=True)
+            print(f"{url} -> {file}")
+
+
+if __name__ == "__main__":
+    main()

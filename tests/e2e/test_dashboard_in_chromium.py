@@ -2,7 +2,7 @@
 real Prometheus: what a user sees, and that it changes by itself.
 
 * a plan mid-run shows its step (2/4) and weight (25 %) on the overview and its page, whose
-  weight chart comes from the controller's series in Prometheus;
+  weight and gate charts come from Prometheus scraping the controller's exporter;
 * a rollback written to the plan's status shows up within seconds, without a reload;
 * a release freeze shows its reason, and the headline turns UNHEALTHY with one incident;
 * a user whose RBAC hides a namespace does not see its plans (token user ``rbac-user``).
@@ -14,22 +14,25 @@ the ``/status`` subresource as the controller does. Screenshots: the test's tmp_
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
+from prometheus_client import CollectorRegistry, start_http_server
 
 from controller.adapters.kube.objects import ObjectStore
+from controller.api.plan import RolloutPlanStatus
+from controller.telemetry import Telemetry
 from controller.testing import builders as b
 from controller.testing.browser import BrowserUnavailable, chromium, start_dashboard
 from controller.testing.fixtures import TestCluster, unavailable
 from controller.testing.midrun import create_mid_run_plan, mid_run_status
-from controller.testing.prometheus import gauge
 
 pytestmark = [pytest.mark.cluster, pytest.mark.prometheus]
 
@@ -49,20 +52,41 @@ def browser(tmp_path: Path) -> Iterator[Any]:
         manager.__exit__(None, None, None)
 
 
-def _controller_series(namespace: str) -> list[Any]:
-    """The controller's own gauges over the mid-run plan's 90 s, as Prometheus scraped
-    them: the weight follows the decisions, the gate value sits above its objective."""
+def _recent(value: Any, delta: timedelta) -> Any:
+    """VALUE (a status document) with every timestamp moved by DELTA."""
+    if isinstance(value, dict):
+        return {k: _recent(v, delta) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_recent(v, delta) for v in value]
+    if isinstance(value, str) and re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", value):
+        moved = datetime.fromisoformat(value.replace("Z", "+00:00")) + delta
+        return moved.isoformat().replace("+00:00", "Z")
+    return value
+
+
+def create_recent_mid_run_plan(api: Any, namespace: str) -> dict[str, Any]:
+    """The mid-run plan and its policy, the run started 90 s ago; returns its status."""
+    create_mid_run_plan(api, namespace)
     _, _, status = mid_run_status(namespace)
-    start = b.T0.timestamp()
-    steps = sorted((datetime.fromisoformat(d["at"]).timestamp(), d.get("weight", 0))
-                   for d in status["decisions"])
-    weights, gate = [], []
-    for t in range(int(start), int(start) + 91, 5):
-        weights.append((float(t), float(max((w for at, w in steps if at <= t), default=0))))
-        gate.append((float(t), 99.98))
-    labels = {"namespace": namespace, "plan": "checkout"}
-    return [gauge("rolloutctl_plan_canary_weight_percent", labels, weights),
-            gauge("rolloutctl_gate_value", {**labels, "gate": "api_availability"}, gate)]
+    status = _recent(status, datetime.now(UTC) - b.T0 - timedelta(seconds=90))
+    store = ObjectStore(api)
+    raw = store.get("RolloutPlan", namespace, "checkout")
+    assert raw is not None
+    store.write_status(raw, status)
+    return status
+
+
+@pytest.fixture
+def controller_metrics() -> Iterator[tuple[str, Telemetry]]:
+    """The controller's /metrics exporter (its Telemetry) on a free loopback port."""
+    registry = CollectorRegistry()
+    telemetry = Telemetry(registry)
+    server, thread = start_http_server(0, addr="127.0.0.1", registry=registry)
+    try:
+        yield f"127.0.0.1:{server.server_port}", telemetry
+    finally:
+        server.shutdown()
+        thread.join(10)
 
 
 def _write_status(api: Any, kind: str, namespace: str, name: str, **changes: Any) -> None:
@@ -73,11 +97,13 @@ def _write_status(api: Any, kind: str, namespace: str, name: str, **changes: Any
 
 
 def test_plan_mid_run_then_rollback_and_freeze_show_live(
-        cluster: TestCluster, namespace: str, prometheus_backfilled: Any, browser: Any,
-        tmp_path: Path) -> None:
+        cluster: TestCluster, namespace: str, prometheus_live: Any,
+        controller_metrics: tuple[str, Telemetry], browser: Any, tmp_path: Path) -> None:
     api = cluster.api_client()
-    create_mid_run_plan(api, namespace)
-    prometheus = prometheus_backfilled(_controller_series(namespace))
+    status = create_recent_mid_run_plan(api, namespace)
+    target, telemetry = controller_metrics
+    telemetry.plan(namespace, "checkout", RolloutPlanStatus.model_validate(status))
+    prometheus = prometheus_live([target])
     dashboard = start_dashboard(cluster.kubeconfig, "-n", namespace,
                                 "--prometheus-url", prometheus.url)
     try:
@@ -93,11 +119,16 @@ def test_plan_mid_run_then_rollback_and_freeze_show_live(
 
         page.goto(f"{dashboard.url}plan/{namespace}/checkout")
         assert page.locator("#weight").inner_text() == "25%"
-        chart = page.locator("svg.chart.weight")
-        title = chart.locator("text.ct").inner_text()
-        assert "from the plan's decisions" not in title, title  # from Prometheus
-        assert chart.locator("polyline.series").count() == 1
+        # the weight and the gate's values come from Prometheus once it has scraped the
+        # controller's gauges (until then the weight is drawn from the decisions)
+        page.wait_for_function(
+            "(() => { const t = document.querySelector('svg.chart.weight text.ct');"
+            " const g = document.querySelector('svg.chart.gate');"
+            " return t && !t.textContent.includes('from the plan') && g &&"
+            " g.querySelector('polyline.series') !== null; })()", timeout=30_000)
+        assert page.locator("svg.chart.weight polyline.series").count() == 1
         assert page.locator("svg.chart.gate line.objective").count() == 1
+        assert page.locator("svg.chart.weight line.marker").count() >= 3  # decisions
         assert "StepAdvanced" in page.locator("table.decisions").inner_text()
         page.screenshot(path=str(tmp_path / "plan.png"), full_page=True)
 

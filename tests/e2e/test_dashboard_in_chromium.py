@@ -89,6 +89,15 @@ def controller_metrics() -> Iterator[tuple[str, Telemetry]]:
         thread.join(10)
 
 
+def until(page: Any, predicate: str, timeout: float) -> None:
+    """Poll PREDICATE (a JavaScript function) in PAGE until true. (Playwright's
+    wait_for_function evaluates strings, which the dashboard's CSP forbids, rightly.)"""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(predicate):
+        assert time.monotonic() < deadline, f"not true after {timeout:g}s: {predicate}"
+        time.sleep(0.1)
+
+
 def _write_status(api: Any, kind: str, namespace: str, name: str, **changes: Any) -> None:
     store = ObjectStore(api)
     raw = store.get(kind, namespace, name)
@@ -121,11 +130,10 @@ def test_plan_mid_run_then_rollback_and_freeze_show_live(
         assert page.locator("#weight").inner_text() == "25%"
         # the weight and the gate's values come from Prometheus once it has scraped the
         # controller's gauges (until then the weight is drawn from the decisions)
-        page.wait_for_function(
-            "(() => { const t = document.querySelector('svg.chart.weight text.ct');"
-            " const g = document.querySelector('svg.chart.gate');"
-            " return t && !t.textContent.includes('from the plan') && g &&"
-            " g.querySelector('polyline.series') !== null; })()", timeout=30_000)
+        until(page, "() => { const t = document.querySelector('svg.chart.weight text.ct');"
+                    " const g = document.querySelector('svg.chart.gate');"
+                    " return !!t && !t.textContent.includes('from the plan') && !!g &&"
+                    " g.querySelector('polyline.series') !== null; }", 30)
         assert page.locator("svg.chart.weight polyline.series").count() == 1
         assert page.locator("svg.chart.gate line.objective").count() == 1
         assert page.locator("svg.chart.weight line.marker").count() >= 3  # decisions
@@ -153,8 +161,8 @@ def test_plan_mid_run_then_rollback_and_freeze_show_live(
         policy = page.locator(f'section.policy[data-policy="{namespace}/platform"]')
         policy.locator(".freeze.frozen").wait_for(timeout=SEEN_WITHIN_MS)
         assert reason in policy.locator(".freeze-reason").inner_text()
-        page.wait_for_function("document.getElementById('health').textContent === "
-                               "'UNHEALTHY'", timeout=SEEN_WITHIN_MS)
+        until(page, "() => document.getElementById('health').textContent === 'UNHEALTHY'",
+              SEEN_WITHIN_MS / 1000)
         assert page.locator("#incidents").inner_text() == "1"
         assert page.evaluate("window.__notReloaded") is True
         page.screenshot(path=str(tmp_path / "rollback-and-freeze.png"), full_page=True)

@@ -135,7 +135,7 @@ def _stepped(points: list[tuple[float, float]], end: float) -> list[tuple[float,
 def _num(v: float) -> str:
     if abs(v) >= 100 or v == int(v):
         return f"{v:.0f}"
-    return f"{v:.3g}"
+    return f"{v:.4g}"
 
 
 def _clock(t: float) -> str:

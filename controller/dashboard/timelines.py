@@ -119,6 +119,8 @@ def policy_charts(policy: SLOPolicy, source: RangeSource | None, now: float,
                 if now - first < window / 10:  # little history: chart what there is, finer
                     start = max(start, first - _step(window))
                     answer = source.range(expr, start, end, _step(end - start))
+                    if answer.series and answer.series[0].points:
+                        start = max(start, answer.series[0].points[0][0] - 30)
             points = answer.series[0].points if answer.series else []
             note = answer.error or ("" if points else "no budget series in Prometheus")
             frozen = source.range(f"max(rolloutctl_policy_frozen{{{labels}}})", start, end,

@@ -51,11 +51,16 @@ def _forbidden(exc: Exception) -> bool:
     return isinstance(exc, Permanent) and exc.reason == "Forbidden"
 
 
+Memo = dict[tuple[str, str, str], Any]
+
+
 def read_snapshot(list_objects: Lister, list_namespaces: NamespaceLister,
-                  namespaces: list[str], now: float, fallback: str | None = None) -> Snapshot:
+                  namespaces: list[str], now: float, fallback: str | None = None,
+                  memo: Memo | None = None) -> Snapshot:
     """Every plan and policy LIST_OBJECTS may list. NAMESPACES, when given, limits the
     view to them. A user who may neither list across namespaces nor list namespaces sees
-    FALLBACK (the kubeconfig context's namespace)."""
+    FALLBACK (the kubeconfig context's namespace). MEMO keeps the models parsed from
+    earlier reads by (kind, uid, resourceVersion): an unchanged object is not parsed again."""
     raw: dict[str, list[dict[str, Any]]] = {k: [] for k in KINDS}
     not_permitted: list[str] = []
     problems: list[str] = []
@@ -78,18 +83,28 @@ def read_snapshot(list_objects: Lister, list_namespaces: NamespaceLister,
                     pending.extend(visible)
                     continue
                 _note(not_permitted, ns)
-    plans: list[RolloutPlan] = []
-    policies: list[SLOPolicy] = []
-    for doc in raw["RolloutPlan"]:
-        try:
-            plans.append(RolloutPlan.model_validate(doc))
-        except ValidationError as exc:
-            problems.append(_unreadable(doc, exc))
-    for doc in raw["SLOPolicy"]:
-        try:
-            policies.append(SLOPolicy.model_validate(doc))
-        except ValidationError as exc:
-            problems.append(_unreadable(doc, exc))
+    seen: Memo = {}
+
+    def parse(kind: str, doc: dict[str, Any], model: Any) -> Any:
+        meta = doc.get("metadata") or {}
+        key = (kind, str(meta.get("uid")), str(meta.get("resourceVersion")))
+        parsed = (memo or {}).get(key)
+        if parsed is None:
+            try:
+                parsed = model.model_validate(doc)
+            except ValidationError as exc:
+                problems.append(_unreadable(doc, exc))
+                return None
+        seen[key] = parsed
+        return parsed
+
+    plans: list[RolloutPlan] = [p for d in raw["RolloutPlan"]
+                                if (p := parse("RolloutPlan", d, RolloutPlan)) is not None]
+    policies: list[SLOPolicy] = [p for d in raw["SLOPolicy"]
+                                 if (p := parse("SLOPolicy", d, SLOPolicy)) is not None]
+    if memo is not None:
+        memo.clear()
+        memo.update(seen)
     plans.sort(key=lambda p: (p.metadata.namespace or "", p.metadata.name))
     policies.sort(key=lambda p: (p.metadata.namespace or "", p.metadata.name))
     return Snapshot(plans, policies, not_permitted, problems, now)

@@ -12,7 +12,7 @@ from controller.adapters.metrics.prometheus import PrometheusSource
 from controller.adapters.metrics.series import SeriesReader
 from controller.api.policy import SLOPolicy
 from controller.dashboard.server import Sources
-from controller.dashboard.snapshot import Snapshot, SnapshotCache, read_snapshot
+from controller.dashboard.snapshot import Memo, Snapshot, SnapshotCache, read_snapshot
 from controller.engine.measurements import MeasurementStatus
 from controller.ports import QueryContext
 
@@ -71,8 +71,10 @@ def sources(clients: Clients, prometheus_url: str | None) -> Sources:
 def snapshot_cache(session: Any, namespaces: list[str], max_age: float = 1.0) -> SnapshotCache:
     """A cache reading SESSION's cluster (a ``controller.cli.session.Session``)."""
 
+    memo: Memo = {}
+
     def read() -> Snapshot:
         return read_snapshot(session.store.list, lambda: namespace_names(session.api),
-                             namespaces, time.time(), fallback=session.namespace)
+                             namespaces, time.time(), fallback=session.namespace, memo=memo)
 
     return SnapshotCache(read, max_age)

@@ -177,3 +177,17 @@ def test_read_only_and_loopback_only(served: Any) -> None:
     status, _, headers = _get(base + "/static/dashboard.js")
     assert status == 200 and headers["Content-Type"].startswith("text/javascript")
     assert _get(base + "/static/../server.py")[0] == 404
+
+
+def test_snapshot_parses_an_unchanged_object_once() -> None:
+    doc = mid_run_plan().to_wire()
+    doc["metadata"].update(uid="u1", resourceVersion="7")
+    memo: dict[Any, Any] = {}
+    lister = lambda kind, ns: [doc] if kind == "RolloutPlan" else []  # noqa: E731
+    first = read_snapshot(lister, lambda: [], [], 0.0, memo=memo).plans[0]
+    assert read_snapshot(lister, lambda: [], [], 0.0, memo=memo).plans[0] is first
+    doc["metadata"]["resourceVersion"] = "8"
+    doc["status"]["phase"] = "RolledBack"
+    changed = read_snapshot(lister, lambda: [], [], 0.0, memo=memo).plans[0]
+    assert changed is not first and changed.status.phase == "RolledBack"
+    assert len(memo) == 1

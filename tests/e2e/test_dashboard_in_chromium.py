@@ -166,6 +166,13 @@ def test_plan_mid_run_then_rollback_and_freeze_show_live(
         assert page.locator("#incidents").inner_text() == "1"
         assert page.evaluate("window.__notReloaded") is True
         page.screenshot(path=str(tmp_path / "rollback-and-freeze.png"), full_page=True)
+
+        page.goto(f"{dashboard.url}policy/{namespace}/platform")
+        assert reason in page.locator(".freeze-reason").inner_text()
+        assert page.locator("svg.chart.budget").count() >= 1  # one per SLO with a budget
+        assert page.locator("table.burns th").all_inner_texts()[1:] == ["1h", "6h", "24h",
+                                                                         "7d"]
+        page.screenshot(path=str(tmp_path / "policy.png"), full_page=True)
     finally:
         dashboard.stop()
         api.close()

@@ -73,6 +73,9 @@ def status(directory: DirOption = DEFAULT_DIR) -> None:
 
 
 def _print_urls(state: Any) -> None:
+    if state.urls.get("dashboard"):
+        _say(f"  dashboard      {state.urls['dashboard']}   (live; stays up until "
+             "`rolloutctl sandbox down`)")
     _say(f"  kubeconfig     {state.kubeconfig}   (export KUBECONFIG=... to use rolloutctl)")
     _say(f"  Prometheus     {state.urls.get('prometheus')}")
     _say(f"  Slack page     {state.urls.get('slack-page')}")

@@ -4,7 +4,8 @@
 kube-apiserver, controller-manager, scheduler, kwok), two demo services playing stable and
 canary, Prometheus scraping them, a traffic generator splitting requests by the HTTPRoute's
 weight, a Slack stand-in with a page showing the messages, and the controller
-(``rolloutctl run``). It applies the default SLOPolicy and a sample plan (from
+(``rolloutctl run``), scraped by Prometheus too, and the dashboard (``rolloutctl dashboard``
+on a free loopback port). It applies the default SLOPolicy and a sample plan (from
 ``policies/``, with holds of tens of seconds). ``down`` stops exactly the PIDs it started.
 """
 
@@ -245,6 +246,19 @@ class Sandbox:
         state.save()
         self._wait(lambda: _http_ok(f"{state.urls['controller']}/readyz"), 60,
                    "the controller to be ready")
+        # Prometheus also scrapes the controller: the dashboard charts its series
+        prometheus.set_targets([*(f"127.0.0.1:{p}" for p in ports.values()),
+                                f"127.0.0.1:{metrics_port}"])
+
+        self.progress("starting the dashboard (rolloutctl dashboard, read-only, as admin)")
+        dashboard_port = cluster_mod.free_port()
+        self._spawn(state, "dashboard", [
+            rolloutctl, "dashboard", "--kubeconfig", str(state.kubeconfig), "--no-browser",
+            "--port", str(dashboard_port), "--prometheus-url", prometheus.url])
+        state.urls["dashboard"] = f"http://127.0.0.1:{dashboard_port}/"
+        state.save()
+        self._wait(lambda: _http_ok(f"{state.urls['dashboard']}healthz"), 60,
+                   "the dashboard to answer")
         self.progress(f"sandbox up in {time.monotonic() - started:.0f}s")
 
     def _wait(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
@@ -277,8 +291,8 @@ class Sandbox:
         state = State.load(self.dir)
         stopped = []
         if state is not None:
-            order = ["controller", "traffic", "slack", "prometheus", "app-canary",
-                     "app-stable"]
+            order = ["dashboard", "controller", "traffic", "slack", "prometheus",
+                     "app-canary", "app-stable"]
             pids = {n: state.pids[n] for n in reversed(order)
                     if state.pids.get(n, -1) > 0}
             cluster_mod.stop_pids(pids, str(self.dir), timeout=10.0)

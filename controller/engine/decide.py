@@ -432,7 +432,8 @@ class _Pass:
             self.enter(Phase.PENDING, "NoNewRevision",
                        "the canary runs the same pod template as stable")
             self.set(freeze=None)
-        self.correct_drift()
+        if self.s["phase"] != Phase.FAILED:  # after a failure the route is the operator's
+            self.correct_drift()
 
     def in_run(self) -> None:
         obs, spec = self.obs, self.spec

@@ -116,6 +116,10 @@ def test_a_stable_not_ready_during_promotion_fails_the_run_and_keeps_the_canary_
     again = decide(b.observation(p, b.at(620), status=d.status, router_weight=100,
                                  stable=stable))
     assert again.status.phase == Phase.FAILED and again.actions == ()
+    # the route is the operator's now: moving traffic back to stable by hand is kept
+    by_hand = decide(b.observation(p, b.at(630), status=d.status, router_weight=0,
+                                   stable=stable))
+    assert by_hand.actions == () and by_hand.status.phase == Phase.FAILED
 
 
 # -- autoscalers ----------------------------------------------------------------------------

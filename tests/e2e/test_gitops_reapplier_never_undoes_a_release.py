@@ -127,23 +127,43 @@ def steady(stack: Stack, gitops: GitOps, seconds: float, **expected: Any) -> Non
     assert not gitops.errors, gitops.errors
 
 
+def begin(stack: Stack) -> None:
+    """The route, the plan and the controller, once the re-applier created the Deployments."""
+    ns, name = stack.namespace, stack.service
+    stack.custom.create_namespaced_custom_object(
+        "gateway.networking.k8s.io", "v1", ns, "httproutes", http_route(name))
+    stack.wait_for(lambda: stack.ready_replicas(name) == 2, 120, "stable ready")
+    plan = rollout_plan(name, "unused", interval="1s")
+    spec = plan["spec"]
+    del spec["sloPolicyRef"]
+    del spec["target"]["canary"]["replicas"]
+    spec["gates"] = []
+    spec["steps"] = [{"weight": w, "hold": "2s"} for w in (50, 100)]
+    spec["analysis"] = {"interval": "1s"}
+    stack.apply(plan)
+    stack.start_controller()
+    stack.wait_for(lambda: stack.status().get("reason") == "NoNewRevision", 60,
+                   "nothing to roll out at first")
+
+
+def test_without_respect_ignore_differences_the_reapplier_undoes_the_promotion(
+    stack: Stack,
+) -> None:
+    """The control: the same re-applier applying the stable's template from Git (no
+    RespectIgnoreDifferences) puts the old version back on stable after the release."""
+    with GitOps(stack) as gitops:
+        gitops.template_ignored = set()
+        begin(stack)
+        gitops.commit(f"{stack.service}-canary", "registry.local/checkout:v2")
+        wait_run(stack, 1, "Succeeded")
+        stack.wait_for(lambda: image(stack, stack.service).endswith(":v1"), 15,
+                       "the re-applier to put v1 back on stable")
+
+
 def test_git_releases_and_rollbacks_stay_where_the_controller_put_them(stack: Stack) -> None:
     ns, name, canary = stack.namespace, stack.service, f"{stack.service}-canary"
     with GitOps(stack) as gitops:
-        stack.custom.create_namespaced_custom_object(
-            "gateway.networking.k8s.io", "v1", ns, "httproutes", http_route(name))
-        stack.wait_for(lambda: stack.ready_replicas(name) == 2, 120, "stable ready")
-        plan = rollout_plan(name, "unused", interval="1s")
-        spec = plan["spec"]
-        del spec["sloPolicyRef"]
-        del spec["target"]["canary"]["replicas"]
-        spec["gates"] = []
-        spec["steps"] = [{"weight": w, "hold": "2s"} for w in (50, 100)]
-        spec["analysis"] = {"interval": "1s"}
-        stack.apply(plan)
-        stack.start_controller()
-        stack.wait_for(lambda: stack.status().get("reason") == "NoNewRevision", 60,
-                       "nothing to roll out at first")
+        begin(stack)
 
         # 1. a release committed to Git: promoted, and it stays promoted
         gitops.commit(canary, "registry.local/checkout:v2")

@@ -10,6 +10,8 @@ with the fields users write (resources, probes, env, annotations on the template
 
 from __future__ import annotations
 
+import time
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -92,8 +94,17 @@ def test_observed_revision_equals_the_model_revision_and_follows_template_change
     assert changed.revision != first.revision
     assert changed.revision == model_revision(api, namespace, "checkout")
 
-    # Everything else the engine reads is what the model form says.
-    model = workload_state(workloads.read(namespace, "checkout"))
-    assert changed == model
+    # Everything else the engine reads of the Deployment is what the model form says (once
+    # the rollout settles: two reads of a Deployment mid-rollout may differ). Why pods are
+    # not ready and whether an HPA targets it come from other objects.
+    deadline = time.monotonic() + 60
+    while True:
+        observed = replace(workloads.observe(namespace, "checkout"), not_ready_reason="",
+                           not_ready_message="")
+        model = workload_state(workloads.read(namespace, "checkout"))
+        if (observed == model and observed.ready) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert observed == model
     assert workloads.observe(namespace, "missing").exists is False
     api.close()  # type: ignore[no-untyped-call]

@@ -164,6 +164,9 @@ class PlanReconciler:
             self.telemetry.actions.labels(r.action.type.value, "ok" if r.ok else "error").inc()
         if status.phase == Phase.ROLLING_BACK and plan.status.phase != Phase.ROLLING_BACK:
             self.telemetry.rollbacks.labels(status.rollback_reason or "Unknown").inc()
+        if (status.phase in (Phase.ROLLED_BACK, Phase.FAILED)
+                and plan.status.phase != status.phase):
+            self.telemetry.runs_failed.labels(status.phase.value, status.reason or "Unknown").inc()
         if self.on_pass is not None:
             self.on_pass(key, decision, results)
         requeue = decision.requeue_after

@@ -35,7 +35,7 @@ from controller.engine.observation import (
 )
 from controller.ports import MetricsSource, QueryContext
 
-FINAL = {Phase.SUCCEEDED, Phase.ROLLED_BACK}
+FINAL = {Phase.SUCCEEDED, Phase.ROLLED_BACK, Phase.FAILED}
 MAX_FREEZE_EVALUATIONS = 500
 
 

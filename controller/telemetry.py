@@ -38,6 +38,9 @@ class Telemetry:
                                ["type", "result"], registry=registry)
         self.rollbacks = Counter("rolloutctl_rollbacks_total", "Rollbacks started",
                                  ["reason"], registry=registry)
+        self.runs_failed = Counter("rolloutctl_runs_failed_total",
+                                   "Runs that ended RolledBack or Failed, by reason",
+                                   ["outcome", "reason"], registry=registry)
 
     def plan(self, namespace: str, name: str, status: RolloutPlanStatus) -> None:
         for phase in Phase:

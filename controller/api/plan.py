@@ -212,6 +212,9 @@ class Analysis(Wire):
     min_samples: Annotated[int, Field(ge=0)] = 500
     on_no_data: OnNoData = OnNoData.HOLD
     no_data_timeout: Duration = Duration("15m")
+    # How long the canary (at a step) or the stable (during promotion) may take to become
+    # ready; past it the run ends with reason ProgressDeadlineExceeded.
+    progress_deadline: Duration = Duration("10m")
 
 
 class PromotionMode(StrEnum):
@@ -307,12 +310,22 @@ class Phase(StrEnum):
     ROLLED_BACK = "RolledBack"
     PROMOTING = "Promoting"
     SUCCEEDED = "Succeeded"
+    FAILED = "Failed"  # ended without a rollback: promotion could not finish
     INVALID = "Invalid"
 
 
 ACTIVE_PHASES = frozenset(
     {Phase.PROGRESSING, Phase.PAUSED, Phase.HOLDING, Phase.ROLLING_BACK, Phase.PROMOTING}
 )
+
+
+class WorkloadReason(StrEnum):
+    """Why a run ended on its workloads (rather than on its gates)."""
+
+    PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
+
+
+MIN_PROGRESS_DEADLINE = 10.0  # seconds: shorter would fail healthy pods still starting
 
 
 class Verdict(StrEnum):
@@ -362,6 +375,7 @@ class GateStatus(Wire):
 class RunOutcome(StrEnum):
     SUCCEEDED = "Succeeded"
     ROLLED_BACK = "RolledBack"
+    FAILED = "Failed"
     SUPERSEDED = "Superseded"
 
 
@@ -482,6 +496,10 @@ class RolloutPlanStatus(Wire):
     step_started_at: datetime | None = None
     last_analysis_at: datetime | None = None
     pause_reason: str | None = None  # set when the controller paused the run itself
+    # When the run began waiting for a workload to be ready (the canary before a step, the
+    # stable during promotion); None when not waiting. analysis.progressDeadline counts
+    # from here.
+    waiting_since: datetime | None = None
     promotion_stage: PromotionStage | None = None
     promoted_full: bool = False
     rollback_reason: str | None = None

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from controller.api import templates
-from controller.api.plan import GateKind, RolloutPlan
+from controller.api.plan import MIN_PROGRESS_DEADLINE, GateKind, RolloutPlan
 from controller.api.policy import SLO, SLIKind, SLOPolicy
 from controller.api.types import LABEL_VALUE_PATTERN, NAME_PATTERN, SLO_NAME_PATTERN
 
@@ -172,6 +172,10 @@ def _plan_semantics(plan: RolloutPlan) -> list[Problem]:
                      ("noDataTimeout", a.no_data_timeout)):
         if d.seconds <= 0:
             problems.append(Problem(f"spec.analysis.{field}", "must be longer than 0, e.g. 60s"))
+    if a.progress_deadline.seconds < MIN_PROGRESS_DEADLINE:
+        problems.append(Problem(
+            "spec.analysis.progressDeadline",
+            f"must be at least {MIN_PROGRESS_DEADLINE:g}s (pods need time to start), e.g. 10m"))
     return problems
 
 

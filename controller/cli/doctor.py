@@ -274,6 +274,8 @@ def controller_needs(namespace: str, lease_namespace: str, lease_name: str,
               for v in ("update", "patch")]
     needs += [Access(v, "deployments", "apps", ns) for v in ("get", "list", "watch", "patch")]
     needs += [Access("patch", "deployments", "apps", ns, "scale")]
+    needs += [Access("list", "pods", "", ns),
+              Access("list", "horizontalpodautoscalers", "autoscaling", ns)]
     needs += [Access("create", "events", "", ns)]
     routers = {k for p in plans for k in p.spec.traffic.routers()}
     if RouterKind.GATEWAY_API in routers:

@@ -44,6 +44,7 @@ _PHASE_STYLE = {
     Phase.PENDING: "bold",
     Phase.ROLLING_BACK: "bold red",
     Phase.ROLLED_BACK: "bold red",
+    Phase.FAILED: "bold red",
     Phase.INVALID: "bold red",
 }
 _VERDICT_STYLE = {Verdict.PASS: "green", Verdict.FAIL: "bold red",

@@ -43,6 +43,7 @@ from controller.api.plan import (
     RunRecord,
     Step,
     Verdict,
+    WorkloadReason,
 )
 from controller.api.policy import InFlight
 from controller.engine import verdicts
@@ -60,7 +61,7 @@ MAX_OUTBOX = 50
 
 STEPPING_PHASES = frozenset({Phase.PROGRESSING, Phase.HOLDING, Phase.PAUSED, Phase.FROZEN})
 
-_CRITICAL = {"RollbackStarted", "RolledBack"}
+_CRITICAL = {"RollbackStarted", "RolledBack", "Failed"}
 _WARNING = {"Holding", "Frozen", "DriftCorrected", "Paused", "Superseded", "PromoteRefused"}
 
 
@@ -188,7 +189,12 @@ class _Pass:
     def scale_canary(self, replicas: int) -> None:
         if not self.uses_canary_replicas:
             return
-        if self.obs.canary.exists and self.obs.canary.replicas == replicas:
+        canary = self.obs.canary
+        if canary.exists and canary.replicas == replicas:
+            return
+        if canary.autoscaled and replicas > 0 and canary.replicas > 0:
+            # An HPA owns a running canary's replicas. The controller only starts it from 0
+            # (an HPA never scales up from 0) and scales it to 0 at the end of a run.
             return
         self.actions = [a for a in self.actions if a.type != ActionType.SCALE_CANARY]
         self.actions.append(Action(ActionType.SCALE_CANARY, replicas=replicas))
@@ -237,7 +243,7 @@ class _Pass:
         where = f" at step {step + 1}/{steps}" if step is not None else ""
         if type_ == "RollbackStarted":
             where += f" (from {self.obs.plan.status.canary_weight}%)"
-        elif step is not None and type_ not in ("RolledBack", "Succeeded"):
+        elif step is not None and type_ not in ("RolledBack", "Succeeded", "Failed"):
             where += f" ({weight}%)"
         key = f"{self.s['run']}.{seq}"
         message_obj = OutgoingMessage(
@@ -285,6 +291,7 @@ class _Pass:
             promoted_full=False,
             rollback_reason=None,
             pause_reason=None,
+            waiting_since=None,
             freeze=None,
             gates=[verdicts.initial(g) for g in self.spec.gates],
         )
@@ -297,13 +304,22 @@ class _Pass:
         """Shift traffic to the current step once the canary can take it."""
         step = self.spec.steps[self.s["current_step"]]
         if self.uses_canary_replicas and not self.canary_can_take_traffic():
+            if self.waited_past_deadline():
+                canary = self.obs.canary
+                self.rollback(
+                    WorkloadReason.PROGRESS_DEADLINE_EXCEEDED.value,
+                    f"the canary was not ready within {self.spec.analysis.progress_deadline} "
+                    f"(analysis.progressDeadline): {canary.ready_replicas}/{canary.replicas} "
+                    f"ready{_why(canary)}", [])
+                return
             self.enter(Phase.PROGRESSING, "WaitingForCanary",
-                       f"waiting for the canary to be ready before shifting {step.weight}%")
+                       f"waiting for the canary to be ready before shifting {step.weight}%"
+                       + _why(self.obs.canary))
             self.requeue.append(TRANSITION_REQUEUE)
             return
         self.set_weight(step.weight)
         # The gates keep the verdicts that let this step start until its first evaluation.
-        self.set(step_started_at=self.now, last_analysis_at=None)
+        self.set(step_started_at=self.now, last_analysis_at=None, waiting_since=None)
         self.enter(Phase.PROGRESSING, "HoldingStep", self.holding_text())
         gates = [g for g in self.s["gates"] if g.evaluated_at is not None]
         evidence = ("; gates at the advance: " + ", ".join(
@@ -313,7 +329,18 @@ class _Pass:
                    f"canary weight {step.weight}%, holding {step.hold}{evidence}")
         self.requeue.append(min(self.spec.analysis.interval.seconds, step.hold.seconds))
 
+    def waited_past_deadline(self) -> bool:
+        """Start counting the progress deadline at the first pass that waits; has it
+        passed?"""
+        since = self.s["waiting_since"]
+        if since is None:
+            self.set(waiting_since=self.now)
+            return False
+        deadline: float = self.spec.analysis.progress_deadline.seconds
+        return _elapsed(since, self.now) >= deadline
+
     def end_run(self, outcome: RunOutcome, reason: str, message: str) -> None:
+        self.set(waiting_since=None)
         record = RunRecord(
             run=self.s["run"],
             revision=self.s["revision"],
@@ -332,7 +359,8 @@ class _Pass:
     def rollback(self, reason: str, message: str, evidence: list[GateStatus],
                  tag: ActionTag = ActionTag.ROLLBACK, drill: bool = False) -> None:
         """Canary traffic to 0 first (one idempotent write), then scale the canary down."""
-        self.set(rollback_reason=reason, promotion_stage=None, pause_reason=None)
+        self.set(rollback_reason=reason, promotion_stage=None, pause_reason=None,
+                 waiting_since=None)
         self.set_weight(0, tag)
         self.scale_canary(0)
         self.enter(Phase.ROLLING_BACK, reason, message)
@@ -404,7 +432,8 @@ class _Pass:
             self.enter(Phase.PENDING, "NoNewRevision",
                        "the canary runs the same pod template as stable")
             self.set(freeze=None)
-        self.correct_drift()
+        if self.s["phase"] != Phase.FAILED:  # after a failure the route is the operator's
+            self.correct_drift()
 
     def in_run(self) -> None:
         obs, spec = self.obs, self.spec
@@ -685,11 +714,21 @@ class _Pass:
             self.requeue.append(TRANSITION_REQUEUE)
             return
         if not obs.stable.ready:
+            if self.waited_past_deadline():
+                self.fail(WorkloadReason.PROGRESS_DEADLINE_EXCEEDED.value,
+                          f"stable was not ready within {self.spec.analysis.progress_deadline} "
+                          f"(analysis.progressDeadline) after taking the canary's template: "
+                          f"{obs.stable.ready_replicas}/{obs.stable.replicas} ready"
+                          f"{_why(obs.stable)}; the canary keeps serving "
+                          f"{self.s['canary_weight']}% until an operator acts")
+                return
             self.set(promotion_stage=PromotionStage.WAITING_FOR_STABLE)
             self.enter(Phase.PROMOTING, "WaitingForStable",
-                       f"stable has {obs.stable.ready_replicas}/{obs.stable.replicas} ready")
+                       f"stable has {obs.stable.ready_replicas}/{obs.stable.replicas} ready"
+                       + _why(obs.stable))
             self.requeue.append(TRANSITION_REQUEUE)
             return
+        self.set(waiting_since=None)
         routed = obs.router.weight == 0
         scaled = not self.uses_canary_replicas or obs.canary.replicas == 0
         if routed and scaled and self.s["canary_weight"] == 0:
@@ -702,6 +741,14 @@ class _Pass:
         self.enter(Phase.PROMOTING, "RoutingToStable",
                    "all traffic to stable, then the canary scales to 0")
         self.requeue.append(TRANSITION_REQUEUE)
+
+    def fail(self, reason: str, message: str) -> None:
+        """End the run where it stands, without a rollback: stable cannot take the traffic
+        back, so the route stays as it is (the canary keeps serving) and people are told."""
+        self.end_run(RunOutcome.FAILED, reason, message)
+        self.set(promotion_stage=None)
+        self.enter(Phase.FAILED, reason, message)
+        self.event("Failed", reason, message)
 
     def rolling_back(self) -> None:
         obs = self.obs
@@ -976,6 +1023,7 @@ _TITLES = {
     "PromotedFull": "promoted fully by an operator",
     "PromoteRefused": "promotion refused",
     "Succeeded": "succeeded",
+    "Failed": "failed",
     "Superseded": "superseded by a new revision",
     "DriftCorrected": "route drift corrected",
     "DrillStarted": "rollback drill started",
@@ -991,6 +1039,14 @@ def _evidence(g: GateStatus) -> dict[str, object]:
                         include={"name", "verdict", "reason", "message", "value", "objective",
                                  "burn_rate", "samples", "query", "stable_value"})
     return dict(data)
+
+
+def _why(workload: Any) -> str:
+    """The pods' own reason for not being ready, for status messages and alarms."""
+    if not workload.not_ready_reason:
+        return ""
+    detail = f" ({workload.not_ready_message})" if workload.not_ready_message else ""
+    return f"; pods: {workload.not_ready_reason}{detail}"
 
 
 def _secs(start: datetime, end: datetime | None) -> str:
@@ -1039,7 +1095,7 @@ def _conditions(p: _Pass) -> tuple[Condition, ...]:
                   _freeze_text(freeze))
     else:
         frozen = (ConditionStatus.FALSE, "NotFrozen", "releases are open")
-    if phase == Phase.ROLLED_BACK:
+    if phase in (Phase.ROLLED_BACK, Phase.FAILED):
         degraded = (ConditionStatus.TRUE, s["rollback_reason"] or s["reason"] or "RolledBack",
                     s["message"])
     elif router.weight is None:

@@ -33,6 +33,13 @@ class WorkloadState:
     ready_replicas: int = 0
     updated_replicas: int = 0
     up_to_date: bool = True  # the controller has observed the latest generation
+    # Why its pods are not ready, as the kubelet or the Deployment controller says
+    # (ImagePullBackOff, CrashLoopBackOff, Unschedulable, ProgressDeadlineExceeded...),
+    # with the detail; empty while ready or when nothing explains it yet.
+    not_ready_reason: str = ""
+    not_ready_message: str = ""
+    # A HorizontalPodAutoscaler targets it: its replicas are the autoscaler's to write.
+    autoscaled: bool = False
 
     @property
     def ready(self) -> bool:

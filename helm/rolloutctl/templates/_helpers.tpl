@@ -72,6 +72,15 @@ controller/adapters: informers, status writes, routers, Workloads, Events, Secre
 - apiGroups: ["apps"]
   resources: ["deployments/scale"]
   verbs: ["patch"]
+# why a canary or stable is not ready (ImagePullBackOff, CrashLoopBackOff...): the pods of a
+# Deployment, listed by its selector only while it is not ready
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list"]
+# HorizontalPodAutoscalers: the controller never writes replicas an HPA owns
+- apiGroups: ["autoscaling"]
+  resources: ["horizontalpodautoscalers"]
+  verbs: ["list"]
 {{- if .Values.trafficRouters.gatewayAPI }}
 # Gateway API router: read the HTTPRoute, patch its backendRef weights
 - apiGroups: ["gateway.networking.k8s.io"]

@@ -30,23 +30,41 @@ then sets only the weights: a concurrent writer makes it fail with
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Sequence
 from typing import Any
 
 from kubernetes.client import ApiClient
 
 from controller.adapters.traffic._kube import Reason
 from controller.adapters.traffic._weights import (
+    Readiness,
     WeightedObjectRouter,
     WeightSlot,
     as_dict,
     as_list,
     as_weight,
 )
-from controller.api.plan import IstioRoute
+from controller.adapters.traffic.matching import cookie_regex
+from controller.api.plan import IstioRoute, RouteMatch
 from controller.engine.measurements import Track
 from controller.ports import RouterError
 
 WEIGHT_DEFAULT = 0  # proto3: an absent weight is 0
+MATCH_ROUTE_SUFFIX = "-rolloutctl-canary"  # name of the http route the router adds
+
+
+def header_match(match: RouteMatch) -> tuple[str, dict[str, str]]:
+    """(header name, StringMatch) for MATCH; a cookie is a regex on the cookie header."""
+    if match.cookie is not None:
+        return "cookie", {"regex": cookie_regex(match)}
+    assert match.header is not None
+    name = match.header.lower()  # Istio requires lowercase header names
+    if match.exact is not None:
+        return name, {"exact": match.exact}
+    if match.prefix is not None:
+        return name, {"prefix": match.prefix}
+    return name, {"regex": match.regex or ""}
 
 
 class IstioRouter(WeightedObjectRouter):
@@ -56,6 +74,7 @@ class IstioRouter(WeightedObjectRouter):
     kind = "VirtualService"
 
     def __init__(self, api: ApiClient, namespace: str, route: IstioRoute, *,
+                 matches: Sequence[RouteMatch] = (),
                  field_manager: str = "rolloutctl") -> None:
         if route.stable_host == route.canary_host:
             raise RouterError(
@@ -65,6 +84,100 @@ class IstioRouter(WeightedObjectRouter):
             )
         super().__init__(api, namespace, route.virtual_service, field_manager=field_manager)
         self.route = route
+        self.headers = [header_match(m) for m in matches]
+        self.match_name = route.route + MATCH_ROUTE_SUFFIX
+
+    list_path = "/spec/http"
+
+    def _index(self, http: list[dict[str, Any]]) -> int | None:
+        return next((i for i, h in enumerate(http) if h.get("name") == self.route.route), None)
+
+    def _canary_destination(self, route: dict[str, Any]) -> dict[str, Any]:
+        for d in as_list(route.get("route")):
+            dest = as_dict(as_dict(d).get("destination"))
+            if dest.get("host") == self.route.canary_host:
+                return dest
+        return {"host": self.route.canary_host}
+
+    def structure(self, obj: dict[str, Any]) -> tuple[int, bool]:
+        http = [as_dict(h) for h in as_list(as_dict(obj.get("spec")).get("http"))]
+        index = self._index(http)
+        if index is None:
+            return 0, False
+        route = http[index]
+        mirror = 0
+        if as_dict(route.get("mirror")).get("host") == self.route.canary_host:
+            value = as_dict(route.get("mirrorPercentage")).get("value")
+            mirror = 100 if not isinstance(value, (int, float)) else round(value)
+        match = bool(self.headers) and index > 0 and self._match_route_ok(http[index - 1])
+        return mirror, match
+
+    def _match_route_ok(self, route: dict[str, Any]) -> bool:
+        if route.get("name") != self.match_name:
+            return False
+        dests = [as_dict(as_dict(d).get("destination")).get("host")
+                 for d in as_list(route.get("route"))]
+        if dests != [self.route.canary_host]:
+            return False
+        found = {(name, tuple(sorted(as_dict(value).items())))
+                 for m in as_list(route.get("match"))
+                 for name, value in as_dict(as_dict(m).get("headers")).items()}
+        wanted = {(name, tuple(sorted(value.items()))) for name, value in self.headers}
+        return wanted <= found
+
+    def rebuild(self, obj: dict[str, Any], weight: int, mirror: int,
+                match: bool) -> list[Any]:
+        http = [copy.deepcopy(as_dict(h)) for h in as_list(as_dict(obj.get("spec")).get("http"))
+                if as_dict(h).get("name") != self.match_name]
+        out: list[Any] = []
+        for route in http:
+            if route.get("name") != self.route.route:
+                out.append(route)
+                continue
+            for d in as_list(route.get("route")):
+                host = as_dict(as_dict(d).get("destination")).get("host")
+                if host == self.route.stable_host:
+                    d["weight"] = 100 - weight
+                elif host == self.route.canary_host:
+                    d["weight"] = weight
+            canary = self._canary_destination(route)
+            if as_dict(route.get("mirror")).get("host") == self.route.canary_host:
+                route.pop("mirror", None)
+                route.pop("mirrorPercentage", None)
+            if mirror:
+                route["mirror"] = copy.deepcopy(canary)
+                route["mirrorPercentage"] = {"value": float(mirror)}
+            if match and self.headers:
+                extra = {k: copy.deepcopy(v) for k, v in route.items()
+                         if k not in ("name", "match", "route", "mirror", "mirrorPercentage",
+                                      "mirrors")}
+                out.append({
+                    "name": self.match_name,
+                    "match": [{**copy.deepcopy(as_dict(m)), "headers": {
+                        **copy.deepcopy(as_dict(as_dict(m).get("headers"))), name: dict(value)}}
+                        for m in (as_list(route.get("match")) or [{}])
+                        for name, value in self.headers],
+                    "route": [{"destination": copy.deepcopy(canary), "weight": 100}],
+                    **extra,
+                })
+            out.append(route)
+        return out
+
+    def readiness(self, obj: dict[str, Any]) -> Readiness:
+        """Istio writes ``status.observedGeneration`` only where status reporting is on
+        (``PILOT_ENABLE_STATUS``): without it there is nothing to wait for."""
+        seen = as_dict(obj.get("status")).get("observedGeneration")
+        if seen is None:
+            return Readiness()
+        generation = as_dict(obj.get("metadata")).get("generation")
+        try:
+            current = int(seen) >= int(generation or 0)
+        except (TypeError, ValueError):
+            return Readiness()
+        if current:
+            return Readiness(True)
+        return Readiness(False, False, f"Istio has processed generation {seen} of {self.ref}, "
+                                       f"not generation {generation} yet")
 
     @property
     def not_found_fix(self) -> str:

@@ -56,13 +56,13 @@ Factory: TypeAlias = Callable[[RolloutPlan, ApiClient, str], TrafficRouter]
 def _gateway_api(plan: RolloutPlan, api: ApiClient, field_manager: str) -> TrafficRouter:
     assert plan.spec.traffic.gateway_api is not None
     return GatewayAPIRouter(api, plan.metadata.namespace, plan.spec.traffic.gateway_api,
-                            field_manager=field_manager)
+                            matches=plan.spec.traffic.match, field_manager=field_manager)
 
 
 def _istio(plan: RolloutPlan, api: ApiClient, field_manager: str) -> TrafficRouter:
     assert plan.spec.traffic.istio is not None
     return IstioRouter(api, plan.metadata.namespace, plan.spec.traffic.istio,
-                       field_manager=field_manager)
+                       matches=plan.spec.traffic.match, field_manager=field_manager)
 
 
 def _nginx(plan: RolloutPlan, api: ApiClient, field_manager: str) -> TrafficRouter:
@@ -76,7 +76,7 @@ def _nginx(plan: RolloutPlan, api: ApiClient, field_manager: str) -> TrafficRout
     owner = Owner(api_version=plan.api_version, kind=plan.kind, name=plan.metadata.name,
                   uid=plan.metadata.uid)
     return NginxRouter(api, plan.metadata.namespace, plan.spec.traffic.nginx, owner,
-                       field_manager=field_manager)
+                       matches=plan.spec.traffic.match, field_manager=field_manager)
 
 
 def _replicas(plan: RolloutPlan, api: ApiClient, field_manager: str) -> TrafficRouter:

@@ -796,7 +796,7 @@ class _Pass:
                 self.set_weight(desired, mirror=mirror)
                 self.event("DriftCorrected", "RouteDrift",
                            f"the route mirrored {r.mirror}% with header routes "
-                           f"{'on' if r.match else 'off'} instead of {mirror}% and "
+                           f"{_on_off(r.match)} instead of {mirror}% and "
                            f"{'on' if self.match_for(desired, mirror) else 'off'}; restored")
             return
         stepping = self.s["phase"] in STEPPING_PHASES and self.s["step_started_at"] is not None
@@ -1055,6 +1055,10 @@ def _evidence(g: GateStatus) -> dict[str, object]:
                         include={"name", "verdict", "reason", "message", "value", "objective",
                                  "burn_rate", "samples", "query", "stable_value"})
     return dict(data)
+
+
+def _on_off(value: bool | None) -> str:
+    return "on" if value else "off" if value is False else "not as planned"
 
 
 def _secs(start: datetime, end: datetime | None) -> str:

@@ -18,7 +18,7 @@ class RouterObservation:
     configured weight (the replica-ratio router), in percent.
 
     ``mirror`` is the percent of requests the route copies to the canary, ``match`` whether
-    its header/cookie routes to the canary are in place. ``ready`` says whether the data
+    its header/cookie routes to the canary are in place (None: some are, not the plan's). ``ready`` says whether the data
     plane accepted what the route says now: None when the route reports nothing to wait
     for (NGINX, replicas, an HTTPRoute with no parentRefs, a VirtualService without
     status), True when every parent accepted it at its current generation, False when not
@@ -29,7 +29,7 @@ class RouterObservation:
     reason: str = "Observed"
     message: str = ""
     mirror: int = 0
-    match: bool = False
+    match: bool | None = False  # None: header routes there, but not the plan's
     ready: bool | None = None
     ready_message: str = ""
     rejected: bool = False  # a parent said False at the current generation (not just late)

@@ -113,7 +113,7 @@ class TrafficGenerator:
                 seen = self.routing()
                 w: int | None = seen.weight
                 if w is not None:
-                    self.mirror, self.match = max(0, seen.mirror), seen.match
+                    self.mirror, self.match = max(0, seen.mirror), seen.match is True
             else:
                 w = self.weight_of()
         except Exception:  # the route may be missing or the API unreachable: keep the last

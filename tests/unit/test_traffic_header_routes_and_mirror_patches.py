@@ -202,3 +202,14 @@ def test_plans_the_router_cannot_express_are_refused_naming_the_field(
         doc["spec"]["traffic"]["match"] = match
     _, problems = check_plan(doc)
     assert any(p.path == path and fragment in p.message for p in problems), problems
+
+
+def test_header_rules_that_are_not_the_plans_are_rewritten_or_removed(api: ApiClient) -> None:
+    old = gateway(api, RouteMatch(header="X-Old", exact="1"))
+    obj = http_route()
+    obj["spec"]["rules"] = old.rebuild(obj, 10, 0, True)
+    new = gateway(api, HEADER)
+    assert new.structure(obj) == (0, None)  # there, but not the plan's: never "done"
+    assert new.structure({"spec": {"rules": new.rebuild(obj, 0, 0, False)}}) == (0, False)
+    assert new.structure({"spec": {"rules": new.rebuild(obj, 10, 0, True)}}) == (0, True)
+    assert gateway(api).structure(obj) == (0, None)  # the plan dropped spec.traffic.match

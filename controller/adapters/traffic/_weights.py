@@ -136,9 +136,10 @@ class WeightedObjectRouter(ABC):
         """What to do when the object itself does not exist."""
 
     @abstractmethod
-    def structure(self, obj: dict[str, Any]) -> tuple[int, bool]:
+    def structure(self, obj: dict[str, Any]) -> tuple[int, bool | None]:
         """The percent of requests OBJ mirrors to the canary, and whether its header routes
-        to the canary are in place (exactly as the plan wants them)."""
+        to the canary are in place: True (as the plan wants them), False (none), None
+        (there, but not what the plan says: never what anyone wants, so rewritten)."""
 
     @abstractmethod
     def rebuild(self, obj: dict[str, Any], weight: int, mirror: int,

@@ -168,18 +168,20 @@ class GatewayAPIRouter(WeightedObjectRouter):
         wanted = {(h["type"], h["name"], h["value"]) for h in self.headers}
         return bool(wanted) and wanted <= added
 
-    def structure(self, obj: dict[str, Any]) -> tuple[int, bool]:
+    def structure(self, obj: dict[str, Any]) -> tuple[int, bool | None]:
         rules = as_list(as_dict(obj.get("spec")).get("rules"))
         weighted = [i for i, r in enumerate(rules) if self._weighted(r)]
         mirrors = {(self._mirror_of(as_dict(rules[i])) or (0, {}))[0] for i in weighted}
         mirror = max(mirrors) if mirrors else 0
-        ours = [r for r in rules if str(as_dict(r).get("name", "")).startswith(
-            MATCH_RULE_PREFIX)]
-        match = bool(weighted) and bool(self.headers) and len(ours) == len(weighted) and all(
-            i > 0 and self._match_rule_ok(rules[i - 1]) for i in weighted)
         if len(mirrors) > 1:
             mirror = -1  # some rules mirror, others not: never what the plan wants
-        return mirror, match
+        ours = [r for r in rules if str(as_dict(r).get("name", "")).startswith(
+            MATCH_RULE_PREFIX)]
+        if not ours:
+            return mirror, False
+        correct = bool(self.headers) and len(ours) == len(weighted) and all(
+            i > 0 and self._match_rule_ok(rules[i - 1]) for i in weighted)
+        return mirror, True if correct else None  # None: there, but not the plan's
 
     def rebuild(self, obj: dict[str, Any], weight: int, mirror: int,
                 match: bool) -> list[Any]:

@@ -99,7 +99,7 @@ class IstioRouter(WeightedObjectRouter):
                 return dest
         return {"host": self.route.canary_host}
 
-    def structure(self, obj: dict[str, Any]) -> tuple[int, bool]:
+    def structure(self, obj: dict[str, Any]) -> tuple[int, bool | None]:
         http = [as_dict(h) for h in as_list(as_dict(obj.get("spec")).get("http"))]
         index = self._index(http)
         if index is None:
@@ -109,8 +109,10 @@ class IstioRouter(WeightedObjectRouter):
         if as_dict(route.get("mirror")).get("host") == self.route.canary_host:
             value = as_dict(route.get("mirrorPercentage")).get("value")
             mirror = 100 if not isinstance(value, (int, float)) else round(value)
-        match = bool(self.headers) and index > 0 and self._match_route_ok(http[index - 1])
-        return mirror, match
+        if not any(h.get("name") == self.match_name for h in http):
+            return mirror, False
+        correct = bool(self.headers) and index > 0 and self._match_route_ok(http[index - 1])
+        return mirror, True if correct else None  # None: there, but not the plan's
 
     def _match_route_ok(self, route: dict[str, Any]) -> bool:
         if route.get("name") != self.match_name:

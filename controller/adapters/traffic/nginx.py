@@ -159,10 +159,12 @@ class NginxRouter:
             )
         return RouterObservation(weight=weight, match=self._match_of(current))
 
-    def _match_of(self, ingress: dict[str, Any]) -> bool:
+    def _match_of(self, ingress: dict[str, Any]) -> bool | None:
         annotations = as_dict(as_dict(ingress.get("metadata")).get("annotations"))
         have = {k: v for k, v in annotations.items() if k in MATCH_ANNOTATIONS}
-        return bool(have) and have == self.match_annotations
+        if not have:
+            return False
+        return True if have == self.match_annotations else None
 
     def apply(self, weight: int, *, mirror: int = 0, match: bool = False) -> int:
         check_weight(weight)

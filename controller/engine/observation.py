@@ -20,8 +20,8 @@ class RouterObservation:
     ``mirror`` is the percent of requests the route copies to the canary, ``match`` whether
     its header/cookie routes to the canary are in place (None: some are, not the plan's).
     ``ready`` says whether the data plane accepted what the route says now: None when the
-    route reports nothing to wait for (NGINX, replicas, an HTTPRoute with no parentRefs, a VirtualService without
-    status), True when every parent accepted it at its current generation, False when not
+    route reports nothing to wait for (NGINX, replicas, an HTTPRoute with no parentRefs, a
+    VirtualService without status), True when every parent accepted it at its current generation, False when not
     yet (``ready_message`` then quotes the parent)."""
 
     weight: int | None

@@ -21,8 +21,8 @@ class RouterObservation:
     its header/cookie routes to the canary are in place (None: some are, not the plan's).
     ``ready`` says whether the data plane accepted what the route says now: None when the
     route reports nothing to wait for (NGINX, replicas, an HTTPRoute with no parentRefs, a
-    VirtualService without status), True when every parent accepted it at its current generation, False when not
-    yet (``ready_message`` then quotes the parent)."""
+    VirtualService without status), True when every parent accepted it at its current
+    generation, False when not yet (``ready_message`` then quotes the parent)."""
 
     weight: int | None
     achieved: float | None = None

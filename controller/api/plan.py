@@ -54,7 +54,8 @@ class GatewayAPIRoute(Wire):
 
 class IstioRoute(Wire):
     virtual_service: Name
-    route: Annotated[str, Field(min_length=1, max_length=253)]
+    # The http route to shift; unset: every http route whose destinations list both hosts.
+    route: Annotated[str, Field(min_length=1, max_length=253)] | None = None
     stable_host: Annotated[str, Field(min_length=1, max_length=253)]
     canary_host: Annotated[str, Field(min_length=1, max_length=253)]
 

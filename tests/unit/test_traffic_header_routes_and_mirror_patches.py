@@ -213,3 +213,23 @@ def test_header_rules_that_are_not_the_plans_are_rewritten_or_removed(api: ApiCl
     assert new.structure({"spec": {"rules": new.rebuild(obj, 0, 0, False)}}) == (0, False)
     assert new.structure({"spec": {"rules": new.rebuild(obj, 10, 0, True)}}) == (0, True)
     assert gateway(api).structure(obj) == (0, None)  # the plan dropped spec.traffic.match
+
+
+def test_istio_without_a_route_name_shifts_every_http_route_listing_both_hosts(
+        api: ApiClient) -> None:
+    router = IstioRouter(api, "shop", IstioRoute(virtual_service="web", stable_host="web",
+                                                 canary_host="web-canary"), matches=[HEADER])
+    obj = virtual_service()
+    second = copy.deepcopy(obj["spec"]["http"][1])
+    del second["name"]
+    second["match"] = [{"uri": {"prefix": "/v2"}}]
+    obj["spec"]["http"].append(second)
+    assert [s.path for s in router.locate(obj)] == [
+        "/spec/http/1/route/0/weight", "/spec/http/1/route/1/weight",
+        "/spec/http/2/route/0/weight", "/spec/http/2/route/1/weight"]
+    http = router.rebuild(obj, 10, 20, True)
+    assert [h.get("name") for h in http] == [
+        "health", "primary-rolloutctl-canary", "primary", "rolloutctl-canary-1", None]
+    obj["spec"]["http"] = http
+    assert router.structure(obj) == (20, True)
+    assert {s.current for s in router.locate(obj) if s.track.value == "canary"} == {10}

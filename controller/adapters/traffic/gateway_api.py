@@ -25,6 +25,16 @@ left alone (traffic it matches stays on stable: useful for paths that must not s
 no rule lists both, ``apply`` raises ``RouterError("BackendNotFound")`` naming the Service
 to add.
 
+Header routes (``spec.traffic.match``): ahead of each rule it shifts, a rule named
+``rolloutctl-canary-<n>`` with that rule's matches plus each header match (Exact, or
+RegularExpression: a prefix becomes ``^prefix.*``, a cookie an expression on the Cookie
+header) and only the canary as backend; its other settings (timeouts, filters but a
+mirror, experimental fields) are copied. Mirror steps: a ``RequestMirror`` filter to the
+canary Service on each shifted rule (``percent`` below 100). When these change, the write
+replaces ``/spec/rules`` as read, under the same resourceVersion test. Readiness: every
+``parentRef`` must report ``Accepted`` and ``ResolvedRefs`` True at the route's generation;
+a route with no parentRefs is attached to nothing and reports nothing to wait for.
+
 GitOps: ``rules`` and ``backendRefs`` are *atomic* lists in the HTTPRoute schema, so
 server-side apply could only claim the whole ``rules`` list, taking it away from the GitOps
 tool that owns the route (and every later sync would conflict over it). The router

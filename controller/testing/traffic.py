@@ -130,7 +130,8 @@ class TrafficGenerator:
             if now >= next_refresh:
                 self._refresh()
                 next_refresh = now + self.refresh_seconds
-            tester = self._random.random() < self.tester_share
+            # no draw unless needed: the same seed splits as it did before testers existed
+            tester = self.tester_share > 0 and self._random.random() < self.tester_share
             if tester and self.match:
                 track = "canary"
             else:
@@ -142,7 +143,7 @@ class TrafficGenerator:
                 self.tester[track] += 1
             if status != 200:
                 self.failed[track] += 1
-            if track == "stable" and self._random.random() * 100 < self.mirror:
+            if track == "stable" and self.mirror and self._random.random() * 100 < self.mirror:
                 self.mirror_client.get(self.path, headers)  # the copy: response discarded
                 self.mirrored += 1
             next_send += interval

@@ -239,11 +239,15 @@ class PlanReconciler:
                     if router is None:
                         raise RouterError("RouterUnavailable", "the traffic router cannot be built")
                     assert action.weight is not None
-                    router.apply(action.weight)
-                    if not router.verify(action.weight):
+                    router.apply(action.weight, mirror=action.mirror, match=action.match)
+                    if not router.verify(action.weight, mirror=action.mirror,
+                                         match=action.match):
                         raise RouterError("WeightNotApplied",
-                                          f"the route does not carry {action.weight}% after the "
-                                          "write")
+                                          f"the route does not carry {action.weight}%"
+                                          + (f" with {action.mirror}% mirrored"
+                                             if action.mirror else "")
+                                          + (" and the header routes" if action.match else "")
+                                          + " after the write")
                 elif action.type == ActionType.SCALE_CANARY:
                     assert action.replicas is not None
                     self.workloads.scale(ns, target.canary.name, action.replicas)

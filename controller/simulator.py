@@ -86,7 +86,7 @@ def simulate(
     canary = WorkloadState(revision="candidate", replicas=1, ready_replicas=1,
                            updated_replicas=1)
     plan = plan.model_copy(update={"status": RolloutPlanStatus()})
-    weight = 0
+    weight, mirror, match = 0, 0, False
     result = SimulationResult(outcome=Phase.PENDING.value, rolled_back_at=None,
                               completed_at=None)
     freezes = _FreezeClock(policy, source, start, end) if freeze and policy else None
@@ -98,7 +98,7 @@ def simulate(
             progress(now)
         obs = Observation(
             plan=plan, now=now, stable=stable, canary=canary,
-            router=RouterObservation(weight=weight), policy=policy,
+            router=RouterObservation(weight=weight, mirror=mirror, match=match), policy=policy,
             freeze=freezes.at(now, plan.metadata.name) if freezes else None,
         )
         if gates_due(obs):
@@ -115,7 +115,7 @@ def simulate(
         results = []
         for action in decision.actions:
             if action.type == ActionType.SET_WEIGHT and action.weight is not None:
-                weight = action.weight
+                weight, mirror, match = action.weight, action.mirror, action.match
             elif action.type == ActionType.SCALE_CANARY and action.replicas is not None:
                 n = action.replicas
                 canary = replace(canary, replicas=n, ready_replicas=n, updated_replicas=n)

@@ -30,6 +30,7 @@ from kubernetes.client.exceptions import ApiException
 from controller.testing import cluster as cluster_mod
 from controller.testing.prometheus import PrometheusServer
 from controller.testing.stack import deployment, http_route
+from controller.testing.traffic import TESTER_HEADER
 
 REPO = Path(__file__).resolve().parents[2]
 NAMESPACE = "demo"
@@ -63,6 +64,9 @@ def sandbox_plan() -> dict[str, Any]:
     spec = doc["spec"]
     spec["target"]["canary"]["replicas"] = 1
     spec["steps"] = [{"weight": w, "hold": "15s"} for w in (10, 25, 50, 100)]
+    # Testers reach the canary by header from the first step (the traffic generator sends
+    # a share of its requests with it, and the route's header rule takes them there).
+    spec["traffic"]["match"] = [{"header": TESTER_HEADER[0], "exact": TESTER_HEADER[1]}]
     spec["analysis"] = {"interval": "5s", "window": "30s", "rollbackAfter": "15s",
                         "minSamples": 30, "onNoData": "hold", "noDataTimeout": "2m"}
     return doc
@@ -217,15 +221,18 @@ class Sandbox:
             NAMESPACE, deployment(f"{SERVICE}-canary", "canary", "registry.local/checkout:v1",
                                   0)))
         _create(lambda: custom.create_namespaced_custom_object(
-            "gateway.networking.k8s.io", "v1", NAMESPACE, "httproutes", http_route(SERVICE)))
+            "gateway.networking.k8s.io", "v1", NAMESPACE, "httproutes",
+            http_route(SERVICE, gateway="demo-gateway")))
         _create(lambda: core.create_namespaced_secret(NAMESPACE, {
             "metadata": {"name": "rolloutctl-slack"}, "stringData": {"token": SLACK_TOKEN}}))
 
-        self.progress("starting the traffic generator (50 requests/s, split by the route)")
+        self.progress("starting the traffic generator (50 requests/s, split by the route; it "
+                      "also accepts the route as the demo Gateway would)")
         self._spawn(state, "traffic", [
             sys.executable, "-m", "controller.testing.traffic", "--kubeconfig",
             str(state.kubeconfig), "--namespace", NAMESPACE, "--route", SERVICE,
-            "--stable-url", state.urls["stable"], "--canary-url", state.urls["canary"]])
+            "--stable-url", state.urls["stable"], "--canary-url", state.urls["canary"],
+            "--stats-file", str(self.dir / "traffic.json")])
 
         self.progress("applying the default SLOPolicy and the sample RolloutPlan")
         _create(lambda: custom.create_namespaced_custom_object(
@@ -341,6 +348,15 @@ def release(state: State, version: str) -> None:
         {"name": "app", "image": f"registry.local/checkout:{version}"}]}}}}
     apps.patch_namespaced_deployment(f"{SERVICE}-canary", NAMESPACE, patch,
                                      _content_type="application/strategic-merge-patch+json")
+
+
+def traffic_stats(state: State) -> dict[str, Any]:
+    """The traffic generator's counts (see ``controller.testing.traffic``); {} before any."""
+    try:
+        data: dict[str, Any] = json.loads((state.dir / "traffic.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return data
 
 
 def plan_status(state: State) -> dict[str, Any]:

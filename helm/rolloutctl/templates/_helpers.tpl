@@ -102,3 +102,21 @@ controller/adapters: informers, status writes, routers, Workloads, Events, Secre
   verbs: ["get"]
 {{- end }}
 {{- end -}}
+
+{{/*
+CEL (admission policies): the Secrets an object's spec.notifications names, as a list of
+{field, name}; every has() guarded, since each level is optional.
+*/}}
+{{- define "rolloutctl.notificationSecretsCEL" -}}
+{{- $parts := list -}}
+{{- range $ref := list "slack.tokenSecretRef" "slack.webhookSecretRef" "email.smtp.passwordSecretRef" "incident.routingKeySecretRef" -}}
+{{- $path := "object.spec.notifications" -}}
+{{- $guards := list (printf "has(%s)" $path) -}}
+{{- range $segment := splitList "." $ref -}}
+{{- $path = printf "%s.%s" $path $segment -}}
+{{- $guards = append $guards (printf "has(%s)" $path) -}}
+{{- end -}}
+{{- $parts = append $parts (printf "(%s ? [{'field': 'spec.notifications.%s.name', 'name': %s.name}] : [])" (join " && " $guards) $ref $path) -}}
+{{- end -}}
+{{- join " +\n" $parts -}}
+{{- end -}}

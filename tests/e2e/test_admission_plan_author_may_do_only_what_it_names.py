@@ -148,7 +148,8 @@ def authors(cluster: TestCluster, namespace: str, tmp_path: Path) -> Iterator[Au
         # in force once the API server's informers have the policy and the roles
         eventually(lambda: _allowed(a.create(ALICE, plan("probe", secret="slack"))),
                    timeout=120)
-        eventually(lambda: _refused(a.create(MALLORY, plan("probe", canary="payments"))),
+        eventually(lambda: _refused(a.create(MALLORY, plan("probe", canary="payments",
+                                                           traffic={"replicas": {}}))),
                    timeout=120)
         yield a
     finally:
@@ -171,31 +172,35 @@ def test_a_plan_naming_only_what_its_author_may_change_is_stored(authors: Author
 
 
 def test_a_deployment_the_author_may_not_patch_is_refused_naming_it(authors: Authors) -> None:
-    status, message = authors.create(MALLORY, plan("takeover", canary="payments"))
+    status, message = authors.create(MALLORY, plan("takeover", canary="payments",
+                                                   traffic={"replicas": {}}))
     assert status == 403
     assert "rule PlanAuthorMayPatch" in message
     assert (f"{MALLORY} may not patch deployments.apps \"payments\" (spec.target.canary.name)"
             in message)
-    assert '"checkout"' not in message  # what she may patch is not listed
-    # the route is named too: mallory has no right on HTTPRoute checkout
-    assert ('patch httproutes.gateway.networking.k8s.io "checkout" '
-            "(spec.traffic.gatewayAPI.httpRoute)") in message
+    assert '"checkout"' not in message  # what she may patch is not named
     assert f"kubectl auth can-i patch deployments.apps/payments -n {authors.namespace}" in message
 
 
 @pytest.mark.parametrize(("traffic", "missing"), [
+    ({"gatewayAPI": {"httpRoute": "payments", "stableBackend": "checkout",
+                     "canaryBackend": "checkout-canary"}},
+     'patch httproutes.gateway.networking.k8s.io "payments" '
+     "(spec.traffic.gatewayAPI.httpRoute)"),
     ({"istio": {"virtualService": "payments", "route": "primary", "stableHost": "checkout",
                 "canaryHost": "checkout-canary"}},
      'patch virtualservices.networking.istio.io "payments" (spec.traffic.istio.virtualService)'),
     ({"nginx": {"ingress": "payments", "canaryService": "checkout-canary"}},
      'patch ingresses.networking.k8s.io "payments" (spec.traffic.nginx.ingress)'),
-], ids=["istio", "nginx"])
+], ids=["gateway-api", "istio", "nginx"])
 def test_a_route_the_author_may_not_patch_is_refused_naming_it(
         traffic: dict[str, Any], missing: str, authors: Authors) -> None:
     status, message = authors.create(MALLORY, plan("reroute", traffic=traffic))
     assert status == 403
     assert "rule PlanAuthorMayPatch" in message and missing in message
     assert "deployments" not in message  # her Deployments are fine
+    # alice may patch her route, not another team's
+    assert authors.create(ALICE, plan("reroute", traffic=traffic))[0] == 403
 
 
 def test_a_secret_the_author_may_not_read_is_refused_naming_it(authors: Authors) -> None:
@@ -211,17 +216,24 @@ def test_a_secret_the_author_may_not_read_is_refused_naming_it(authors: Authors)
 
 def test_changing_the_target_of_a_stored_plan_is_checked_other_changes_are_not(
         authors: Authors) -> None:
-    assert authors.create(ALICE, plan("checkout", secret="slack"), dry_run=False) == (200, "")
-    # mallory may edit plans, but not make this one point at what she may not patch
+    assert authors.create(ALICE, plan("checkout", traffic={"replicas": {}}, secret="slack"),
+                          dry_run=False) == (200, "")
+    # mallory may edit plans, but not make this one act on what she may not
     status, message = authors.patch(MALLORY, "checkout", {"target": {"canary": {
         "name": "payments"}}})
-    assert status == 403 and 'patch deployments.apps "payments"' in message
+    assert status == 403 and 'may not patch deployments.apps "payments"' in message
     status, message = authors.patch(MALLORY, "checkout", {"notifications": {"slack": {
         "tokenSecretRef": {"name": "platform-slack", "key": "token"}}}})
-    assert status == 403 and 'get secrets "platform-slack"' in message
-    assert authors.stored("checkout")["spec"]["target"]["canary"]["name"] == "checkout-canary"
-    # a change that names nothing new is not judged again (the route stays alice's to name)
+    assert status == 403 and 'may not get secrets "platform-slack"' in message
+    stored = authors.stored("checkout")["spec"]
+    assert stored["target"]["canary"]["name"] == "checkout-canary"
+    assert stored["notifications"]["slack"]["tokenSecretRef"]["name"] == "slack"
+    # a change that names nothing new is not judged again (the Secret is alice's to name)
     assert authors.patch(MALLORY, "checkout", {"paused": True}) == (200, "")
+    # a change to what it names is judged as a whole: the plan would then be hers too
+    status, message = authors.patch(MALLORY, "checkout", {"target": {"stable": {
+        "name": "checkout-canary"}}})
+    assert status == 403 and 'may not get secrets "slack"' in message
 
 
 def test_an_slo_policy_notifying_through_a_secret_the_author_may_not_read_is_refused(

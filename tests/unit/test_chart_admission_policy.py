@@ -6,6 +6,7 @@ checks and the platform-policy guard: on by default, with the identities from th
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -113,17 +114,24 @@ def test_the_author_checks_cover_every_object_and_secret_a_plan_names(tmp_path: 
     assert plan["failurePolicy"] == "Ignore"
     assert bindings(docs)["rolloutctl-plan-author"]["spec"]["validationActions"] == ["Warn"]
     variables = {v["name"]: v["expression"] for v in plan["variables"]}
-    for resource in ("deployments", "httproutes", "virtualservices", "ingresses"):
-        assert f"'resource': '{resource}'" in variables["objects"]
+    assert "spec.target.stable.name" in variables["deployments"]
+    assert "spec.target.canary.name" in variables["deployments"]
+    for resource in ("httproutes", "virtualservices", "ingresses"):
+        assert f"'resource': '{resource}'" in variables["route"]
+    secrets = " ".join(v for k, v in variables.items() if re.fullmatch(r"secret\d", k))
     for ref in ("slack.tokenSecretRef", "slack.webhookSecretRef",
                 "email.smtp.passwordSecretRef", "incident.routingKeySecretRef"):
-        assert f"'field': 'spec.notifications.{ref}.name'" in variables["secrets"]
-    assert "check('patch')" in variables["notPatchable"]
-    assert "check('get')" in variables["notReadable"]
+        assert f"'field': 'spec.notifications.{ref}.name'" in secrets
+    # one authorizer check per variable: a few checks exceed one expression's cost limit
+    checks = {k: v.count("authorizer.") for k, v in variables.items() if "authorizer." in v}
+    assert set(checks.values()) == {1}
+    assert {k for k, v in variables.items() if "check('patch')" in v} == {
+        "stablePatchable", "canaryPatchable", "routePatchable"}
+    assert len([v for v in variables.values() if "check('get')" in v]) == 4
     policy = policies(docs)["rolloutctl-policy-author"]["spec"]
     assert policy["matchConstraints"]["resourceRules"][0]["resources"] == ["slopolicies"]
-    assert {v["name"]: v["expression"] for v in policy["variables"]}["secrets"] == \
-        variables["secrets"]
+    policy_variables = {v["name"]: v["expression"] for v in policy["variables"]}
+    assert policy_variables["notReadable"] == variables["notReadable"]
 
 
 def test_platform_policies_are_editable_only_by_the_named_identities(tmp_path: Path) -> None:

@@ -131,7 +131,17 @@ def test_the_author_checks_cover_every_object_and_secret_a_plan_names(tmp_path: 
     policy = policies(docs)["rolloutctl-policy-author"]["spec"]
     assert policy["matchConstraints"]["resourceRules"][0]["resources"] == ["slopolicies"]
     policy_variables = {v["name"]: v["expression"] for v in policy["variables"]}
-    assert policy_variables["notReadable"] == variables["notReadable"]
+    assert policy_variables == {k: v for k, v in variables.items() if k.startswith("secret")}
+    # one validation per check: a message may not use the authorizer, so each names its own
+    assert [v["expression"] for v in plan["validations"]] == [
+        "variables.stablePatchable", "variables.canaryPatchable", "variables.routePatchable",
+        *(f"variables.secret{i}Readable" for i in range(4))]
+    assert [v["expression"] for v in policy["validations"]] == [
+        f"variables.secret{i}Readable" for i in range(4)]
+    for validation in plan["validations"] + policy["validations"]:
+        assert "variables.secret" not in validation["messageExpression"] or \
+            "Readable" not in validation["messageExpression"]
+        assert "Patchable" not in validation["messageExpression"]
 
 
 def test_platform_policies_are_editable_only_by_the_named_identities(tmp_path: Path) -> None:

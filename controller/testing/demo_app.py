@@ -36,6 +36,14 @@ class DemoApp:
         self.registry = CollectorRegistry()
         self.requests = Counter("http_requests", "Requests served", [
             "service", "track", "code", "handler"], registry=self.registry)
+        # the platform policy's error_rate and workflow_success_rate SLIs: each request
+        # is one operation and one workflow run, failing together with the request
+        self.operations = Counter("app_operations", "Operations", ["service", "track"],
+                                  registry=self.registry)
+        self.app_errors = Counter("app_errors", "Operations ending in an application error",
+                                  ["service", "track"], registry=self.registry)
+        self.workflows = Counter("workflow_runs", "Workflow runs", ["service", "track", "result"],
+                                 registry=self.registry)
         self.duration = Histogram("http_request_duration_seconds", "Request latency",
                                   ["service", "track", "handler"], buckets=BUCKETS,
                                   registry=self.registry)
@@ -111,6 +119,10 @@ class DemoApp:
         time.sleep(min(seconds, 0.05))  # keep the server responsive; record the full latency
         code = 500 if fail else 200
         self.requests.labels(self.service, self.track, str(code), handler).inc()
+        self.operations.labels(self.service, self.track).inc()
+        self.workflows.labels(self.service, self.track, "failure" if fail else "success").inc()
+        if fail:
+            self.app_errors.labels(self.service, self.track).inc()
         self.duration.labels(self.service, self.track, handler).observe(seconds)
         return code
 

@@ -38,7 +38,10 @@ def test_bound_to_the_named_slo_policy_of_the_deployments_namespace(tmp_path: Pa
         "matchLabels": {"rolloutctl.dev/target": "true"}}
     assert spec["matchConstraints"]["namespaceSelector"] == {"matchLabels": {"env": "prod"}}
     (validation,) = spec["validations"]
-    assert "params.status.frozen" in validation["expression"]
+    assert validation["expression"] == "!variables.frozenHere"
+    (variable,) = spec["variables"]
+    assert "params.status.frozen" in variable["expression"]
+    assert "params.status.frozenServices" in variable["expression"]
     assert binding["spec"]["policyName"] == policy["metadata"]["name"]
     assert binding["spec"]["validationActions"] == ["Warn", "Audit"]
     # no namespace: the SLOPolicy is looked up in the namespace of the Deployment

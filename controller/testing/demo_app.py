@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import generate_latest
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.5, 5.0)
+PLATFORM_BUCKETS = (0.005, 0.05, 0.1, 0.2, 3.0, 5.0)  # the platform SLOs' thresholds
 
 
 class DemoApp:
@@ -44,6 +45,16 @@ class DemoApp:
                                   ["service", "track"], registry=self.registry)
         self.workflows = Counter("workflow_runs", "Workflow runs", ["service", "track", "result"],
                                  registry=self.registry)
+        # the other platform SLIs (policies/platform-slos.yaml), all healthy: each request
+        # also selects an agent, runs a database query and a git hook, and a CI pipeline
+        self.platform = {name: Histogram(name, help_, ["service", "track"],
+                                         buckets=PLATFORM_BUCKETS, registry=self.registry)
+                         for name, help_ in (
+                             ("agent_selection_duration_seconds", "Agent selection time"),
+                             ("db_query_duration_seconds", "Database query time"),
+                             ("git_hook_duration_seconds", "Git hook run time"))}
+        self.pipelines = Counter("ci_pipeline_runs", "CI/CD pipeline runs",
+                                 ["service", "track", "result"], registry=self.registry)
         self.duration = Histogram("http_request_duration_seconds", "Request latency",
                                   ["service", "track", "handler"], buckets=BUCKETS,
                                   registry=self.registry)
@@ -123,6 +134,9 @@ class DemoApp:
         self.workflows.labels(self.service, self.track, "failure" if fail else "success").inc()
         if fail:
             self.app_errors.labels(self.service, self.track).inc()
+        for histogram in self.platform.values():
+            histogram.labels(self.service, self.track).observe(0.001)
+        self.pipelines.labels(self.service, self.track, "success").inc()
         self.duration.labels(self.service, self.track, handler).observe(seconds)
         return code
 

@@ -329,5 +329,16 @@ class SLOPolicy(Wire):
         """The namespace's platform policy (label ``rolloutctl.dev/platform: "true"``)."""
         return self.metadata.labels.get(PLATFORM_LABEL) == "true"
 
+    def for_service(self, service: str) -> SLOPolicy:
+        """This policy with the top-level freeze fields and SLOs of its status describing
+        SERVICE (a policy guarding several services keeps them per service)."""
+        found = self.service_status(service)
+        if found is None or self.spec.service is not None:
+            return self
+        return self.model_copy(update={"status": self.status.model_copy(update={
+            "frozen": found.frozen, "frozen_since": found.frozen_since, "reason": found.reason,
+            "message": found.message, "budget_remaining": found.budget_remaining,
+            "slos": found.slos})})
+
     def service_status(self, service: str) -> ServiceStatus | None:
         return next((s for s in self.status.services or [] if s.service == service), None)

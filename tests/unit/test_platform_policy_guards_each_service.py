@@ -242,3 +242,33 @@ def test_memory_at_exactly_80_percent_fails_the_gate() -> None:
         m = b.gate_measurement("memory_usage", Measurement(MeasurementStatus.OK, value, 1))
         got = judge(plan.spec.gates[0], slo, m, None, plan.spec.analysis, b.T0)
         assert got.verdict == verdict, (value, got.message)
+
+
+def test_budget_and_freeze_status_show_each_service() -> None:
+    from rich.console import Console
+
+    from controller.cli import render
+
+    policy = SLOPolicy.model_validate(platform_doc())
+    decision = evaluate_services(policy, {
+        "checkout": {"api_availability": budget(920)},
+        "cart": {"api_availability": budget(100)},
+    }, b.T0)
+    policy = policy.model_copy(update={"status": decision.status})
+
+    def text(renderable: Any) -> str:
+        console = Console(width=200, record=True, color_system=None)
+        console.print(renderable)
+        return console.export_text()
+
+    freeze = {line.split()[0]: line for line in text(render.freeze_view([policy], b.T0))
+              .splitlines() if line.strip().startswith(("cart", "checkout"))}
+    assert "FROZEN" in freeze["checkout"] and "BudgetBelowThreshold" in freeze["checkout"]
+    assert "8.00%" in freeze["checkout"]
+    assert "open" in freeze["cart"] and "90.00%" in freeze["cart"]
+    budgets = text(render.budget_view([policy]))
+    assert "service cart\n" in budgets and "service checkout (FROZEN)" in budgets
+    assert budgets.count("api_availability") == 2
+    # the run report of a cart plan shows cart's budget
+    assert policy.for_service("cart").status.budget_remaining == 90.0
+    assert not policy.for_service("cart").status.frozen

@@ -272,3 +272,27 @@ def test_budget_and_freeze_status_show_each_service() -> None:
     # the run report of a cart plan shows cart's budget
     assert policy.for_service("cart").status.budget_remaining == 90.0
     assert not policy.for_service("cart").status.frozen
+
+
+def test_doctor_judges_a_policy_without_prometheus_by_the_controllers_evaluation() -> None:
+    from datetime import timedelta
+
+    from controller.cli.doctor import FAIL, OK, WARN, measured_by_the_controller
+
+    policy = SLOPolicy.model_validate(platform_doc())
+    assert policy.spec.prometheus is None
+    assert [c.level for c in measured_by_the_controller(policy, b.T0)] == [FAIL]
+    measured = {s: {"api_availability": budget(100)} for s in ("cart", "checkout")}
+    healthy = policy.model_copy(update={"status": evaluate_services(
+        policy, measured, b.T0).status})
+    (check,) = measured_by_the_controller(healthy, b.T0 + timedelta(seconds=30))
+    # auth_latency has no measurement here: the controller says so, the doctor warns
+    assert check.level == WARN and "auth_latency" in check.message
+    doc = platform_doc()
+    doc["spec"]["slos"] = doc["spec"]["slos"][:1]
+    one = SLOPolicy.model_validate(doc)
+    ok = one.model_copy(update={"status": evaluate_services(one, measured, b.T0).status})
+    (check,) = measured_by_the_controller(ok, b.T0 + timedelta(seconds=30))
+    assert check.level == OK and "cart, checkout" in check.message, check.message
+    (check,) = measured_by_the_controller(ok, b.T0 + timedelta(minutes=10))
+    assert check.level == WARN and "is the controller running" in check.message

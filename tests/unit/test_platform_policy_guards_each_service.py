@@ -296,3 +296,29 @@ def test_doctor_judges_a_policy_without_prometheus_by_the_controllers_evaluation
     assert check.level == OK and "cart, checkout" in check.message, check.message
     (check,) = measured_by_the_controller(ok, b.T0 + timedelta(minutes=10))
     assert check.level == WARN and "is the controller running" in check.message
+
+
+def test_simulate_judges_the_freeze_on_the_plans_own_service() -> None:
+    """`rolloutctl simulate` of a healthy canary with the unmodified shipped policy (no
+    spec.service) measures the plan's service's budget, not one named after the policy."""
+    from datetime import timedelta
+
+    from controller.simulator import _FreezeClock
+
+    doc = yaml.safe_load((REPO / "policies" / "platform-slos.yaml").read_text())
+    policy = SLOPolicy.model_validate(doc)
+    asked: list[str] = []
+
+    class Source:
+        def measure_budget(self, slo: Any, ctx: Any, window: float) -> Any:
+            asked.append(ctx.service)
+            return b.ratio(0.0, 1_000_000)
+
+        def measure(self, slo: Any, track: Any, window: float, ctx: Any) -> Any:
+            return b.ratio(0.0, 1000)
+
+    clock = _FreezeClock(policy, Source(), b.T0, b.T0 + timedelta(hours=1),  # type: ignore[arg-type]
+                         "checkout")
+    got = clock.at(b.T0, "checkout")
+    assert got is not None and not got.frozen, got
+    assert set(asked) == {"checkout"}

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from controller.adapters.traffic.registry import NullRouter
@@ -322,3 +324,35 @@ def test_simulate_judges_the_freeze_on_the_plans_own_service() -> None:
     got = clock.at(b.T0, "checkout")
     assert got is not None and not got.frozen, got
     assert set(asked) == {"checkout"}
+
+
+def _per_service_policy(services: list[dict[str, Any]], frozen: bool) -> SLOPolicy:
+    doc = platform_doc()
+    doc["status"] = {"evaluatedAt": b.T0.isoformat(), "frozen": frozen,
+                     "services": services}
+    return SLOPolicy.model_validate(doc)
+
+
+_service_entries = st.lists(st.fixed_dictionaries({
+    "service": st.sampled_from(["checkout", "cart"]),
+    "frozen": st.booleans(),
+    "reason": st.sampled_from(["", "BudgetBelowThreshold"]),
+    "message": st.sampled_from(["", "7.0% left", "70.0% left"]),
+    "budgetRemaining": st.sampled_from([7.0, 70.0]),
+}), max_size=2, unique_by=lambda s: s["service"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(_service_entries, _service_entries, st.booleans(), st.booleans())
+def test_equal_plan_facing_states_give_each_services_plans_the_same_freeze(
+    a: list[dict[str, Any]], c: list[dict[str, Any]], fa: bool, fc: bool
+) -> None:
+    """What the manager compares (plan_facing_state) covers the per-service freeze: two
+    states that compare equal give every plan of every service the same freeze input."""
+    from controller.engine.freeze import plan_facing_state
+
+    pa, pc = _per_service_policy(a, fa), _per_service_policy(c, fc)
+    if plan_facing_state(pa) != plan_facing_state(pc):
+        return
+    for service in ("checkout", "cart", "search"):
+        assert freeze_input(pa, "p", b.T0, service) == freeze_input(pc, "p", b.T0, service)

@@ -34,6 +34,14 @@ class Telemetry:
                             registry=registry)
         self.policy_frozen = Gauge("rolloutctl_policy_frozen", "1 while releases are frozen",
                                    ["namespace", "policy"], registry=registry)
+        # a policy guarding several services: per service (the two above summarise them)
+        self.service_budget = Gauge(
+            "rolloutctl_service_budget_remaining_percent",
+            "Error budget remaining per guarded service and SLO",
+            ["namespace", "policy", "service", "slo"], registry=registry)
+        self.service_frozen = Gauge(
+            "rolloutctl_service_frozen", "1 while releases of the service are frozen",
+            ["namespace", "policy", "service"], registry=registry)
         self.actions = Counter("rolloutctl_actions_total", "Actions taken by the controller",
                                ["type", "result"], registry=registry)
         self.rollbacks = Counter("rolloutctl_rollbacks_total", "Rollbacks started",
@@ -68,3 +76,10 @@ class Telemetry:
         for slo in status.slos:
             if slo.budget_remaining is not None:
                 self.budget.labels(namespace, name, slo.name).set(slo.budget_remaining)
+        for service in status.services or []:
+            self.service_frozen.labels(namespace, name, service.service).set(
+                1 if service.frozen else 0)
+            for slo in service.slos:
+                if slo.budget_remaining is not None:
+                    self.service_budget.labels(namespace, name, service.service, slo.name).set(
+                        slo.budget_remaining)

@@ -26,6 +26,8 @@ def report(
     with session(ClusterOptions(kubeconfig, context, namespace)) as s:
         current = s.plan(plan)
         policy = _policy_of(s, current)
+        if policy is not None:  # the budget of the plan's own service
+            policy = policy.for_service(current.spec.service_name)
         now = datetime.now(UTC)
         text = (html_report(current, policy, now) if output == ReportFormat.HTML
                 else markdown(current, policy, now))

@@ -74,6 +74,7 @@ def test_bound_to_the_named_slo_policy_of_the_deployments_namespace(tmp_path: Pa
     rules = [v["messageExpression"].split(":", 1)[0].strip("'") for v in spec["validations"]]
     assert rules == ["rule OverrideNeedsPermission", "rule FrozenTemplateChange",
                      "rule FrozenTargetLabelRemoved", "rule FrozenTargetCreate"]
+    assert "params.status.frozenServices" in variables["frozen"]
     assert binding["spec"]["policyName"] == policy["metadata"]["name"]
     assert binding["spec"]["validationActions"] == ["Warn", "Audit"]
     # no namespace: the SLOPolicy is looked up in the namespace of the Deployment

@@ -26,7 +26,7 @@ KNOWN_TYPES = frozenset({
     "Frozen", "Unfrozen", "RollbackStarted", "RolledBack", "Promoting", "Succeeded",
     "Superseded", "DriftCorrected", "DrillStarted", "DrillCompleted", "Invalid",
     "PromoteRefused", "Failed",
-    "FreezeStarted", "FreezeLifted", "OverrideActivated", "OverrideExpired",
+    "FreezeStarted", "FreezeLifted", "OverrideActivated", "OverrideExpired", "BurnRateWarning",
 })
 
 #: Failures: broadcast from the thread to the channel and copied to criticalChannel.

@@ -28,10 +28,18 @@ def set_status(f: Freeze, status: dict[str, Any]) -> None:
 
 
 def test_only_the_frozen_services_deployments_are_held(freeze: Freeze) -> None:
+    # Creating a target Deployment while frozen is a release too: create them while open.
+    set_status(freeze, {"frozen": False, "reason": ""})
     for name, labels in (("cart", TARGET), ("cart-canary", TARGET),
                          ("checkout-api", {**TARGET, "rolloutctl.dev/service": "checkout"})):
-        freeze.apps.create_namespaced_deployment(freeze.namespace, deployment(name, labels),
-                                                 _request_timeout=T)
+        def create(name: str = name, labels: dict[str, str] = labels) -> None:
+            try:
+                freeze.apps.create_namespaced_deployment(
+                    freeze.namespace, deployment(name, labels), _request_timeout=T)
+            except client.exceptions.ApiException as exc:
+                assert exc.status != 403, exc.body  # the freeze has not lifted yet
+                raise
+        eventually(create, timeout=30)
     set_status(freeze, {"frozen": True, "reason": "BudgetBelowThreshold",
                         "frozenServices": ["cart"],
                         "frozenDeployments": ["cart", "cart-canary"]})

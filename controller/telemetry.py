@@ -38,6 +38,10 @@ class Telemetry:
                                ["type", "result"], registry=registry)
         self.rollbacks = Counter("rolloutctl_rollbacks_total", "Rollbacks started",
                                  ["reason"], registry=registry)
+        # the label values each object has set, so that its series can be removed when the
+        # gate, the SLO or the object itself goes away (a deleted plan leaves no series)
+        self._gates: dict[tuple[str, str], set[str]] = {}
+        self._slos: dict[tuple[str, str], set[str]] = {}
 
     def plan(self, namespace: str, name: str, status: RolloutPlanStatus) -> None:
         for phase in Phase:
@@ -47,10 +51,22 @@ class Telemetry:
             status.current_step if status.current_step is not None else -1)
         self.weight.labels(namespace, name).set(status.canary_weight)
         self.plan_frozen.labels(namespace, name).set(1 if status.phase == Phase.FROZEN else 0)
+        now = {gate.name for gate in status.gates}
+        self._forget_gates(namespace, name, self._gates.get((namespace, name), set()) - now)
+        self._gates[(namespace, name)] = now
         for gate in status.gates:
             self.gate_verdict.labels(namespace, name, gate.name).set(_VERDICT[gate.verdict])
             if gate.value is not None:
                 self.gate_value.labels(namespace, name, gate.name).set(gate.value)
+            else:
+                with contextlib.suppress(KeyError):
+                    self.gate_value.remove(namespace, name, gate.name)
+
+    def _forget_gates(self, namespace: str, name: str, gates: set[str]) -> None:
+        for gate in gates:
+            for gauge in (self.gate_verdict, self.gate_value):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(namespace, name, gate)
 
     def forget_plan(self, namespace: str, name: str) -> None:
         for gauge in (self.step, self.weight, self.plan_frozen):
@@ -59,9 +75,23 @@ class Telemetry:
         for phase in Phase:
             with contextlib.suppress(KeyError):
                 self.phase.remove(namespace, name, phase.value)
+        self._forget_gates(namespace, name, self._gates.pop((namespace, name), set()))
 
     def policy(self, namespace: str, name: str, status: SLOPolicyStatus) -> None:
         self.policy_frozen.labels(namespace, name).set(1 if status.frozen else 0)
+        now = {slo.name for slo in status.slos if slo.budget_remaining is not None}
+        self._forget_slos(namespace, name, self._slos.get((namespace, name), set()) - now)
+        self._slos[(namespace, name)] = now
         for slo in status.slos:
             if slo.budget_remaining is not None:
                 self.budget.labels(namespace, name, slo.name).set(slo.budget_remaining)
+
+    def forget_policy(self, namespace: str, name: str) -> None:
+        with contextlib.suppress(KeyError):
+            self.policy_frozen.remove(namespace, name)
+        self._forget_slos(namespace, name, self._slos.pop((namespace, name), set()))
+
+    def _forget_slos(self, namespace: str, name: str, slos: set[str]) -> None:
+        for slo in slos:
+            with contextlib.suppress(KeyError):
+                self.budget.remove(namespace, name, slo)

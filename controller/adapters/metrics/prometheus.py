@@ -77,6 +77,13 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from urllib3.util.retry import Retry
 
+from controller.adapters.egress import (
+    TRUSTED,
+    EgressRefused,
+    GuardedAdapter,
+    RedirectRefused,
+    ResponseTooLarge,
+)
 from controller.adapters.metrics.queries import (
     QueryError,
     SLIQueries,
@@ -92,6 +99,9 @@ from controller.ports import QueryContext
 __all__ = ["PrometheusSource", "QueryMetrics", "safe_url"]
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
+MAX_TIMEOUT_SECONDS = 60.0
+#: the largest answer read (a batch of a default plan's 17 queries is a few KiB)
+MAX_ANSWER_BYTES = 8 * 1024 * 1024
 DEFAULT_STALE_AFTER_SECONDS = 180.0
 CONNECT_TIMEOUT_CAP_SECONDS = 3.0
 _MAX_MESSAGE = 300
@@ -227,9 +237,12 @@ class PrometheusSource:
         stale_after_seconds: float = DEFAULT_STALE_AFTER_SECONDS,
         headers: Mapping[str, str] | None = None,
         registry: CollectorRegistry | None = None,
+        field_name: str = "spec.prometheus.url",
+        trusted: bool = False,
+        max_bytes: int = MAX_ANSWER_BYTES,
     ) -> None:
-        if timeout_seconds <= 0:
-            raise ValueError("timeout_seconds must be positive")
+        if not 0 < timeout_seconds <= MAX_TIMEOUT_SECONDS:
+            raise ValueError(f"timeout_seconds must be in (0, {MAX_TIMEOUT_SECONDS:g}]")
         self.url = url.rstrip("/")
         self.where = safe_url(self.url)
         self.timeout_seconds = float(timeout_seconds)
@@ -247,6 +260,12 @@ class PrometheusSource:
             raise_on_status=False,
         )
         session, auth = _session_for(self.url)
+        # Every request goes through the guarded transport: a total deadline, a size cap,
+        # no redirects, and (unless trusted) the egress check naming the field.
+        adapter = GuardedAdapter(field_name, policy=TRUSTED if trusted else None,
+                                 max_bytes=max_bytes, default_timeout=self.timeout_seconds + 1)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
         self._client = PrometheusConnect(
             url=self.url,
             headers=dict(headers) if headers else None,
@@ -490,6 +509,14 @@ class PrometheusSource:
                 params={"time": f"{at:.3f}", "timeout": f"{timeout:g}"},
                 timeout=(connect, timeout + 1.0),
             )
+        except EgressRefused as exc:
+            return _Answer(_Outcome.ERROR, message=f"not queried: {exc}")
+        except ResponseTooLarge:
+            return _Answer(_Outcome.ERROR, message=f"the answer from {self.where} is larger "
+                           f"than {MAX_ANSWER_BYTES // (1024 * 1024)} MiB")
+        except RedirectRefused:
+            return _Answer(_Outcome.ERROR, message=f"{self.where} answered with a redirect, "
+                           "which is not followed: write the final URL")
         except requests.exceptions.ConnectTimeout:
             return _Answer(
                 _Outcome.ERROR, message=f"timed out connecting to {self.where} ({connect:g}s)"

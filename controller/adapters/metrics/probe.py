@@ -63,7 +63,7 @@ class ProbeResult:
     at: float  # unix seconds when the probe finished
     ok: bool
     status: int | None = None  # HTTP status, None when no answer
-    error: str = ""  # why it failed: "HTTP 503", "timed out after 2s", ...
+    error: str = ""  # why it failed: "HTTP 5xx", "timed out after 2s", ...
     seconds: float = 0.0
 
 
@@ -152,7 +152,7 @@ class Prober:
             error = _failure(exc, timeout)
         ok = status is not None and 200 <= status < 400
         if status is not None and not ok:
-            error = f"HTTP {status}"
+            error = f"HTTP {status // 100}xx"  # the class only: a probe is no port scanner
         result = ProbeResult(
             at=self.clock.now().timestamp(),
             ok=ok,

@@ -215,7 +215,9 @@ def _http_error_message(exc: PrometheusApiClientException, where: str) -> str:
     except (ValueError, SyntaxError, TypeError):
         detail = ""
     if not detail:
-        detail = " (not a Prometheus API answer: check the URL)" if code == "404" else ""
+        # not a Prometheus API answer: the class of the status only, never the code or the
+        # body (a tenant's URL must not make the controller a port scanner)
+        return f"HTTP {code[0]}xx from {where} (not a Prometheus API answer: check the URL)"
     return _clip(f"HTTP {code} from {where}{detail}")
 
 

@@ -22,6 +22,10 @@ webhooks; SMTP uses :func:`connect_checked`) goes through :func:`fetch`:
   the default refusals (the sandbox and the tests allow ``127.0.0.0/8,::1`` this way); an
   entry ``*`` allows any address the defaults do not refuse.
 
+Through a proxy (``HTTP_PROXY`` & co., read once by the Prometheus source) the proxy
+resolves the name: only a literal address is checked here, and the proxy must apply the
+platform's own egress rules.
+
 The platform's own URLs (``--prometheus-url``) are trusted: :data:`TRUSTED` skips the
 check but keeps the deadline, the cap and the refusal of redirects.
 
@@ -207,6 +211,19 @@ def resolve_checked(host: str, port: int, field_name: str, policy: EgressPolicy 
     return found
 
 
+def _literal_checked(host: str, field_name: str, policy: EgressPolicy | None
+                     ) -> list[tuple[int, Address]]:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return []
+    policy = current_policy() if policy is None else policy
+    why = policy.refusal(host, [address])
+    if why is not None:
+        raise EgressRefused(field_name, host, why)
+    return []
+
+
 # --------------------------------------------------------------------------- the reaper
 
 
@@ -338,7 +355,10 @@ def fetch(
     port = parts.port or (443 if https else 80)
     deadline = _Deadline(time.monotonic() + timeout, timeout)
     try:
-        addresses = resolve_checked(host, port, field_name, policy)
+        if proxy:  # the proxy resolves the name: only a literal address is checked here
+            addresses = _literal_checked(host, field_name, policy)
+        else:
+            addresses = resolve_checked(host, port, field_name, policy)
         context = ssl_context or (ssl.create_default_context() if https else None)
         conn = _connection(parts.scheme, host, port, addresses, deadline, context, proxy)
         try:
@@ -350,6 +370,10 @@ def fetch(
             conn.request(method, target, body=body, headers=dict(headers or {}))
             response = conn.getresponse()
             data = response.read(max_bytes + 1)
+            if time.monotonic() >= deadline.at:  # the reaper cut it: what came is partial
+                raise DeadlineExceeded(f"no complete answer within {timeout:g}s")
+            if len(data) <= max_bytes and response.length:  # the peer closed early
+                raise http.client.IncompleteRead(data, response.length)
             if len(data) > max_bytes:
                 if not truncate:
                     raise ResponseTooLarge(f"the answer is longer than {max_bytes} bytes")

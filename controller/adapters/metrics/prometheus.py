@@ -34,13 +34,15 @@ once, when the source is built, for its URL (``requests`` would re-read it per q
 
 Retries and timeouts
 --------------------
-The client retries by itself through urllib3; we configure that retry rather than stack a
-second one: connection failures only (``connect=2``, backoff 0.2 s, no retry on read
-timeouts or on HTTP statuses, so a slow query is not run three times). Each request has a
-client-side timeout of ``(min(timeout, 3 s) to connect, timeout + 1 s to read)`` and asks
-Prometheus to give up after ``timeout`` (the ``timeout`` query parameter), so a slow
-query comes back as Prometheus's own "query timed out" error. Worst case for one query:
-3 connection attempts of up to 3 s each plus 0.4 s of backoff, or ``timeout + 1`` s.
+Requests go through ``egress.GuardedAdapter`` (mounted over the client's urllib3 adapter):
+one total deadline of ``timeout + 1`` s covers connect, headers and the whole answer (a
+server dripping its answer is cut there), the answer is read up to 8 MiB, a redirect is an
+error (never followed), and the URL of an SLOPolicy (``spec.prometheus.url``) is checked by
+the egress policy after DNS resolution and connected to at the address checked; the
+platform's ``--prometheus-url`` is trusted. Nothing is retried here: the next pass asks
+again. The query also asks Prometheus to give up after ``timeout`` (the ``timeout``
+parameter), so a slow query comes back as Prometheus's own "query timed out" error.
+``timeout`` is at most 60 s.
 
 Batches
 -------
@@ -266,8 +268,6 @@ class PrometheusSource:
         # no redirects, and (unless trusted) the egress check naming the field.
         adapter = GuardedAdapter(field_name, policy=TRUSTED if trusted else None,
                                  max_bytes=max_bytes, default_timeout=self.timeout_seconds + 1)
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
         self._client = PrometheusConnect(
             url=self.url,
             headers=dict(headers) if headers else None,
@@ -276,6 +276,9 @@ class PrometheusSource:
             session=session,
             auth=auth,
         )
+        # after the client, which mounts urllib3's adapter on its URL: ours replaces it
+        for prefix in ("http://", "https://", self.url):
+            session.mount(prefix, adapter)
 
     @classmethod
     def from_ref(cls, ref: PrometheusRef, **kwargs: Any) -> PrometheusSource:

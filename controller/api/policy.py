@@ -42,7 +42,8 @@ class LatencySLI(Wire):
     """Share of requests faster than ``le``: the histogram bucket ratio, not a quantile."""
 
     histogram: MetricName
-    le: Annotated[str, Field(max_length=32, pattern=r"^([0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?|\+Inf)$")]
+    le: Annotated[str, Field(
+        max_length=32, pattern=r"^([0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?|\+Inf)$")]
     selector: Annotated[str, Field(max_length=1024)] = ""
     track_selector: Annotated[str, Field(max_length=1024)] = (
         'service="{{service}}",track="{{track}}"'

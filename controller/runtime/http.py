@@ -44,6 +44,7 @@ class _BoundedServer(ThreadingHTTPServer):
     """A ThreadingHTTPServer serving at most ``max_connections`` connections at once."""
 
     daemon_threads = True
+    request_queue_size = 128  # accepted (and, over the cap, closed) rather than left queued
 
     def __init__(self, address: tuple[str, int], handler: Any, max_connections: int) -> None:
         self._slots = threading.BoundedSemaphore(max_connections)

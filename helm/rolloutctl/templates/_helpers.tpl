@@ -102,3 +102,9 @@ controller/adapters: informers, status writes, routers, Workloads, Events, Secre
   verbs: ["get"]
 {{- end }}
 {{- end -}}
+
+{{/* The metrics address's host; an IPv6 address in brackets. */}}
+{{- define "rolloutctl.bindHost" -}}
+{{- $h := .Values.metrics.bindAddress -}}
+{{- if and (contains ":" $h) (not (hasPrefix "[" $h)) -}}[{{ $h }}]{{- else -}}{{ $h }}{{- end -}}
+{{- end }}

@@ -231,8 +231,11 @@ class Manager:
             raise RuntimeError("add controllers before start()")
         if name in self._controllers:
             raise ValueError(f"controller {name!r} exists already")
-        queue = WorkQueue(name, self.registry,
-                          max_per_namespace=self.max_workers_per_namespace)
+        n = workers or self.default_workers
+        cap = self.max_workers_per_namespace
+        if cap is not None and n > 1:
+            cap = min(cap, n - 1)  # at least one worker is always free for other namespaces
+        queue = WorkQueue(name, self.registry, max_per_namespace=cap)
         ctl = _Controller(name, reconciler, workers or self.default_workers, queue,
                           [s if isinstance(s, Source) else Source(*s) for s in sources])
         self._controllers[name] = ctl

@@ -261,3 +261,14 @@ def test_the_connection_goes_to_the_address_that_was_checked(
     with pytest.raises(EgressRefused):  # the next resolution is refused, not connected
         fetch(f"http://rebind.example:{server.port}/", timeout=5, field_name="t",
               policy=LOCAL)
+
+
+def test_a_batch_that_got_no_answer_is_not_resent_part_by_part(servers) -> None:
+    server = serve(servers, [(b"HTTP/1.1 200 OK\r\nContent-Length: 60\r\n\r\n", 0.0),
+                             *drip(b" " * 60, 0.1)])
+    with PrometheusSource(server.url(), timeout_seconds=0.3,
+                          registry=CollectorRegistry()) as source:
+        ms = source.measure_all([(SLO_, Track.CANARY, 60), (SLO_, Track.STABLE, 60),
+                                 (SLO_, Track.CANARY, 300)], CTX)
+    assert [m.status for m in ms] == [MeasurementStatus.ERROR] * 3
+    assert len(server.requests) == 1  # one deadline, not one per query

@@ -158,6 +158,9 @@ class _Answer:
     outcome: _Outcome
     value: float | None = None
     message: str = ""
+    #: no answer came at all (timeout, unreachable, refused): sending the parts of a batch
+    #: one by one would only wait as long again for each
+    transport: bool = False
 
 
 def _labels(metric: Mapping[str, str]) -> str:
@@ -350,6 +353,8 @@ class PrometheusSource:
             self._metrics.seconds.observe(time.monotonic() - started)
             if isinstance(result, _Answer):  # an error: the parts go alone
                 self._metrics.queries.labels(status=result.outcome.value).inc()
+                if result.transport:  # unless Prometheus could not be reached at all
+                    answers.update((expr, result) for expr in chunk)
                 continue
             split = split_batch(result, len(chunk))
             if split is None:
@@ -515,24 +520,25 @@ class PrometheusSource:
                 timeout=(connect, timeout + 1.0),
             )
         except EgressRefused as exc:
-            return _Answer(_Outcome.ERROR, message=f"not queried: {exc}")
+            return _Answer(_Outcome.ERROR, transport=True, message=f"not queried: {exc}")
         except ResponseTooLarge:
-            return _Answer(_Outcome.ERROR, message=f"the answer from {self.where} is larger "
-                           f"than {MAX_ANSWER_BYTES // (1024 * 1024)} MiB")
+            return _Answer(_Outcome.ERROR, transport=True,
+                           message=f"the answer from {self.where} is larger than "
+                           f"{MAX_ANSWER_BYTES // (1024 * 1024)} MiB")
         except RedirectRefused:
-            return _Answer(_Outcome.ERROR, message=f"{self.where} answered with a redirect, "
-                           "which is not followed: write the final URL")
+            return _Answer(_Outcome.ERROR, transport=True,
+                           message=f"{self.where} answered with a redirect, which is not "
+                           "followed: write the final URL")
         except requests.exceptions.ConnectTimeout:
-            return _Answer(
-                _Outcome.ERROR, message=f"timed out connecting to {self.where} ({connect:g}s)"
-            )
+            return _Answer(_Outcome.ERROR, transport=True,
+                           message=f"timed out connecting to {self.where} ({connect:g}s)")
         except requests.exceptions.Timeout:
-            return _Answer(
-                _Outcome.ERROR, message=f"no answer from {self.where} within {timeout + 1:g}s"
-            )
+            return _Answer(_Outcome.ERROR, transport=True,
+                           message=f"no answer from {self.where} within {timeout + 1:g}s")
         except requests.exceptions.ConnectionError as exc:
             why = "connection refused" if "refused" in str(exc).lower() else "connection failed"
-            return _Answer(_Outcome.ERROR, message=f"cannot reach {self.where}: {why}")
+            return _Answer(_Outcome.ERROR, transport=True,
+                           message=f"cannot reach {self.where}: {why}")
         except PrometheusApiClientException as exc:
             return _Answer(_Outcome.ERROR, message=_http_error_message(exc, self.where))
         except requests.exceptions.RequestException as exc:

@@ -11,6 +11,8 @@ and report the failure ratio over a window as a ``Measurement``.
   ``samples`` = probes, ``numerator`` = failed, ``denominator`` = probes. ``no_data`` when no
   probe finished in the window; ``stale`` when the newest probe is older than three
   intervals plus the timeout (the prober stopped or is stuck).
+* A URL the egress policy refuses is never sent; its measurement is an ``error`` naming the
+  field and the rule (a configuration problem holds the plan; it is not a failing canary).
 * Results are kept for ``retention`` (default 7 h, enough for a 6 h burn-rate window).
 
 Sent with :func:`controller.adapters.egress.fetch` (``http.client`` with a total deadline).
@@ -65,6 +67,7 @@ class ProbeResult:
     status: int | None = None  # HTTP status, None when no answer
     error: str = ""  # why it failed: "HTTP 5xx", "timed out after 2s", ...
     seconds: float = 0.0
+    refused: bool = False  # not sent: the egress policy refused the URL
 
 
 def _failure(exc: BaseException, timeout: float) -> str:
@@ -150,6 +153,7 @@ class Prober:
             status = reply.status  # a 3xx is the answer: redirects are not followed
         except (EgressRefused, OSError, http.client.HTTPException, ValueError) as exc:
             error = _failure(exc, timeout)
+        refused = error.endswith(")") and "refused by the egress policy" in error
         ok = status is not None and 200 <= status < 400
         if status is not None and not ok:
             error = f"HTTP {status // 100}xx"  # the class only: a probe is no port scanner
@@ -159,6 +163,7 @@ class Prober:
             status=status,
             error=error,
             seconds=time.monotonic() - started,
+            refused=refused,
         )
         self._record(result)
         return result
@@ -198,6 +203,9 @@ class Prober:
                 query=query,
                 message=f"the newest probe is {end - newest:.0f}s old (prober stopped?)",
             )
+        if in_window[-1].refused:  # a configuration error, not a failing canary
+            return Measurement(MeasurementStatus.ERROR, query=query,
+                               message=f"not probed: {in_window[-1].error}")
         failed = [r for r in in_window if not r.ok]
         message = ""
         if failed:

@@ -15,7 +15,8 @@ webhooks; SMTP uses :func:`connect_checked`) goes through :func:`fetch`:
 * **Egress control** (:class:`EgressPolicy`): the host is resolved once, every address is
   checked, and the connection goes to the address that was checked (Host header and TLS
   SNI/verification keep the name), so DNS cannot answer differently between the check and
-  the connect. By default loopback, link-local (169.254.0.0/16, fe80::/10), unspecified
+  the connect. The API server's addresses are refused even inside an allowed CIDR, unless
+  the address itself is listed (``10.96.0.1/32``). By default loopback, link-local (169.254.0.0/16, fe80::/10), unspecified
   addresses and the API server's addresses are refused; ``ROLLOUTCTL_EGRESS_ALLOW`` (the
   controller's ``--egress-allow``, the chart's ``egress.allow``) lists hosts and CIDRs.
   When the list is set only matching hosts/addresses are allowed, and a match also lifts
@@ -131,6 +132,11 @@ class EgressPolicy:
         entries = [e for e in text.replace(",", " ").split() if e]
         return cls(tuple(_parse_entry(e) for e in entries), frozenset(api_server))
 
+    def _exactly_listed(self, address: Address) -> bool:
+        address = _unmapped(address)
+        return any(not isinstance(e, str) and e.prefixlen == e.max_prefixlen
+                   and e.network_address == address for e in self.allow)
+
     def refusal(self, host: str, addresses: Iterable[Address]) -> str | None:
         """Why HOST (resolved to ADDRESSES) is refused, or None when it is allowed."""
         if self.trusted:
@@ -138,6 +144,9 @@ class EgressPolicy:
         name = host.lower().rstrip(".")
         named = name in self.allow
         for address in addresses:
+            if _unmapped(address) in self.api_server and not self._exactly_listed(address):
+                # even inside an allowed CIDR: only the address itself, listed, allows it
+                return f"{address} is the API server"
             listed = named or any(
                 not isinstance(e, str) and address.version == e.version and address in e
                 for e in self.allow
@@ -152,9 +161,14 @@ class EgressPolicy:
         return None
 
 
-def _default_rule(address: Address, api_server: frozenset[Address]) -> str | None:
+def _unmapped(address: Address) -> Address:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+        return address.ipv4_mapped
+    return address
+
+
+def _default_rule(address: Address, api_server: frozenset[Address]) -> str | None:
+    address = _unmapped(address)
     if address in api_server:
         return "the API server"
     for rule, net in _REFUSED:

@@ -272,3 +272,13 @@ def test_a_batch_that_got_no_answer_is_not_resent_part_by_part(servers) -> None:
                                  (SLO_, Track.CANARY, 300)], CTX)
     assert [m.status for m in ms] == [MeasurementStatus.ERROR] * 3
     assert len(server.requests) == 1  # one deadline, not one per query
+
+
+def test_the_api_server_stays_refused_inside_an_allowed_cidr_unless_listed_itself() -> None:
+    api = [A("10.96.0.1")]
+    wide = EgressPolicy.parse("10.0.0.0/8", api_server=api)
+    assert wide.refusal("x", [A("10.1.1.1")]) is None
+    refused = wide.refusal("kubernetes.default.svc", [A("10.96.0.1")])
+    assert refused is not None and "the API server" in refused
+    exact = EgressPolicy.parse("10.0.0.0/8,10.96.0.1", api_server=api)
+    assert exact.refusal("x", [A("10.96.0.1")]) is None

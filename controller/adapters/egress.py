@@ -17,8 +17,9 @@ webhooks; SMTP uses :func:`connect_checked`) goes through :func:`fetch`:
   SNI/verification keep the name), so DNS cannot answer differently between the check and
   the connect. The API server's addresses are refused even inside an allowed CIDR, unless
   the address itself is listed (``10.96.0.1/32``). By default loopback, link-local
-  (169.254.0.0/16, fe80::/10), unspecified addresses and the API server's are refused; ``ROLLOUTCTL_EGRESS_ALLOW`` (the
-  controller's ``--egress-allow``, the chart's ``egress.allow``) lists hosts and CIDRs.
+  (169.254.0.0/16, fe80::/10), unspecified addresses and the API server's are refused;
+  ``ROLLOUTCTL_EGRESS_ALLOW`` (the controller's ``--egress-allow``, the chart's
+  ``egress.allow``) lists hosts and CIDRs.
   When the list is set only matching hosts/addresses are allowed, and a match also lifts
   the default refusals (the sandbox and the tests allow ``127.0.0.0/8,::1`` this way); an
   entry ``*`` allows any address the defaults do not refuse.

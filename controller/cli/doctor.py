@@ -182,7 +182,7 @@ def check_prometheus(policies: list[SLOPolicy], override: str | None,
             continue
         ctx = QueryContext(service=policy.spec.service_for(policy.metadata.name),
                            namespace=policy.metadata.namespace, revision="none", at=now)
-        with PrometheusSource(url, timeout_seconds=timeout) as source:
+        with PrometheusSource(url, timeout_seconds=timeout, trusted=True) as source:
             for slo in policy.spec.slos:
                 name = f"slo {policy.metadata.name}/{slo.name}"
                 if slo.sli.kind == SLIKind.PROBE:

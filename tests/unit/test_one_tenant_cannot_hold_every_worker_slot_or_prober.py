@@ -143,3 +143,15 @@ def test_idle_connections_beyond_the_cap_get_no_thread_and_are_dropped() -> None
         for s in idle:
             s.close()
         server.stop()
+
+
+def test_notification_workers_are_bounded_per_namespace_too() -> None:
+    from controller.adapters.notify.workqueue import KeyQueue
+
+    q: KeyQueue[str] = KeyQueue(group=lambda k: k.split("/")[0], max_per_group=1)
+    for key in ("a/1", "a/2", "b/1"):
+        q.add(key)
+    assert q.get() == "a/1"
+    assert q.get() == "b/1"  # a/2 waits for a's worker
+    q.done("a/1")
+    assert q.get() == "a/2"

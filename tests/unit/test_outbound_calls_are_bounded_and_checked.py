@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -282,3 +282,32 @@ def test_the_api_server_stays_refused_inside_an_allowed_cidr_unless_listed_itsel
     assert refused is not None and "the API server" in refused
     exact = EgressPolicy.parse("10.0.0.0/8,10.96.0.1", api_server=api)
     assert exact.refusal("x", [A("10.96.0.1")]) is None
+
+
+def test_notifications_to_a_refused_address_are_not_sent(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from email.message import EmailMessage
+
+    from controller.adapters.notify.errors import DeliveryError
+    from controller.adapters.notify.incident import IncidentWebhook
+    from controller.adapters.notify.mail import SmtpMailer
+    from controller.adapters.notify.render import Rendered
+    from controller.adapters.notify.slack import SlackWebhook
+    from controller.api.notifications import SmtpSettings
+
+    monkeypatch.setenv(egress.ALLOW_ENV, "")
+    msg = EmailMessage()
+    msg["To"], msg["From"], msg["Subject"] = "a@example.com", "r@example.com", "x"
+    sends: list[tuple[str, Callable[[], None]]] = [
+        ("notifications.email.smtp.host", lambda: SmtpMailer(timeout=2).send(
+            SmtpSettings(host="169.254.169.254", port=25), None, msg)),
+        ("notifications.incident.url", lambda: IncidentWebhook(timeout=2).send(
+            "http://169.254.169.254/v2/enqueue", {"event_action": "trigger"})),
+        ("notifications.slack.webhookSecretRef", lambda: SlackWebhook(
+            "http://127.0.0.1:9/services/T/B/x", timeout=2).post(Rendered(text="x", blocks=[]))),
+    ]
+    for field_name, send in sends:
+        with pytest.raises(DeliveryError) as caught:
+            send()
+        assert caught.value.reason == "EgressRefused" and caught.value.permanent
+        assert field_name in str(caught.value), str(caught.value)

@@ -276,6 +276,7 @@ class ProbeRegistry:
         with self._lock:
             for owner in [o for o in self._owners if o not in live_owners]:
                 del self._owners[owner]
+            self._refused.clear()  # judged again at the owners' next pass
         self._stop_unowned()
 
     def _stop_unowned(self) -> None:

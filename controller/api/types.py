@@ -234,7 +234,8 @@ class Percent:
     @classmethod
     def __get_pydantic_json_schema__(cls, schema: Any, handler: Any) -> dict[str, Any]:
         return {
-            "anyOf": [{"type": "integer"}, {"type": "string", "maxLength": 16}],
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "maxLength": 16,  # applies to the string form
             "x-kubernetes-int-or-string": True,
             "x-rolloutctl-percent": True,
         }

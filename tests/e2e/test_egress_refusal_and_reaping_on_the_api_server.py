@@ -26,13 +26,14 @@ from controller.testing.stack import Stack, rollout_plan, slo_policy
 pytestmark = [pytest.mark.cluster]
 
 
-def eventually(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+def eventually(predicate: Callable[[], Any], timeout: float, what: str,
+               seen: Callable[[], Any] = lambda: "") -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}: {seen()}"
         time.sleep(0.2)
 
 
@@ -73,7 +74,8 @@ def stack(cluster: TestCluster, namespace: str, tmp_path: Path) -> Iterator[Stac
 
 
 def gates(stack: Stack) -> dict[str, dict[str, Any]]:
-    return {g["name"]: g for g in stack.safe_status().get("gates") or []}
+    """The plan's gates by kind (slo, probe)."""
+    return {g["kind"]: g for g in stack.safe_status().get("gates") or []}
 
 
 def test_a_link_local_prometheus_and_probe_are_refused_naming_the_field(stack: Stack) -> None:
@@ -87,15 +89,15 @@ def test_a_link_local_prometheus_and_probe_are_refused_naming_the_field(stack: S
 
     def refused() -> dict[str, dict[str, Any]] | None:
         g = gates(stack)
-        slo, probe = g.get("api_availability", {}), g.get("probe", {})
+        slo, probe = g.get("slo", {}), g.get("probe", {})
         both = "refused" in slo.get("message", "") and "refused" in probe.get("message", "")
         return g if both else None
 
-    g = eventually(refused, 60, "both gates to report the refusal")
-    slo_message, probe_message = g["api_availability"]["message"], g["probe"]["message"]
+    g = eventually(refused, 60, "both gates to report the refusal", stack.safe_status)
+    slo_message, probe_message = g["slo"]["message"], g["probe"]["message"]
     assert "spec.prometheus.url" in slo_message and "link-local" in slo_message
     assert "spec.gates[].probe.url" in probe_message and "link-local" in probe_message
-    assert g["api_availability"]["verdict"] != "Pass" and g["probe"]["verdict"] != "Pass"
+    assert g["slo"]["verdict"] == "Inconclusive" and g["probe"]["verdict"] == "Inconclusive"
     assert stack.status().get("canaryWeight", 0) <= 10  # nothing promoted on it
 
 
@@ -111,12 +113,12 @@ def test_deleting_a_plan_stops_its_prober_and_removes_its_series(stack: Stack) -
         eventually(lambda: target.count >= 2, 60, "the prober to probe")
 
         def metrics() -> str:
-            with urllib.request.urlopen(f"http://127.0.0.1:{ctl.port}/metrics",
+            with urllib.request.urlopen(f"http://127.0.0.1:{ctl.metrics_port}/metrics",
                                         timeout=5) as r:
                 return str(r.read().decode())
 
         eventually(lambda: f'plan="{stack.service}"' in metrics()
-                   and 'gate="probe"' in metrics(), 30, "the plan's series")
+                   and 'gate="probe:' in metrics(), 30, "the plan's series", metrics)
 
         client.CustomObjectsApi(stack.api).delete_namespaced_custom_object(
             "rolloutctl.dev", "v1alpha1", stack.namespace, "rolloutplans", stack.service)

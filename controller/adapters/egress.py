@@ -476,7 +476,10 @@ class GuardedAdapter(requests.adapters.BaseAdapter):
         try:
             reply = fetch(url, timeout=float(total), field_name=self.field_name,
                           method=request.method or "GET",
-                          headers={k: str(v) for k, v in request.headers.items()},
+                          # identity: the cap counts the bytes we keep (no gzip bomb), and
+                          # the body is handed over as it came
+                          headers={**{k: str(v) for k, v in request.headers.items()},
+                                   "Accept-Encoding": "identity"},
                           body=body if isinstance(body, bytes) else None,
                           max_bytes=self.max_bytes, policy=self.policy,
                           ssl_context=context, proxy=proxy)

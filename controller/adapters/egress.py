@@ -42,6 +42,7 @@ import http.client
 import ipaddress
 import itertools
 import os
+import re
 import socket
 import ssl
 import threading
@@ -112,11 +113,20 @@ class ResponseTooLarge(Exception):
 # --------------------------------------------------------------------------- the policy
 
 
+_HOST_RE = re.compile(r"^(\*|[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?"
+                      r"(\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*)$")
+
+
 def _parse_entry(entry: str) -> str | Network:
     try:
         return ipaddress.ip_network(entry, strict=False)
     except ValueError:
-        return entry.lower().rstrip(".")
+        pass
+    name = entry.lower().rstrip(".")
+    if not _HOST_RE.match(name) or "/" in name:
+        raise ValueError(f"{entry!r} is neither a host name nor an address or CIDR "
+                         "(e.g. prometheus.monitoring.svc, 10.0.0.0/8, *)")
+    return name
 
 
 @dataclass(frozen=True)

@@ -311,3 +311,10 @@ def test_notifications_to_a_refused_address_are_not_sent(
             send()
         assert caught.value.reason == "EgressRefused" and caught.value.permanent
         assert field_name in str(caught.value), str(caught.value)
+
+
+def test_a_malformed_allow_list_entry_is_refused_with_an_example() -> None:
+    with pytest.raises(ValueError, match="neither a host name nor an address or CIDR"):
+        EgressPolicy.parse("10.0.0.0/8,host!!")
+    with pytest.raises(ValueError):
+        EgressPolicy.parse("10.0.0.0/33")

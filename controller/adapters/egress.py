@@ -3,8 +3,9 @@
 Every call the controller makes to a URL someone wrote (Prometheus, probes, incident
 webhooks; SMTP uses :func:`connect_checked`) goes through :func:`fetch`:
 
-* **A total deadline** covers DNS-to-last-byte: connect, TLS, the status line, headers and
-  the whole body. A socket timeout bounds each read only (a server dripping one byte every
+* **A total deadline** covers DNS-to-last-byte: the lookup (in a daemon thread the caller
+  stops waiting for at the deadline), connect, TLS, the status line, headers and the whole
+  body. A socket timeout bounds each read only (a server dripping one byte every
   0.5 s never trips a 1 s read timeout), so every socket is also registered with one reaper
   thread that shuts it down when its deadline passes; the blocked read then returns and the
   call raises :class:`DeadlineExceeded`.
@@ -217,12 +218,36 @@ def current_policy() -> EgressPolicy:
     return found
 
 
-def resolve_checked(host: str, port: int, field_name: str, policy: EgressPolicy | None = None
-                    ) -> list[tuple[int, Address]]:
+def _getaddrinfo(host: str, port: int, timeout: float | None) -> list[Any]:
+    """``getaddrinfo`` within TIMEOUT: the resolver cannot be interrupted, so a slow lookup
+    (a tenant's name on a slow DNS server) runs on in its own daemon thread until the
+    resolver gives up, while the caller moves on at its deadline."""
+    if timeout is None:
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    box: list[Any] = []
+
+    def lookup() -> None:
+        try:
+            box.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except BaseException as exc:
+            box.append(exc)
+
+    thread = threading.Thread(target=lookup, name="egress-dns", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if not box:
+        raise DeadlineExceeded(f"no DNS answer for {host} within {timeout:g}s")
+    if isinstance(box[0], BaseException):
+        raise box[0]
+    return list(box[0])
+
+
+def resolve_checked(host: str, port: int, field_name: str, policy: EgressPolicy | None = None,
+                    timeout: float | None = None) -> list[tuple[int, Address]]:
     """HOST's addresses (family, address), each allowed by POLICY, or EgressRefused."""
     policy = current_policy() if policy is None else policy
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = _getaddrinfo(host, port, timeout)
     except socket.gaierror:
         raise OSError(f"host not found: {host}") from None
     found: list[tuple[int, Address]] = []
@@ -337,7 +362,7 @@ def connect_checked(host: str, port: int, *, timeout: float, field_name: str,
     """A TCP connection to a checked address of HOST, shut down when TIMEOUT (from now)
     passes; the caller calls ``release()`` on the deadline when done (SMTP uses it)."""
     deadline = _Deadline(time.monotonic() + timeout, timeout)
-    addresses = resolve_checked(host, port, field_name, policy)
+    addresses = resolve_checked(host, port, field_name, policy, timeout=deadline.left())
     try:
         return _connect(addresses, port, deadline), deadline
     except BaseException:
@@ -383,7 +408,8 @@ def fetch(
         if proxy:  # the proxy resolves the name: only a literal address is checked here
             addresses = _literal_checked(host, field_name, policy)
         else:
-            addresses = resolve_checked(host, port, field_name, policy)
+            addresses = resolve_checked(host, port, field_name, policy,
+                                        timeout=deadline.left())
         context = ssl_context or (ssl.create_default_context() if https else None)
         conn = _connection(parts.scheme, host, port, addresses, deadline, context, proxy)
         try:

@@ -318,3 +318,25 @@ def test_a_malformed_allow_list_entry_is_refused_with_an_example() -> None:
         EgressPolicy.parse("10.0.0.0/8,host!!")
     with pytest.raises(ValueError):
         EgressPolicy.parse("10.0.0.0/33")
+
+
+def test_a_dns_lookup_that_never_answers_is_cut_at_the_deadline(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    release = threading.Event()
+    real = socket.getaddrinfo
+
+    def stuck(host: str, *args: object, **kwargs: object) -> object:
+        if host == "slow-dns.example":
+            release.wait(30)
+            raise socket.gaierror("gave up")
+        return real(host, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", stuck)
+    try:
+        with pytest.raises(DeadlineExceeded):
+            fetch("http://slow-dns.example/", timeout=0.3, field_name="t", policy=LOCAL)
+        result = Prober(ProbeSpec("http://slow-dns.example/", timeout_seconds=0.3)
+                        ).probe_once()
+        assert result.error == "timed out after 0.3s"
+    finally:
+        release.set()

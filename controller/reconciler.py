@@ -91,11 +91,15 @@ class Slots:
 
     ``seed`` lists the plans in a run when this replica starts acting (from the cache), so a
     new leader never hands out a slot an earlier leader's run still holds.
+    ``per_namespace`` (``--max-concurrent-rollouts-per-namespace``) also bounds the runs of
+    one namespace, so one tenant cannot hold every slot.
     """
 
     def __init__(self, limit: int | None,
-                 seed: Callable[[], list[str]] | None = None) -> None:
+                 seed: Callable[[], list[str]] | None = None,
+                 per_namespace: int | None = None) -> None:
         self.limit = limit
+        self.per_namespace = per_namespace
         self._active: set[str] = set()
         self._seed = seed
         self._lock = threading.Lock()
@@ -105,7 +109,15 @@ class Slots:
             if self._seed is not None:
                 self._active.update(self._seed())
                 self._seed = None
-            return self.limit is None or key in self._active or len(self._active) < self.limit
+            if key in self._active:
+                return True
+            if self.limit is not None and len(self._active) >= self.limit:
+                return False
+            if self.per_namespace is not None:
+                prefix = key.split("/", 1)[0] + "/"
+                held = sum(1 for k in self._active if k.startswith(prefix))
+                return held < self.per_namespace
+            return True
 
     def update(self, key: str, active: bool) -> None:
         with self._lock:
@@ -373,6 +385,7 @@ class PolicyReconciler:
         namespace, name = key.split("/", 1)
         raw = self.store.get("SLOPolicy", namespace, name)
         if raw is None:
+            self.telemetry.forget_policy(namespace, name)
             return None
         now = self.clock.now()
         policy, problems = check_policy(raw)

@@ -49,6 +49,11 @@ class Telemetry:
         self.runs_failed = Counter("rolloutctl_runs_failed_total",
                                    "Runs that ended RolledBack or Failed, by reason",
                                    ["outcome", "reason"], registry=registry)
+        # the label values each object has set, so that its series can be removed when the
+        # gate, the SLO or the object itself goes away (a deleted plan leaves no series)
+        self._gates: dict[tuple[str, str], set[str]] = {}
+        self._slos: dict[tuple[str, str], set[str]] = {}
+        self._services: dict[tuple[str, str], set[tuple[str, str | None]]] = {}
 
     def plan(self, namespace: str, name: str, status: RolloutPlanStatus) -> None:
         for phase in Phase:
@@ -58,10 +63,22 @@ class Telemetry:
             status.current_step if status.current_step is not None else -1)
         self.weight.labels(namespace, name).set(status.canary_weight)
         self.plan_frozen.labels(namespace, name).set(1 if status.phase == Phase.FROZEN else 0)
+        now = {gate.name for gate in status.gates}
+        self._forget_gates(namespace, name, self._gates.get((namespace, name), set()) - now)
+        self._gates[(namespace, name)] = now
         for gate in status.gates:
             self.gate_verdict.labels(namespace, name, gate.name).set(_VERDICT[gate.verdict])
             if gate.value is not None:
                 self.gate_value.labels(namespace, name, gate.name).set(gate.value)
+            else:
+                with contextlib.suppress(KeyError):
+                    self.gate_value.remove(namespace, name, gate.name)
+
+    def _forget_gates(self, namespace: str, name: str, gates: set[str]) -> None:
+        for gate in gates:
+            for gauge in (self.gate_verdict, self.gate_value):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(namespace, name, gate)
 
     def forget_plan(self, namespace: str, name: str) -> None:
         for gauge in (self.step, self.weight, self.plan_frozen):
@@ -70,16 +87,47 @@ class Telemetry:
         for phase in Phase:
             with contextlib.suppress(KeyError):
                 self.phase.remove(namespace, name, phase.value)
+        self._forget_gates(namespace, name, self._gates.pop((namespace, name), set()))
 
     def policy(self, namespace: str, name: str, status: SLOPolicyStatus) -> None:
         self.policy_frozen.labels(namespace, name).set(1 if status.frozen else 0)
+        now = {slo.name for slo in status.slos if slo.budget_remaining is not None}
+        self._forget_slos(namespace, name, self._slos.get((namespace, name), set()) - now)
+        self._slos[(namespace, name)] = now
         for slo in status.slos:
             if slo.budget_remaining is not None:
                 self.budget.labels(namespace, name, slo.name).set(slo.budget_remaining)
+        series: set[tuple[str, str | None]] = set()
         for service in status.services or []:
             self.service_frozen.labels(namespace, name, service.service).set(
                 1 if service.frozen else 0)
+            series.add((service.service, None))
             for slo in service.slos:
                 if slo.budget_remaining is not None:
                     self.service_budget.labels(namespace, name, service.service, slo.name).set(
                         slo.budget_remaining)
+                    series.add((service.service, slo.name))
+        self._forget_services(
+            namespace, name, self._services.get((namespace, name), set()) - series)
+        self._services[(namespace, name)] = series
+
+    def forget_policy(self, namespace: str, name: str) -> None:
+        with contextlib.suppress(KeyError):
+            self.policy_frozen.remove(namespace, name)
+        self._forget_slos(namespace, name, self._slos.pop((namespace, name), set()))
+        self._forget_services(namespace, name, self._services.pop((namespace, name), set()))
+
+    def _forget_services(self, namespace: str, name: str,
+                         series: set[tuple[str, str | None]]) -> None:
+        """Series of services a policy no longer guards (or of a deleted policy)."""
+        for service, slo in series:
+            with contextlib.suppress(KeyError):
+                if slo is None:
+                    self.service_frozen.remove(namespace, name, service)
+                else:
+                    self.service_budget.remove(namespace, name, service, slo)
+
+    def _forget_slos(self, namespace: str, name: str, slos: set[str]) -> None:
+        for slo in slos:
+            with contextlib.suppress(KeyError):
+                self.budget.remove(namespace, name, slo)

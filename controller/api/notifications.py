@@ -56,7 +56,8 @@ class SmtpSettings(Wire):
 
 
 class EmailSettings(Wire):
-    to: Annotated[list[Annotated[str, Field(min_length=3, max_length=254)]], Field(min_length=1)]
+    to: Annotated[list[Annotated[str, Field(min_length=3, max_length=254)]],
+                  Field(min_length=1, max_length=50)]
     from_: Annotated[str, Field(min_length=3, max_length=254, alias="from")]
     smtp: SmtpSettings
 

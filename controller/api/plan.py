@@ -11,12 +11,14 @@ from pydantic import ConfigDict, Field
 from controller.api.conditions import Condition
 from controller.api.notifications import Notifications, NotificationState
 from controller.api.types import (
+    AtLeastOneSecond,
     Duration,
     LabelValue,
     Name,
     ObjectMeta,
     SloName,
     Wire,
+    duration_between,
 )
 
 MAX_STEPS = 20
@@ -158,7 +160,7 @@ class Step(Wire):
 
     weight: Annotated[int, Field(ge=0, le=100)] = 0
     mirror: Annotated[int, Field(gt=0, le=100)] | None = None
-    hold: Duration
+    hold: AtLeastOneSecond
 
 
 DEFAULT_STEPS = (
@@ -181,8 +183,8 @@ class ProbeGate(Wire):
 
     name: SloName = "probe"
     url: Annotated[str, Field(min_length=1, max_length=2048, pattern=r"^https?://")]
-    interval: Duration = Duration("10s")
-    timeout: Duration = Duration("2s")
+    interval: AtLeastOneSecond = Duration("10s")
+    timeout: Annotated[Duration, duration_between(high=60)] = Duration("2s")
     objective: Annotated[float, Field(gt=0, le=100)] = 99.0
 
 
@@ -250,7 +252,7 @@ class OnNoData(StrEnum):
 
 
 class Analysis(Wire):
-    interval: Duration = Duration("60s")
+    interval: AtLeastOneSecond = Duration("60s")
     window: Duration = Duration("5m")
     rollback_after: Duration = Duration("5m")
     min_samples: Annotated[int, Field(ge=0)] = 500

@@ -11,6 +11,7 @@ from pydantic import ConfigDict, Field, model_validator
 from controller.api.conditions import Condition
 from controller.api.notifications import Notifications, NotificationState
 from controller.api.types import (
+    AtLeastOneSecond,
     Duration,
     LabelValue,
     Name,
@@ -18,11 +19,15 @@ from controller.api.types import (
     Percent,
     SloName,
     Wire,
+    duration_between,
 )
 
 #: An SLOPolicy with this label set to "true" is its namespace's platform policy: its
 #: freeze applies to every plan in the namespace, whatever the plan's sloPolicyRef names.
 PLATFORM_LABEL = "rolloutctl.dev/platform"
+
+MAX_BURN_RATE_ALERTS = 8
+MAX_OVERRIDE_ALLOW = 100
 
 PromQL = Annotated[str, Field(min_length=1, max_length=4096)]
 MetricName = Annotated[
@@ -41,7 +46,8 @@ class LatencySLI(Wire):
     """Share of requests faster than ``le``: the histogram bucket ratio, not a quantile."""
 
     histogram: MetricName
-    le: Annotated[str, Field(pattern=r"^([0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?|\+Inf)$")]
+    le: Annotated[str, Field(
+        max_length=32, pattern=r"^([0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?|\+Inf)$")]
     selector: Annotated[str, Field(max_length=1024)] = ""
     track_selector: Annotated[str, Field(max_length=1024)] = (
         'service="{{service}}",track="{{track}}"'
@@ -77,8 +83,8 @@ class ProbeSLI(Wire):
     """A synthetic health check: HTTP GET ``url`` every ``interval``; 2xx/3xx is success."""
 
     url: Annotated[str, Field(min_length=1, max_length=2048, pattern=r"^https?://")]
-    interval: Duration = Duration("10s")
-    timeout: Duration = Duration("2s")
+    interval: AtLeastOneSecond = Duration("10s")
+    timeout: Annotated[Duration, duration_between(high=60)] = Duration("2s")
 
 
 class SLIKind(StrEnum):
@@ -149,7 +155,8 @@ class SLO(Wire):
     objective: Annotated[float, Field(gt=0, lt=100)] | None = None
     window: Duration = Duration("30d")
     sli: SLI
-    burn_rate_alerts: list[BurnRateAlert] = Field(default_factory=list)
+    burn_rate_alerts: Annotated[list[BurnRateAlert], Field(max_length=MAX_BURN_RATE_ALERTS)] = (
+        Field(default_factory=list))
 
     @property
     def budget(self) -> float:
@@ -179,7 +186,8 @@ class FreezeReleases(Wire):
     when_remaining_below: Percent = Percent(10)
     release_above: Percent = Percent(15)
     in_flight: InFlight = InFlight.HOLD
-    notify: list[NotifyChannel] = Field(default_factory=lambda: [NotifyChannel.SLACK])
+    notify: Annotated[list[NotifyChannel], Field(max_length=len(NotifyChannel))] = Field(
+        default_factory=lambda: [NotifyChannel.SLACK])
     open_incident: bool = True
 
 
@@ -189,7 +197,7 @@ class ErrorBudgetPolicy(Wire):
 
 class PrometheusRef(Wire):
     url: Annotated[str, Field(min_length=1, max_length=2048, pattern=r"^https?://")]
-    timeout: Duration = Duration("10s")
+    timeout: Annotated[Duration, duration_between(high=60)] = Duration("10s")
 
 
 class Override(Wire):
@@ -198,7 +206,8 @@ class Override(Wire):
     id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][-A-Za-z0-9_.]*$")]
     reason: Annotated[str, Field(min_length=1, max_length=1024)]
     expires: datetime
-    allow: list[Name] = Field(default_factory=list)
+    allow: Annotated[list[Name], Field(max_length=MAX_OVERRIDE_ALLOW)] = Field(
+        default_factory=list)
     by: Annotated[str, Field(max_length=253)] = ""
 
 

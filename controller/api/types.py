@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, ClassVar
 from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, GetCoreSchemaHandler
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError, core_schema
 
@@ -33,6 +33,11 @@ DURATION_PATTERN = r"^([0-9]+(ms|s|m|h|d))+$"
 _DURATION_RE = re.compile(DURATION_PATTERN)
 _DURATION_PART = re.compile(r"([0-9]+)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+#: the longest duration any field accepts (a 400-day window is beyond every real use;
+#: beyond it Python's timedelta overflows)
+MAX_DURATION_SECONDS = 400 * 86400.0
+#: the longest text of a duration on the wire (the CRD's maxLength)
+DURATION_MAX_LENGTH = 32
 
 # A Kubernetes object name (DNS-1123 subdomain, simplified to the label form most kinds use).
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
@@ -76,10 +81,14 @@ class Duration:
                 f"invalid duration {text!r}: write a number and a unit (ms, s, m, h, d), "
                 "for example 90s, 5m, 24h or 30d"
             )
+        if len(text) > DURATION_MAX_LENGTH:
+            raise ValueError(f"invalid duration: longer than {DURATION_MAX_LENGTH} characters")
         self.text = text
         self.seconds = sum(
             int(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text)
         )
+        if self.seconds > MAX_DURATION_SECONDS:
+            raise ValueError(f"duration {text!r} is too long: at most 400d")
 
     @classmethod
     def of_seconds(cls, seconds: float) -> Duration:
@@ -137,7 +146,30 @@ class Duration:
 
     @classmethod
     def __get_pydantic_json_schema__(cls, schema: Any, handler: Any) -> dict[str, Any]:
-        return {"type": "string", "pattern": DURATION_PATTERN, "x-rolloutctl-duration": True}
+        return {"type": "string", "pattern": DURATION_PATTERN, "maxLength": DURATION_MAX_LENGTH,
+                "x-rolloutctl-duration": True}
+
+
+def duration_between(low: float | None = None, high: float | None = None) -> Any:
+    """An annotation bounding a :class:`Duration` field: ``Annotated[Duration,
+    duration_between(1)]`` refuses ``500ms`` with a message giving the bound."""
+
+    def check(value: Duration) -> Duration:
+        if low is not None and value.seconds < low:
+            raise PydanticCustomError(
+                "duration_too_short", "{text} is too short: at least {low}",
+                {"text": value.text, "low": Duration.of_seconds(low).text})
+        if high is not None and value.seconds > high:
+            raise PydanticCustomError(
+                "duration_too_long", "{text} is too long: at most {high}",
+                {"text": value.text, "high": Duration.of_seconds(high).text})
+        return value
+
+    return AfterValidator(check)
+
+
+#: an interval or hold: 1 s at least (the engine asks to be requeued after it)
+AtLeastOneSecond = Annotated[Duration, duration_between(1.0)]
 
 
 _PERCENT_RE = re.compile(r"^\s*([0-9]+(\.[0-9]+)?)\s*%?\s*$")
@@ -203,6 +235,7 @@ class Percent:
     def __get_pydantic_json_schema__(cls, schema: Any, handler: Any) -> dict[str, Any]:
         return {
             "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "maxLength": 16,  # applies to the string form
             "x-kubernetes-int-or-string": True,
             "x-rolloutctl-percent": True,
         }

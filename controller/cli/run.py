@@ -85,18 +85,42 @@ def run(
     ] = None,
     resync: Annotated[float, typer.Option(
         envvar="ROLLOUTCTL_RESYNC_SECONDS", help="Seconds between full resyncs")] = 600.0,
+    egress_allow: Annotated[str, typer.Option(
+        envvar="ROLLOUTCTL_EGRESS_ALLOW",
+        help="Hosts and CIDRs tenant URLs may reach, comma-separated (default: any address "
+        "but loopback, link-local and the API server's; '*' adds those to a list)")] = "",
+    max_concurrent_rollouts_per_namespace: Annotated[int | None, typer.Option(
+        envvar="ROLLOUTCTL_MAX_CONCURRENT_ROLLOUTS_PER_NAMESPACE", min=1,
+        help="Runs of one namespace beyond this wait in Pending (default: no limit)")] = None,
+    max_workers_per_namespace: Annotated[int | None, typer.Option(
+        envvar="ROLLOUTCTL_MAX_WORKERS_PER_NAMESPACE", min=1,
+        help="Workers one namespace's plans or policies may hold at once "
+        "(default: all workers but one)")] = None,
+    max_probes_per_namespace: Annotated[int, typer.Option(
+        envvar="ROLLOUTCTL_MAX_PROBES_PER_NAMESPACE", min=1,
+        help="Probers one namespace may run at once")] = 20,
+    http_max_connections: Annotated[int, typer.Option(
+        envvar="ROLLOUTCTL_HTTP_MAX_CONNECTIONS", min=1,
+        help="Connections the metrics/health server serves at once")] = 64,
 ) -> None:
     """Run the controller: watch RolloutPlans and SLOPolicies and drive them."""
     if log_format not in ("json", "text"):
         raise typer.BadParameter("must be json or text", param_hint="--log-format")
     configure_logging(log_format, log_level)
+    from controller.adapters import egress
+
+    try:
+        egress.EgressPolicy.parse(egress_allow)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--egress-allow") from None
+    os.environ[egress.ALLOW_ENV] = egress_allow  # read by every outbound call
     from prometheus_client import CollectorRegistry
 
     from controller.adapters.kube.client import ClusterConfig, NoCluster, api_client
     from controller.adapters.kube.events import EventRecorder
     from controller.adapters.kube.objects import ObjectStore
     from controller.adapters.kube.workloads import Workloads
-    from controller.adapters.metrics.analysis import measure_gates
+    from controller.adapters.metrics.analysis import measure_gates, probe_specs
     from controller.adapters.metrics.probe import ProbeRegistry
     from controller.adapters.metrics.prometheus import PrometheusSource
     from controller.adapters.notify import (
@@ -116,12 +140,15 @@ def run(
     except NoCluster as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    egress.set_api_server(api.configuration.host)
     me = identity or default_identity()
     registry = CollectorRegistry()
+    per_namespace = max_workers_per_namespace or (max(1, workers - 1) if workers > 1 else None)
     manager = Manager(
         api, registry, namespaces=list(namespace) if namespace else None, identity=me,
         leader_election=leader_elect, workers=workers, resync_seconds=resync,
         lease_namespace=lease_namespace, lease_name=lease_name, bind=metrics_address,
+        max_workers_per_namespace=per_namespace, http_max_connections=http_max_connections,
     )
     clock = SystemClock()
     telemetry = Telemetry(registry)
@@ -133,7 +160,7 @@ def run(
     workloads = Workloads(api)
     events = EventRecorder(api, instance=me)
 
-    sources: dict[tuple[str, float], PrometheusSource] = {}
+    sources: dict[tuple[str, float, bool], PrometheusSource] = {}
     sources_lock = threading.Lock()
 
     def source_for(policy: SLOPolicy | None) -> PrometheusSource:
@@ -142,13 +169,15 @@ def run(
         if url is None:  # measurements come back as errors: the plan holds and says why
             url = "http://prometheus-not-configured.invalid"
         timeout = ref.timeout.seconds if ref is not None else 10.0
+        trusted = ref is None  # the platform's --prometheus-url: not a tenant's choice
         with sources_lock:
-            key = (url, timeout)
+            key = (url, timeout, trusted)
             if key not in sources:
-                sources[key] = PrometheusSource(url, timeout_seconds=timeout, registry=registry)
+                sources[key] = PrometheusSource(url, timeout_seconds=timeout, registry=registry,
+                                                trusted=trusted)
             return sources[key]
 
-    probes = ProbeRegistry()
+    probes = ProbeRegistry(max_per_namespace=max_probes_per_namespace)
     config = DispatcherConfig(cluster_name=cluster_name, identity=me)
     if slack_base_url:
         config = dataclasses.replace(config, slack_base_url=slack_base_url)
@@ -169,12 +198,14 @@ def run(
                 active.append(f"{meta['namespace']}/{meta['name']}")
         return active
 
-    slots = Slots(max_concurrent_rollouts, seed=seed_slots)
+    slots = Slots(max_concurrent_rollouts, seed=seed_slots,
+                  per_namespace=max_concurrent_rollouts_per_namespace)
     plan_reconciler = PlanReconciler(
         store=store, workloads=workloads,
         router_for=lambda plan: router_for(plan, api),
         measure_gates=lambda plan, policy, ctx, window, run_s: measure_gates(
-            source_for(policy), plan, policy, ctx, window, run_s, probes),
+            source_for(policy), plan, policy, ctx, window, run_s,
+            probes.for_owner(plan.key, probe_specs(plan, policy, ctx))),
         policy_lookup=lambda ns, name: policies.get(f"{ns}/{name}"),
         clock=clock, telemetry=telemetry, events=events, submit=dispatcher.submit,
         slots=slots, leading=manager.leading,
@@ -192,9 +223,19 @@ def run(
     manager.add_policies_controller(policy_reconciler, max(1, min(2, workers)))
     log.info("rolloutctl controller %s starting (pid %d, namespaces: %s, leader election: %s)",
              me, os.getpid(), ", ".join(namespace) if namespace else "all", leader_elect)
+    reaping = threading.Event()
+
+    def reap_probers() -> None:
+        """Probers of plans that are gone or out of a run stop (every 5 s; each pass of a
+        plan also drops the probers it no longer needs)."""
+        while not reaping.wait(5.0):
+            probes.reap(set(seed_slots()))
+
+    threading.Thread(target=reap_probers, name="probe-reaper", daemon=True).start()
     try:
         manager.run()
     finally:
+        reaping.set()
         dispatcher.stop(timeout=5.0)
         probes.stop_all()
         for source in sources.values():

@@ -452,7 +452,8 @@ class _Pass:
                 return
             if not obs.slot_available:
                 self.enter(Phase.PENDING, "WaitingForSlot",
-                           "maxConcurrentRollouts runs are in progress; this run waits")
+                           "maxConcurrentRollouts runs (in all, or in this namespace) "
+                           "are in progress; this run waits")
                 return
             if self.s["phase"] == Phase.FROZEN:
                 self.event("Unfrozen", "FreezeLifted", "the error-budget freeze no longer "

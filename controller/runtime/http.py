@@ -3,15 +3,22 @@
 Each check is a callable returning ``(ok, reason)``; a failed check answers 503 with the
 reason as plain text (never a secret: reasons are written by the runtime). ``/metrics`` is
 the Prometheus exposition (text, or OpenMetrics when asked for) of the registry given.
-Bind to 127.0.0.1 unless the operator asks for another address.
+Bind to 127.0.0.1 unless the operator asks for another address (``--metrics-address``).
+
+Limits: each connection has a timeout (``connection_timeout``, 5 s: a client that sends
+nothing, or reads nothing, is dropped) and at most ``max_connections`` (64) are served at
+once; a connection beyond that is closed at once, so 300 idle sockets never become 300
+threads.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
@@ -33,6 +40,35 @@ def parse_bind_address(text: str, default_port: int = 8080) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+class _BoundedServer(ThreadingHTTPServer):
+    """A ThreadingHTTPServer serving at most ``max_connections`` connections at once."""
+
+    daemon_threads = True
+    request_queue_size = 128  # accepted (and, over the cap, closed) rather than left queued
+
+    def __init__(self, address: tuple[str, int], handler: Any, max_connections: int) -> None:
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self.refused = 0
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.refused += 1
+            self.shutdown_request(request)  # over the cap: closed at once, no thread
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
 class HealthServer:
     """Serves the three endpoints from a daemon thread until :meth:`stop`."""
 
@@ -43,12 +79,16 @@ class HealthServer:
         liveness: Check,
         readiness: Check,
         address: tuple[str, int] = ("127.0.0.1", 8080),
+        max_connections: int = 64,
+        connection_timeout: float = 5.0,
     ) -> None:
         self._registry = registry
         self._liveness = liveness
         self._readiness = readiness
-        self._server = ThreadingHTTPServer(address, self._handler_class())
-        self._server.daemon_threads = True
+        self._connection_timeout = connection_timeout
+        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        server_class = type("Server", (_BoundedServer,), {"address_family": family})
+        self._server = server_class(address, self._handler_class(), max_connections)
         self._thread: threading.Thread | None = None
 
     @property
@@ -83,6 +123,7 @@ class HealthServer:
 
         class Handler(BaseHTTPRequestHandler):
             server_version = "rolloutctl"
+            timeout = owner._connection_timeout  # per connection: idle clients are dropped
 
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
@@ -111,7 +152,7 @@ class HealthServer:
                     self.send_header("Content-Length", str(len(body)))
                     self.end_headers()
                     self.wfile.write(body)
-                except (BrokenPipeError, ConnectionResetError):
+                except (BrokenPipeError, ConnectionResetError, TimeoutError):
                     pass  # the prober gave up waiting (a loaded node): nothing to report
 
             def log_message(self, format: str, *args: object) -> None:

@@ -151,8 +151,12 @@ class Manager:
         timings: ElectionTimings | None = None,
         watch_timeout_seconds: int = 300,
         drain_seconds: float = 5.0,
+        max_workers_per_namespace: int | None = None,
+        http_max_connections: int = 64,
     ) -> None:
         self.registry = registry
+        # keys of one namespace take at most this many workers at once (None: no bound)
+        self.max_workers_per_namespace = max_workers_per_namespace
         self.identity = identity or default_identity()
         self.default_workers = workers
         self._drain_seconds = drain_seconds
@@ -201,7 +205,7 @@ class Manager:
         if bind is not None:
             self._http = HealthServer(
                 registry, liveness=self.healthz, readiness=self.readyz,
-                address=parse_bind_address(bind),
+                address=parse_bind_address(bind), max_connections=http_max_connections,
             )
 
     # ------------------------------------------------------------------ wiring
@@ -234,7 +238,11 @@ class Manager:
             raise RuntimeError("add controllers before start()")
         if name in self._controllers:
             raise ValueError(f"controller {name!r} exists already")
-        queue = WorkQueue(name, self.registry)
+        n = workers or self.default_workers
+        cap = self.max_workers_per_namespace
+        if cap is not None and n > 1:
+            cap = min(cap, n - 1)  # at least one worker is always free for other namespaces
+        queue = WorkQueue(name, self.registry, max_per_namespace=cap)
         ctl = _Controller(name, reconciler, workers or self.default_workers, queue,
                           [s if isinstance(s, Source) else Source(*s) for s in sources])
         self._controllers[name] = ctl

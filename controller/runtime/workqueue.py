@@ -4,6 +4,9 @@
 * A key is never handed to two workers at once (the processing set): a key added while it
   is being processed waits, and is queued again when its worker calls :meth:`done`.
 * :meth:`add_after` queues a key later; of two delays for one key the earlier one wins.
+* ``max_per_namespace``: at most this many keys of one namespace (the part of ``ns/name``
+  before the slash) are processed at once; a worker then takes the next key of another
+  namespace, so one tenant whose calls are slow cannot hold every worker.
 * :meth:`add_rate_limited` queues a key after a per-key exponential backoff (client-go's
   ``ItemExponentialFailureRateLimiter``: base 0.1 s doubling up to 5 min); :meth:`forget`
   resets it once the key succeeds.
@@ -116,8 +119,11 @@ class WorkQueue:
         clock: Callable[[], float] = time.monotonic,
         latency_samples: int = 4096,
         on_latency: Callable[[str, float], None] | None = None,
+        max_per_namespace: int | None = None,
     ) -> None:
         self.name = name
+        self._max_per_namespace = max_per_namespace
+        self._busy: dict[str, int] = {}  # namespace -> keys being processed
         self._backoff = backoff or ExponentialBackoff()
         self._clock = clock
         self._cond = threading.Condition()
@@ -223,8 +229,9 @@ class WorkQueue:
                     return None
                 now = self._clock()
                 self._promote_due_locked(now)
-                if self._queue:
-                    key, latency = self._take_locked(now)
+                index = self._eligible_locked()
+                if index is not None:
+                    key, latency = self._take_locked(now, index)
                     break
                 wait = None if deadline is None else deadline - now
                 if wait is not None and wait <= 0:
@@ -237,10 +244,24 @@ class WorkQueue:
             self._on_latency(key, latency)
         return key
 
-    def _take_locked(self, now: float) -> tuple[str, float]:
-        key = self._queue.popleft()
+    def _eligible_locked(self) -> int | None:
+        """The position of the first queued key its namespace may start now."""
+        if not self._queue:
+            return None
+        if self._max_per_namespace is None:
+            return 0
+        for i, key in enumerate(self._queue):
+            if self._busy.get(_namespace(key), 0) < self._max_per_namespace:
+                return i
+        return None
+
+    def _take_locked(self, now: float, index: int = 0) -> tuple[str, float]:
+        key = self._queue[index]
+        del self._queue[index]
         self._dirty.discard(key)
         self._processing.add(key)
+        ns = _namespace(key)
+        self._busy[ns] = self._busy.get(ns, 0) + 1
         self._started_at[key] = now
         added = self._added_at.pop(key, now)
         latency = max(0.0, now - added)
@@ -263,6 +284,15 @@ class WorkQueue:
     def done(self, key: str) -> None:
         """The worker has finished with KEY; if KEY was added meanwhile it is queued again."""
         with self._cond:
+            if key in self._processing:
+                ns = _namespace(key)
+                left = self._busy.get(ns, 1) - 1
+                if left > 0:
+                    self._busy[ns] = left
+                else:
+                    self._busy.pop(ns, None)
+                if self._max_per_namespace is not None:
+                    self._cond.notify_all()  # a key of this namespace may start now
             self._processing.discard(key)
             started = self._started_at.pop(key, None)
             if started is not None and self._work_duration is not None:
@@ -307,3 +337,7 @@ class WorkQueue:
     def _set_depth(self) -> None:
         if self._depth is not None:
             self._depth.set(len(self._queue))
+
+
+def _namespace(key: str) -> str:
+    return key.split("/", 1)[0] if "/" in key else ""

@@ -65,6 +65,7 @@ from controller.api.validation import (
 from controller.testing import prometheus as prometheus_mod
 from controller.testing.cluster import free_port, new_api_client, restart_apiserver
 from controller.testing.demo_app import DemoApp
+from controller.testing.egress import LOCAL_EGRESS
 from controller.testing.prometheus import PrometheusServer
 from controller.testing.slack_stub import SlackStub
 from controller.testing.stack import (
@@ -161,7 +162,7 @@ def start_controller(env: Env, namespaces: Sequence[str], workdir: Path, identit
     args += ["--identity", identity, "--metrics-address", f"127.0.0.1:{port}",
              "--lease-namespace", lease_namespace or namespaces[0], "--lease-name", lease_name,
              "--leader-elect" if leader_elect else "--no-leader-elect",
-             "--log-format", "json", *extra]
+             "--log-format", "json", "--egress-allow", LOCAL_EGRESS, *extra]
     workdir.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT,

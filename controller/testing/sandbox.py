@@ -28,6 +28,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from controller.testing import cluster as cluster_mod
+from controller.testing.egress import LOCAL_EGRESS
 from controller.testing.prometheus import PrometheusServer
 from controller.testing.stack import deployment, http_route
 from controller.testing.traffic import TESTER_HEADER
@@ -248,7 +249,8 @@ class Sandbox:
             rolloutctl, "run", "--kubeconfig", str(state.kubeconfig), "--namespace", NAMESPACE,
             "--no-leader-elect", "--metrics-address", f"127.0.0.1:{metrics_port}",
             "--slack-base-url", state.urls["slack-api"], "--cluster-name", "sandbox",
-            "--log-format", "text", "--identity", "sandbox-controller"])
+            "--log-format", "text", "--identity", "sandbox-controller",
+            "--egress-allow", LOCAL_EGRESS])
         state.urls["controller"] = f"http://127.0.0.1:{metrics_port}"
         state.save()
         self._wait(lambda: _http_ok(f"{state.urls['controller']}/readyz"), 60,

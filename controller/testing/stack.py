@@ -27,6 +27,7 @@ from controller.adapters.kube.objects import ObjectStore
 from controller.adapters.traffic.gateway_api import GatewayAPIRouter
 from controller.api.plan import GatewayAPIRoute
 from controller.testing.demo_app import DemoApp
+from controller.testing.egress import LOCAL_EGRESS
 from controller.testing.prometheus import PrometheusServer
 from controller.testing.traffic import TrafficGenerator
 
@@ -324,6 +325,7 @@ class Stack:
             "--lease-namespace", lease_namespace or self.namespace,
             "--leader-elect" if leader_elect else "--no-leader-elect",
             "--log-format", "json",
+            "--egress-allow", LOCAL_EGRESS,
             *(extra or []),
         ]
         with log.open("ab") as out:

@@ -387,7 +387,7 @@ def test_a_wrong_path_is_an_error_saying_it_is_not_prometheus(
     with PrometheusSource(prometheus.url + "/nothing", registry=registry) as s:
         m = s.measure(RATIO, Track.CANARY, 300, ctx("healthy", T0 + 1800))
     assert m.status == MeasurementStatus.ERROR
-    assert m.message.startswith("HTTP 404 from http://127.0.0.1:")
+    assert m.message.startswith("HTTP 4xx from http://127.0.0.1:")
     assert "not a Prometheus API" in m.message
 
 

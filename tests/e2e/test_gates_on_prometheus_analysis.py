@@ -103,7 +103,7 @@ def plan(probe_url: str) -> RolloutPlan:
             "gates": [
                 {"slo": "api_availability"},
                 {"canaryVsStable": {"slo": "api_availability", "maxRatio": 2}},
-                {"probe": {"url": probe_url, "interval": "50ms", "timeout": "1s"}},
+                {"probe": {"url": probe_url, "interval": "1s", "timeout": "1s"}},
             ],
             "analysis": {"window": "5m", "minSamples": 500},
         },
@@ -157,7 +157,7 @@ def test_one_pass_measures_every_gate_and_the_engine_judges_it(
                 ctx = QueryContext(trace.service, "shop", "r1", datetime.fromtimestamp(at, UTC))
                 health.status = 200 if trace is HEALTHY else 503
                 registry.stop_all()  # fresh probe results for this service
-                wait_for_probes(registry, p, ctx, 5)
+                wait_for_probes(registry, p, ctx, 3)  # 1 s apart: 1 s is the least interval
                 ms = measure_gates(source, p, POLICY, ctx, window_seconds=300,
                                    run_seconds=at - run_started, probes=registry)
                 results[trace.service] = (ms, judge_all(p, ms, at))

@@ -72,7 +72,7 @@ def test_failures_back_off_exponentially_and_are_recorded_then_given_up_on() -> 
         for _ in range(3):
             delays.append(d.process(ref))
             entry = outbox(store, ref)[0]
-            assert entry["lastError"] == "incident: incident webhook trigger: HTTP 503"
+            assert entry["lastError"] == "incident: incident webhook trigger: HTTP 5xx"
             assert datetime.fromisoformat(entry["nextAttemptAt"]) == clock.at + timedelta(
                 seconds=delays[-1] or 0)
             assert d.process(ref) == delays[-1]  # not due yet: nothing sent

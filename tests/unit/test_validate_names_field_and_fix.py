@@ -83,7 +83,7 @@ def test_bad_duration_names_its_field(tmp_path: Path) -> None:
         (lambda d: d["spec"]["steps"].__setitem__(-1, {"weight": 90, "hold": "1m"}),
          "spec.steps[3].weight", "last step must send 100"),
         (lambda d: d["spec"]["steps"].__setitem__(1, {"weight": 25, "hold": "0s"}),
-         "spec.steps[1].hold", "longer than 0"),
+         "spec.steps[1].hold", "at least 1s"),
         (lambda d: d["spec"].__setitem__("traffic", {}), "spec.traffic", "found none"),
         (lambda d: d["spec"].__setitem__("colour", "blue"), "spec.colour", "unknown field"),
         (lambda d: d["spec"]["analysis"].__setitem__("onNoData", "panic"),

@@ -34,13 +34,15 @@ once, when the source is built, for its URL (``requests`` would re-read it per q
 
 Retries and timeouts
 --------------------
-The client retries by itself through urllib3; we configure that retry rather than stack a
-second one: connection failures only (``connect=2``, backoff 0.2 s, no retry on read
-timeouts or on HTTP statuses, so a slow query is not run three times). Each request has a
-client-side timeout of ``(min(timeout, 3 s) to connect, timeout + 1 s to read)`` and asks
-Prometheus to give up after ``timeout`` (the ``timeout`` query parameter), so a slow
-query comes back as Prometheus's own "query timed out" error. Worst case for one query:
-3 connection attempts of up to 3 s each plus 0.4 s of backoff, or ``timeout + 1`` s.
+Requests go through ``egress.GuardedAdapter`` (mounted over the client's urllib3 adapter):
+one total deadline of ``timeout + 1`` s covers connect, headers and the whole answer (a
+server dripping its answer is cut there), the answer is read up to 8 MiB, a redirect is an
+error (never followed), and the URL of an SLOPolicy (``spec.prometheus.url``) is checked by
+the egress policy after DNS resolution and connected to at the address checked; the
+platform's ``--prometheus-url`` is trusted. Nothing is retried here: the next pass asks
+again. The query also asks Prometheus to give up after ``timeout`` (the ``timeout``
+parameter), so a slow query comes back as Prometheus's own "query timed out" error.
+``timeout`` is at most 60 s.
 
 Batches
 -------
@@ -77,6 +79,13 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from urllib3.util.retry import Retry
 
+from controller.adapters.egress import (
+    TRUSTED,
+    EgressRefused,
+    GuardedAdapter,
+    RedirectRefused,
+    ResponseTooLarge,
+)
 from controller.adapters.metrics.queries import (
     QueryError,
     SLIQueries,
@@ -92,6 +101,9 @@ from controller.ports import QueryContext
 __all__ = ["PrometheusSource", "QueryMetrics", "safe_url"]
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
+MAX_TIMEOUT_SECONDS = 60.0
+#: the largest answer read (a batch of a default plan's 17 queries is a few KiB)
+MAX_ANSWER_BYTES = 8 * 1024 * 1024
 DEFAULT_STALE_AFTER_SECONDS = 180.0
 CONNECT_TIMEOUT_CAP_SECONDS = 3.0
 _MAX_MESSAGE = 300
@@ -146,6 +158,9 @@ class _Answer:
     outcome: _Outcome
     value: float | None = None
     message: str = ""
+    #: no answer came at all (timeout, unreachable, refused): sending the parts of a batch
+    #: one by one would only wait as long again for each
+    transport: bool = False
 
 
 def _labels(metric: Mapping[str, str]) -> str:
@@ -205,7 +220,9 @@ def _http_error_message(exc: PrometheusApiClientException, where: str) -> str:
     except (ValueError, SyntaxError, TypeError):
         detail = ""
     if not detail:
-        detail = " (not a Prometheus API answer: check the URL)" if code == "404" else ""
+        # not a Prometheus API answer: the class of the status only, never the code or the
+        # body (a tenant's URL must not make the controller a port scanner)
+        return f"HTTP {code[0]}xx from {where} (not a Prometheus API answer: check the URL)"
     return _clip(f"HTTP {code} from {where}{detail}")
 
 
@@ -227,9 +244,12 @@ class PrometheusSource:
         stale_after_seconds: float = DEFAULT_STALE_AFTER_SECONDS,
         headers: Mapping[str, str] | None = None,
         registry: CollectorRegistry | None = None,
+        field_name: str = "spec.prometheus.url",
+        trusted: bool = False,
+        max_bytes: int = MAX_ANSWER_BYTES,
     ) -> None:
-        if timeout_seconds <= 0:
-            raise ValueError("timeout_seconds must be positive")
+        if not 0 < timeout_seconds <= MAX_TIMEOUT_SECONDS:
+            raise ValueError(f"timeout_seconds must be in (0, {MAX_TIMEOUT_SECONDS:g}]")
         self.url = url.rstrip("/")
         self.where = safe_url(self.url)
         self.timeout_seconds = float(timeout_seconds)
@@ -247,6 +267,10 @@ class PrometheusSource:
             raise_on_status=False,
         )
         session, auth = _session_for(self.url)
+        # Every request goes through the guarded transport: a total deadline, a size cap,
+        # no redirects, and (unless trusted) the egress check naming the field.
+        adapter = GuardedAdapter(field_name, policy=TRUSTED if trusted else None,
+                                 max_bytes=max_bytes, default_timeout=self.timeout_seconds + 1)
         self._client = PrometheusConnect(
             url=self.url,
             headers=dict(headers) if headers else None,
@@ -255,6 +279,9 @@ class PrometheusSource:
             session=session,
             auth=auth,
         )
+        # after the client, which mounts urllib3's adapter on its URL: ours replaces it
+        for prefix in ("http://", "https://", self.url):
+            session.mount(prefix, adapter)
 
     @classmethod
     def from_ref(cls, ref: PrometheusRef, **kwargs: Any) -> PrometheusSource:
@@ -326,6 +353,8 @@ class PrometheusSource:
             self._metrics.seconds.observe(time.monotonic() - started)
             if isinstance(result, _Answer):  # an error: the parts go alone
                 self._metrics.queries.labels(status=result.outcome.value).inc()
+                if result.transport:  # unless Prometheus could not be reached at all
+                    answers.update((expr, result) for expr in chunk)
                 continue
             split = split_batch(result, len(chunk))
             if split is None:
@@ -490,17 +519,26 @@ class PrometheusSource:
                 params={"time": f"{at:.3f}", "timeout": f"{timeout:g}"},
                 timeout=(connect, timeout + 1.0),
             )
+        except EgressRefused as exc:
+            return _Answer(_Outcome.ERROR, transport=True, message=f"not queried: {exc}")
+        except ResponseTooLarge:
+            return _Answer(_Outcome.ERROR, transport=True,
+                           message=f"the answer from {self.where} is larger than "
+                           f"{MAX_ANSWER_BYTES // (1024 * 1024)} MiB")
+        except RedirectRefused:
+            return _Answer(_Outcome.ERROR, transport=True,
+                           message=f"{self.where} answered with a redirect, which is not "
+                           "followed: write the final URL")
         except requests.exceptions.ConnectTimeout:
-            return _Answer(
-                _Outcome.ERROR, message=f"timed out connecting to {self.where} ({connect:g}s)"
-            )
+            return _Answer(_Outcome.ERROR, transport=True,
+                           message=f"timed out connecting to {self.where} ({connect:g}s)")
         except requests.exceptions.Timeout:
-            return _Answer(
-                _Outcome.ERROR, message=f"no answer from {self.where} within {timeout + 1:g}s"
-            )
+            return _Answer(_Outcome.ERROR, transport=True,
+                           message=f"no answer from {self.where} within {timeout + 1:g}s")
         except requests.exceptions.ConnectionError as exc:
             why = "connection refused" if "refused" in str(exc).lower() else "connection failed"
-            return _Answer(_Outcome.ERROR, message=f"cannot reach {self.where}: {why}")
+            return _Answer(_Outcome.ERROR, transport=True,
+                           message=f"cannot reach {self.where}: {why}")
         except PrometheusApiClientException as exc:
             return _Answer(_Outcome.ERROR, message=_http_error_message(exc, self.where))
         except requests.exceptions.RequestException as exc:

@@ -192,7 +192,11 @@ class Dispatcher:
         self._store = store
         self._clock: Clock = clock or SystemClock()
         self._metrics = metrics or default_metrics()
-        self._queue: KeyQueue[ObjectRef] = KeyQueue(self.config.queue_size)
+        workers = max(1, self.config.workers)
+        self._queue: KeyQueue[ObjectRef] = KeyQueue(
+            self.config.queue_size, group=lambda ref: ref.namespace,
+            # one namespace's slow webhook or SMTP server never holds every worker
+            max_per_group=workers - 1 if workers > 1 else None)
         self._secrets = _SecretCache(store, self.config.secret_ttl, self._clock)
         self._bots: OrderedDict[str, SlackBot] = OrderedDict()
         self._bots_lock = threading.Lock()

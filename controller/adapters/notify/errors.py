@@ -11,7 +11,8 @@ class DeliveryError(Exception):
 
     ``reason`` is a CamelCase word from a small fixed set (a metrics label): RateLimited,
     ServerError, Timeout, Unreachable, AuthFailed, ChannelNotFound, Rejected,
-    SecretUnavailable, NotConfigured. ``retry_after`` is the server's wish in seconds, if any.
+    SecretUnavailable, NotConfigured, EgressRefused. ``retry_after`` is the server's wish in
+    seconds, if any.
     ``permanent`` errors are still retried (a user may fix the Secret or the channel), but
     with the longest backoff.
     """

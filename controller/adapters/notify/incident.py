@@ -1,15 +1,20 @@
-"""An incident webhook taking PagerDuty Events v2 events (trigger / resolve by dedup key)."""
+"""An incident webhook taking PagerDuty Events v2 events (trigger / resolve by dedup key).
+
+Sent with ``controller.adapters.egress.fetch``: one deadline for the whole call, the answer
+read up to 64 KiB, no redirects, the URL's host checked by the egress policy. Errors give the
+class of the status (``HTTP 5xx``), never the answer's body."""
 
 from __future__ import annotations
 
+import http.client
 import json
-import socket
-import urllib.error
-import urllib.request
 from typing import Any
 
+from controller.adapters.egress import DeadlineExceeded, EgressRefused, ResponseTooLarge, fetch
 from controller.adapters.notify.errors import DeliveryError
 from controller.adapters.notify.routing import Channel
+
+FIELD = "notifications.incident.url"
 
 
 class IncidentWebhook:
@@ -22,40 +27,36 @@ class IncidentWebhook:
     def send(self, url: str, event: dict[str, Any]) -> None:
         what = f"incident webhook {event.get('event_action', '')}".strip()
         data = json.dumps(event).encode()
-        req = urllib.request.Request(
-            url, data=data, method="POST",
-            headers={"Content-Type": "application/json", "Accept": "application/json",
-                     "User-Agent": "rolloutctl"},
-        )
         try:
-            with urllib.request.urlopen(req, timeout=self._timeout) as resp:
-                resp.read()
-        except urllib.error.HTTPError as exc:
-            status = exc.code
-            exc.close()
-            if status == 429:
-                after = exc.headers.get("Retry-After") if exc.headers else None
-                raise DeliveryError(Channel.INCIDENT, "RateLimited",
-                                    f"{what}: rate limited (HTTP 429)",
-                                    retry_after=_seconds(after)) from None
-            if status >= 500:
-                raise DeliveryError(Channel.INCIDENT, "ServerError",
-                                    f"{what}: HTTP {status}") from None
-            if status in (401, 403):
-                raise DeliveryError(Channel.INCIDENT, "AuthFailed", f"{what}: HTTP {status}",
-                                    permanent=True) from None
-            raise DeliveryError(Channel.INCIDENT, "Rejected", f"{what}: HTTP {status}",
+            reply = fetch(url, timeout=self._timeout, field_name=FIELD, method="POST", body=data,
+                          headers={"Content-Type": "application/json",
+                                   "Accept": "application/json", "User-Agent": "rolloutctl"},
+                          max_bytes=64 * 1024, truncate=True)
+        except EgressRefused as exc:
+            raise DeliveryError(Channel.INCIDENT, "EgressRefused", f"{what}: {exc}",
                                 permanent=True) from None
-        except urllib.error.URLError as exc:
-            if isinstance(exc.reason, TimeoutError | socket.timeout):
-                raise DeliveryError(Channel.INCIDENT, "Timeout", f"{what}: timed out") from None
-            raise DeliveryError(Channel.INCIDENT, "Unreachable",
-                                f"{what}: cannot connect ({type(exc.reason).__name__})") from None
-        except TimeoutError:
+        except (DeadlineExceeded, TimeoutError):
             raise DeliveryError(Channel.INCIDENT, "Timeout", f"{what}: timed out") from None
-        except OSError as exc:
+        except (OSError, http.client.HTTPException, ResponseTooLarge, ValueError) as exc:
             raise DeliveryError(Channel.INCIDENT, "Unreachable",
-                                f"{what}: {type(exc).__name__}") from None
+                                f"{what}: cannot connect ({type(exc).__name__})") from None
+        status = reply.status
+        if 200 <= status < 300:
+            return
+        kind = f"HTTP {status // 100}xx"
+        if status == 429:
+            after = reply.headers.get("Retry-After")
+            raise DeliveryError(Channel.INCIDENT, "RateLimited", f"{what}: rate limited ({kind})",
+                                retry_after=_seconds(after))
+        if status >= 500:
+            raise DeliveryError(Channel.INCIDENT, "ServerError", f"{what}: {kind}")
+        if status in (401, 403):
+            raise DeliveryError(Channel.INCIDENT, "AuthFailed", f"{what}: {kind}",
+                                permanent=True)
+        if 300 <= status < 400:
+            raise DeliveryError(Channel.INCIDENT, "Rejected",
+                                f"{what}: a redirect, which is not followed", permanent=True)
+        raise DeliveryError(Channel.INCIDENT, "Rejected", f"{what}: {kind}", permanent=True)
 
 
 def _seconds(value: str | None) -> float | None:

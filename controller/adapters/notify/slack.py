@@ -5,9 +5,12 @@ module as a :class:`DeliveryError`; no ``slack_sdk`` exception escapes.
 
 from __future__ import annotations
 
+import http.client
+import json
 import re
 import socket
 import threading
+import time
 import urllib.error
 from collections.abc import Iterator
 from typing import Any
@@ -18,8 +21,8 @@ from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 from slack_sdk.http_retry.request import HttpRequest
 from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
-from slack_sdk.webhook import WebhookClient
 
+from controller.adapters.egress import EgressRefused, fetch
 from controller.adapters.notify.errors import DeliveryError
 from controller.adapters.notify.redact import redacting_logger
 from controller.adapters.notify.render import METADATA_EVENT_TYPE, Rendered
@@ -288,23 +291,43 @@ def _uid_of(message: dict[str, Any]) -> str | None:
 
 
 class SlackWebhook:
-    """An incoming webhook: plain posts to its one channel, no threads, no updates."""
+    """An incoming webhook: plain posts to its one channel, no threads, no updates.
+
+    The URL comes from a tenant's Secret, so it is sent with ``egress.fetch`` (one deadline
+    for the whole call, no redirects, the answer capped, the host checked by the egress
+    policy) rather than slack-sdk's client, whose timeout bounds each read only. A 429 with a
+    Retry-After up to ``max_inline_wait`` is retried once inline, as slack-sdk's handler did.
+    """
 
     def __init__(self, url: str, *, timeout: float = 10.0, max_inline_wait: float = 5.0) -> None:
-        self._client = WebhookClient(
-            url,
-            timeout=max(1, round(timeout)),
-            logger=sdk_log,
-            retry_handlers=[BoundedRateLimitRetry(max_wait=max_inline_wait)],
-        )
+        self._url = url
+        self._timeout = timeout
+        self._max_inline_wait = max_inline_wait
+
+    def _send(self, body: bytes) -> tuple[int, str, Any]:
+        reply = fetch(self._url, timeout=self._timeout, field_name=WEBHOOK_FIELD,
+                      method="POST", body=body, max_bytes=64 * 1024, truncate=True,
+                      headers={"Content-Type": "application/json;charset=utf-8",
+                               "User-Agent": "rolloutctl"})
+        return reply.status, reply.body.decode("utf-8", "replace"), reply.headers
 
     def post(self, msg: Rendered) -> None:
         what = "incoming webhook"
+        payload = json.dumps({"text": msg.text, "blocks": msg.blocks, "unfurl_links": False,
+                           "unfurl_media": False}).encode()
         try:
-            resp = self._client.send(text=msg.text, blocks=msg.blocks,
-                                     unfurl_links=False, unfurl_media=False)
-        except Exception as exc:
+            status, text, headers = self._send(payload)
+            if status == 429:
+                after = _retry_after(headers)
+                if after is not None and after <= self._max_inline_wait:
+                    time.sleep(after)
+                    status, text, headers = self._send(payload)
+        except EgressRefused as exc:
+            raise DeliveryError(Channel.SLACK, "EgressRefused", f"{what}: {exc}",
+                                permanent=True) from None
+        except (OSError, http.client.HTTPException, ValueError) as exc:
             raise map_error(Channel.SLACK, what, exc) from None
+        resp = _Answer(status, text, headers)
         status = resp.status_code
         if 200 <= status < 300:
             return
@@ -312,10 +335,23 @@ class SlackWebhook:
             raise DeliveryError(Channel.SLACK, "RateLimited", f"{what}: rate limited (HTTP 429)",
                                 retry_after=_retry_after(resp.headers))
         if status >= 500:
-            raise DeliveryError(Channel.SLACK, "ServerError", f"{what}: HTTP {status}")
+            raise DeliveryError(Channel.SLACK, "ServerError", f"{what}: HTTP {status // 100}xx")
+        if 300 <= status < 400:
+            raise DeliveryError(Channel.SLACK, "Rejected",
+                                f"{what}: a redirect, which is not followed", permanent=True)
         body = resp.body if isinstance(resp.body, str) else ""
         code = body if _ERROR_CODE.match(body) else "rejected"
         if status in (401, 403, 404, 410):
-            raise DeliveryError(Channel.SLACK, "AuthFailed", f"{what}: HTTP {status} ({code})",
-                                permanent=True)
-        raise DeliveryError(Channel.SLACK, "Rejected", f"{what}: HTTP {status} ({code})")
+            raise DeliveryError(Channel.SLACK, "AuthFailed",
+                                f"{what}: HTTP {status // 100}xx ({code})", permanent=True)
+        raise DeliveryError(Channel.SLACK, "Rejected", f"{what}: HTTP {status // 100}xx ({code})")
+
+
+WEBHOOK_FIELD = "notifications.slack.webhookSecretRef"
+
+
+class _Answer:
+    def __init__(self, status: int, body: str, headers: Any) -> None:
+        self.status_code = status
+        self.body = body
+        self.headers = headers

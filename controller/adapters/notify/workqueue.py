@@ -2,7 +2,9 @@
 
 A key queued twice is processed once; a key is never processed by two workers at once (a
 key added while being processed is queued again when its worker is done); keys can be
-added after a delay; the number of distinct waiting keys is bounded. ``add`` takes a lock
+added after a delay; the number of distinct waiting keys is bounded; with ``group`` and
+``max_per_group``, at most that many keys of one group (a namespace: one tenant) are
+processed at once, so one tenant's slow endpoints cannot hold every worker. ``add`` takes a lock
 and appends: it never waits for a worker.
 """
 
@@ -13,15 +15,19 @@ import itertools
 import threading
 import time
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 
 
 class KeyQueue(Generic[K]):
-    def __init__(self, maxsize: int = 1000) -> None:
+    def __init__(self, maxsize: int = 1000, *, group: Callable[[K], str] | None = None,
+                 max_per_group: int | None = None) -> None:
         self._maxsize = maxsize
+        self._group = group
+        self._max_per_group = max_per_group if group is not None else None
+        self._busy: dict[str, int] = {}
         self._cond = threading.Condition()
         self._queue: deque[K] = deque()
         self._dirty: set[K] = set()
@@ -72,15 +78,30 @@ class KeyQueue(Generic[K]):
                 if self._shutdown:
                     return None
                 self._promote_due_locked()
-                if self._queue:
-                    key = self._queue.popleft()
+                index = self._eligible_locked()
+                if index is not None:
+                    key = self._queue[index]
+                    del self._queue[index]
                     self._dirty.discard(key)
                     self._processing.add(key)
+                    if self._group is not None:
+                        g = self._group(key)
+                        self._busy[g] = self._busy.get(g, 0) + 1
                     return key
                 timeout = None
                 if self._delayed:
                     timeout = max(0.0, self._delayed[0][0] - time.monotonic())
                 self._cond.wait(timeout)
+
+    def _eligible_locked(self) -> int | None:
+        if not self._queue:
+            return None
+        if self._max_per_group is None or self._group is None:
+            return 0
+        for i, key in enumerate(self._queue):
+            if self._busy.get(self._group(key), 0) < self._max_per_group:
+                return i
+        return None
 
     def _promote_due_locked(self) -> None:
         now = time.monotonic()
@@ -92,6 +113,14 @@ class KeyQueue(Generic[K]):
 
     def done(self, key: K) -> None:
         with self._cond:
+            if key in self._processing and self._group is not None:
+                g = self._group(key)
+                left = self._busy.get(g, 1) - 1
+                if left > 0:
+                    self._busy[g] = left
+                else:
+                    self._busy.pop(g, None)
+                self._cond.notify_all()
             self._processing.discard(key)
             if key in self._dirty:
                 self._queue.append(key)

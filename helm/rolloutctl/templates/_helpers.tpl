@@ -162,3 +162,9 @@ request.userInfo.username + ' may not {{ .verb }} ' + {{ .resource }} + ' "' + {
 {{ .what }}, or ask for a Role granting verb {{ .verb }} on it (check with: kubectl auth can-i
 {{ .verb }} ' + {{ .resource }} + '/' + {{ .ref }}.name + ' -n ' + request.namespace + ')'
 {{- end -}}
+
+{{/* The metrics address's host; an IPv6 address in brackets. */}}
+{{- define "rolloutctl.bindHost" -}}
+{{- $h := .Values.metrics.bindAddress -}}
+{{- if and (contains ":" $h) (not (hasPrefix "[" $h)) -}}[{{ $h }}]{{- else -}}{{ $h }}{{- end -}}
+{{- end }}

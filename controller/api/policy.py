@@ -259,6 +259,23 @@ class OverrideStatus(Wire):
     active: bool = True
 
 
+MAX_FREEZES = 20
+
+
+class FreezeRecord(Wire):
+    """One release freeze, kept for reports: when, why, how long, overrides used."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    since: datetime
+    until: datetime | None = None  # None while the freeze lasts
+    reason: str
+    reasons: list[str] = Field(default_factory=list)  # every reason seen while it lasted
+    message: str = ""
+    budget_remaining: float | None = None  # the lowest seen while it lasted
+    overrides: list[str] = Field(default_factory=list)  # ids of overrides active during it
+
+
 class SLOPolicyStatus(Wire):
     model_config = ConfigDict(extra="ignore")
 
@@ -276,6 +293,7 @@ class SLOPolicyStatus(Wire):
     budget_remaining: float | None = None
     slos: list[SLOStatus] = Field(default_factory=list)
     overrides: list[OverrideStatus] = Field(default_factory=list)
+    freezes: list[FreezeRecord] = Field(default_factory=list)  # the last MAX_FREEZES
     conditions: list[Condition] = Field(default_factory=list)
     notifications: NotificationState = Field(default_factory=NotificationState)
 

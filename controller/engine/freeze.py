@@ -20,9 +20,11 @@ from datetime import datetime
 from controller.api.conditions import ConditionStatus, ConditionType, set_condition
 from controller.api.notifications import OutgoingMessage, Severity
 from controller.api.policy import (
+    MAX_FREEZES,
     SLO,
     AlertSeverity,
     BurnRateStatus,
+    FreezeRecord,
     OverrideStatus,
     SLOPolicy,
     SLOPolicyStatus,
@@ -184,6 +186,7 @@ def evaluate(policy: SLOPolicy, measured: dict[str, SLOMeasurements],
             announce("OverrideExpired", Severity.INFO, "override expired",
                      f"the override by {who} ({o.reason}) expired")
 
+    freezes = _freeze_history(old, frozen, since, reason, message, remaining, overrides, now)
     conditions = set_condition(
         old.conditions, ConditionType.FROZEN,
         ConditionStatus.TRUE if frozen else ConditionStatus.FALSE,
@@ -202,6 +205,7 @@ def evaluate(policy: SLOPolicy, measured: dict[str, SLOMeasurements],
         "frozen_since": since, "freeze_announced": announced,
         "budget_freeze": latched and freeze is not None, "reason": reason, "message": message,
         "budget_remaining": remaining, "slos": slos, "overrides": overrides,
+        "freezes": freezes,
         "conditions": list(conditions),
         "notifications": old.notifications.model_copy(update={"outbox": outbox}),
     })
@@ -209,6 +213,33 @@ def evaluate(policy: SLOPolicy, measured: dict[str, SLOMeasurements],
     expiries = [(o.until - now).total_seconds() for o in overrides if o.active]
     requeue = min([interval, *[e + 0.01 for e in expiries]])
     return PolicyDecision(status, max(0.0, requeue), tuple(added), tuple(events))
+
+
+def _freeze_history(old: SLOPolicyStatus, frozen: bool, since: datetime | None, reason: str,
+                    message: str, remaining: float | None, overrides: list[OverrideStatus],
+                    now: datetime) -> list[FreezeRecord]:
+    """The last MAX_FREEZES freezes: a record opens when a freeze starts, follows it (every
+    reason, the lowest budget, each override active during it) and closes when it lifts."""
+    freezes = list(old.freezes)
+    current = freezes[-1] if freezes and freezes[-1].until is None else None
+    if not frozen:
+        if current is not None:
+            freezes[-1] = current.model_copy(update={"until": now})
+        return freezes
+    assert since is not None
+    if current is None or current.since != since:
+        if current is not None:
+            freezes[-1] = current.model_copy(update={"until": since})
+        current = FreezeRecord(since=since, reason=reason)
+        freezes.append(current)
+    lowest = min((v for v in (current.budget_remaining, remaining) if v is not None),
+                 default=None)
+    used = [*current.overrides, *(o.id for o in overrides
+                                  if o.active and o.id not in current.overrides)]
+    freezes[-1] = current.model_copy(update={
+        "reasons": list(dict.fromkeys([*current.reasons, reason])), "message": message,
+        "budget_remaining": lowest, "overrides": used[:16]})
+    return freezes[-MAX_FREEZES:]
 
 
 def freeze_input(policy: SLOPolicy, plan_name: str, now: datetime) -> FreezeInput | None:

@@ -33,8 +33,8 @@ def report(
     until: Annotated[str | None, typer.Option(
         "--until", help="End of the period: unix seconds or RFC 3339 (default: now)")] = None,
     prometheus: Annotated[str | None, typer.Option(
-        "--prometheus", envvar="ROLLOUTCTL_PROMETHEUS_URL",
-        help="Prometheus URL (default: the policy's spec.prometheus.url)")] = None,
+        "--prometheus", help="Prometheus URL (default: the policy's spec.prometheus.url, "
+                             "else $ROLLOUTCTL_PROMETHEUS_URL)")] = None,
     mail_to: Annotated[str | None, typer.Option(
         "--mail-to", metavar="ADDR,...",
         help="E-mail the report to these addresses through the policy's "
@@ -147,6 +147,7 @@ def gather(policy: SLOPolicy, plans: list[RolloutPlan], period: float, end: date
     its budget now, and its and its plans' status. A Prometheus that cannot answer is an
     error of the report (shown in it), not of the command: freezes and releases still
     come from the cluster."""
+    import os
     from datetime import timedelta
 
     from controller.adapters.metrics.history import HistoryError, PrometheusHistory
@@ -157,7 +158,8 @@ def gather(policy: SLOPolicy, plans: list[RolloutPlan], period: float, end: date
 
     start = end - timedelta(seconds=period)
     step = sloreport.bucket_seconds(period)
-    url = prometheus or (policy.spec.prometheus.url if policy.spec.prometheus else None)
+    url = prometheus or (policy.spec.prometheus.url if policy.spec.prometheus else None) \
+        or os.environ.get("ROLLOUTCTL_PROMETHEUS_URL") or None
     ctx = QueryContext(service=policy.spec.service_for(policy.metadata.name),
                        namespace=policy.metadata.namespace, revision="none", at=end)
     errors: list[str] = []

@@ -10,7 +10,8 @@ unit-tested from fixed inputs and read from Prometheus by the command.
 - Budget spent over the period: (bad / total) / (1 - objective), in percent of the budget
   the period allows (100 % spent: exactly at the objective). Budget left now: over the SLO's
   own window ending at the report's end, as the controller computes it.
-- Worst burn periods: the buckets with the highest burn rate (error ratio / (1 - objective)).
+- Worst burn periods: the buckets with the highest burn rate (error ratio / (1 - objective)),
+  among those burning faster than the budget allows (above 1x).
 - Freezes: ``status.freezes`` of the policy (since, until, reasons, overrides used).
 - Releases: the runs of the policy's plans that ended in the period (``status.history``);
   change-failure rate = rollbacks / (successes + rollbacks); time from fault to weight 0 =
@@ -158,11 +159,11 @@ def slo_figures(name: str, objective: float | None, window: str, buckets: Sequen
     ratio = bad / total
     allowed = 1 - objective / 100
     compliance = 100 * (1 - ratio)
-    burns = sorted(
-        (BurnPeriod(b.end - timedelta(seconds=step_seconds), b.end,
-                    (b.bad / b.total) / allowed, b.bad, b.total)
-         for b in buckets if b.total > 0 and b.bad > 0),
-        key=lambda p: (-p.burn_rate, p.start))
+    periods = (BurnPeriod(b.end - timedelta(seconds=step_seconds), b.end,
+                          (b.bad / b.total) / allowed, b.bad, b.total)
+               for b in buckets if b.total > 0)
+    burns = sorted((p for p in periods if p.burn_rate > 1 + 1e-9),
+                   key=lambda p: (-p.burn_rate, p.start))
     return SloFigures(
         name, objective, window, bad=bad, total=total, compliance=compliance,
         met=compliance >= objective - 1e-9, budget_spent=100 * ratio / allowed,

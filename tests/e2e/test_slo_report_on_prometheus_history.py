@@ -162,10 +162,12 @@ def test_compliance_budget_and_burn_figures_match_the_history(world: World) -> N
     whole = world.trace.truth("stable", START - 1, UNTIL)
     assert api["budgetLeftNow"] == pytest.approx(
         100 * (1 - whole.error_ratio / 0.001), abs=1.0)
-    # the two spike hours burn at 50x; nothing else comes close
+    # the two spike hours burn at about 50x; nothing else comes close
     spike = sorted(api["worstBurnPeriods"][:2], key=lambda p: p["start"])
     assert [p["start"] for p in spike] == [iso(SPIKE), iso(SPIKE + HOUR)]
-    assert all(p["burnRate"] == pytest.approx(50, rel=0.1) for p in spike)
+    assert all(p["burnRate"] == pytest.approx(50, rel=0.15) for p in spike)
+    assert all(p["burnRate"] < 10 for p in api["worstBurnPeriods"][2:])
+    assert latency["worstBurnPeriods"] == []  # 0.4x: within its budget all week
 
     assert latency["compliance"] == pytest.approx(
         100 * (1 - truth.slow_ratio(0.2)), abs=0.01)  # 98 % under 200 ms

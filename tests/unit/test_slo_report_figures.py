@@ -47,7 +47,7 @@ def test_compliance_is_the_ratio_of_the_periods_sums() -> None:
     assert s.compliance == pytest.approx(100 * (1 - 11 / 3000))
     assert s.met is False
     assert s.budget_spent == pytest.approx(100 * (11 / 3000) / 0.001)  # 366.7 %
-    assert [round(p.burn_rate, 6) for p in s.worst] == [10.0, 1.0]
+    assert [round(p.burn_rate, 6) for p in s.worst] == [10.0]  # 1x spends just the budget
     assert s.worst[0].start == at(1) and s.worst[0].end == at(2)
 
 
@@ -61,10 +61,12 @@ def test_no_traffic_is_no_compliance_figure_not_a_perfect_one() -> None:
     assert s.compliance is None and s.met is None and s.note == "no events in the period"
 
 
-def test_worst_periods_are_the_three_highest_burns() -> None:
+def test_worst_periods_are_the_three_highest_burns_above_1x() -> None:
     s = sloreport.slo_figures("api", 99.0, "30d", buckets(
-        (1, 100), (5, 100), (0, 100), (3, 100), (2, 100)), 3600)
-    assert [p.burn_rate for p in s.worst] == pytest.approx([5.0, 3.0, 2.0])
+        (1, 100), (5, 100), (0, 100), (3, 100), (2, 100), (4, 100)), 3600)
+    assert [p.burn_rate for p in s.worst] == pytest.approx([5.0, 4.0, 3.0])
+    calm = sloreport.slo_figures("api", 99.0, "30d", buckets((1, 100), (0, 100)), 3600)
+    assert calm.worst == ()
 
 
 def policy_with_freezes() -> SLOPolicy:

@@ -66,3 +66,6 @@ def test_bad_values_are_refused_naming_the_value(tmp_path: Path) -> None:
     error = render_error(tmp_path, {"sloReport": {"enabled": True, "namespaces": ["shop"],
                                                   "since": "a week"}})
     assert "since" in error
+    error = render_error(tmp_path, {"watchNamespaces": ["payments"], "sloReport": {
+        "enabled": True, "namespaces": ["shop"]}})
+    assert "sloReport.namespaces: shop is not in watchNamespaces" in error

@@ -50,7 +50,8 @@ def report(
     """A run report of PLAN (timeline, decisions with evidence, budget used, drills), or an SLO
     compliance report with --policy/--all-policies: compliance per SLO over --since, budget
     spent and left, the worst burn periods, freezes, and release figures from the plans'
-    histories. HTML has inline SVG charts (no network needed)."""
+    histories. HTML has inline SVG charts (no network needed). Exit 1 when Prometheus could
+    not give every figure (the report is printed or sent all the same), 2 on an error."""
     from datetime import UTC, datetime
 
     from controller.cli.errors import CliError, reported
@@ -95,8 +96,15 @@ def report(
         reports = [gather(p, plans, period, end, prometheus) for p in policies]
         if recipients is not None or send:
             typer.echo(mail(s, policies, reports, recipients, since))
-            return
-        typer.echo(render(reports, output), nl=False)
+        else:
+            typer.echo(render(reports, output), nl=False)
+    problems = [e for r in reports for e in r.errors]
+    if problems:  # printed or sent all the same: freezes and releases are still right
+        from controller.cli.errors import EXIT_BAD, echo_error
+
+        for problem in problems:
+            echo_error(problem)
+        raise typer.Exit(EXIT_BAD)
 
 
 def _period(since: str, until: str | None) -> tuple[float, datetime]:

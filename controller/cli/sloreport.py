@@ -247,7 +247,7 @@ def policy_report(policy: SLOPolicy, plans: Sequence[RolloutPlan], since: dateti
         step_seconds=step_seconds, slos=tuple(slos),
         freezes=tuple(freeze_rows(policy, since, until)),
         releases=release_figures(plans_of(policy, plans), since, until),
-        frozen_now=policy.status.frozen, errors=tuple(errors))
+        frozen_now=policy.status.frozen, errors=tuple(dict.fromkeys(errors)))
 
 
 # ----------------------------------------------------------------------------- text helpers

@@ -260,6 +260,7 @@ class OverrideStatus(Wire):
 
 
 MAX_FREEZES = 20
+MAX_FREEZE_OVERRIDES = 16
 
 
 class FreezeRecord(Wire):
@@ -270,10 +271,13 @@ class FreezeRecord(Wire):
     since: datetime
     until: datetime | None = None  # None while the freeze lasts
     reason: str
-    reasons: list[str] = Field(default_factory=list)  # every reason seen while it lasted
+    # every reason seen while it lasted
+    reasons: Annotated[list[str], Field(max_length=8)] = Field(default_factory=list)
     message: str = ""
     budget_remaining: float | None = None  # the lowest seen while it lasted
-    overrides: list[str] = Field(default_factory=list)  # ids of overrides active during it
+    # ids of the overrides active during it
+    overrides: Annotated[list[str], Field(max_length=MAX_FREEZE_OVERRIDES)] = Field(
+        default_factory=list)
 
 
 class SLOPolicyStatus(Wire):
@@ -293,7 +297,8 @@ class SLOPolicyStatus(Wire):
     budget_remaining: float | None = None
     slos: list[SLOStatus] = Field(default_factory=list)
     overrides: list[OverrideStatus] = Field(default_factory=list)
-    freezes: list[FreezeRecord] = Field(default_factory=list)  # the last MAX_FREEZES
+    freezes: Annotated[list[FreezeRecord], Field(max_length=MAX_FREEZES)] = Field(
+        default_factory=list)  # the last MAX_FREEZES
     conditions: list[Condition] = Field(default_factory=list)
     notifications: NotificationState = Field(default_factory=NotificationState)
 

@@ -20,6 +20,7 @@ from datetime import datetime
 from controller.api.conditions import ConditionStatus, ConditionType, set_condition
 from controller.api.notifications import OutgoingMessage, Severity
 from controller.api.policy import (
+    MAX_FREEZE_OVERRIDES,
     MAX_FREEZES,
     SLO,
     AlertSeverity,
@@ -238,7 +239,7 @@ def _freeze_history(old: SLOPolicyStatus, frozen: bool, since: datetime | None, 
                                   if o.active and o.id not in current.overrides)]
     freezes[-1] = current.model_copy(update={
         "reasons": list(dict.fromkeys([*current.reasons, reason])), "message": message,
-        "budget_remaining": lowest, "overrides": used[:16]})
+        "budget_remaining": lowest, "overrides": used[:MAX_FREEZE_OVERRIDES]})
     return freezes[-MAX_FREEZES:]
 
 

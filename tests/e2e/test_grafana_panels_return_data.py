@@ -11,6 +11,7 @@ import json
 import math
 import re
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -78,12 +79,18 @@ def test_every_panel_query_returns_data_after_a_run(stack: Stack) -> None:
         stack.wait_for(lambda: stack.status().get("phase") == "RolledBack", 120, "RolledBack")
         assert smtp.wait_for(1)
 
-    def scraped() -> bool:  # the rollback's metrics reached Prometheus
-        return bool(stack.prometheus and stack.prometheus.query(
+    def scraped() -> bool:
+        """The rollback's series (created by the rollback, a moment ago) were in Prometheus
+        one range step ago: a range query's last step and a rate over them see them, as a
+        dashboard refreshed a few seconds later does."""
+        assert stack.prometheus is not None
+        ago = time.time() - 6
+        return all(stack.prometheus.query(expr, at=ago) for expr in (
             f'rolloutctl_time_to_restore_seconds_count{{namespace="{stack.namespace}",'
-            'kind="rollback"} > 0'))
+            'kind="rollback"} > 0', "rolloutctl_rollbacks_total",
+            'rolloutctl_notifications_sent_total{channel="email"}'))
 
-    stack.wait_for(scraped, 30, "the rollback's metrics scraped")
+    stack.wait_for(scraped, 30, "the rollback's metrics scraped", interval=0.5)
     now = time.time()
     span = int(now - started) + 60
     missing = []
@@ -101,8 +108,15 @@ def test_every_panel_query_returns_data_after_a_run(stack: Stack) -> None:
                         "step": "5"})["result"]
                 queried += 1
                 if not finite_values(result):
-                    missing.append(f"{path.name}: {panel['title']!r} {target['refId']}: {expr}")
+                    missing.append(f"{path.name}: {panel['title']!r} {target['refId']}: {expr}"
+                                   f" -> {result} / instant: {stack.prometheus.query(expr)}")
     assert queried >= 30
+    if missing:  # what the controller serves, for the reader of the failure
+        with urllib.request.urlopen(f"http://127.0.0.1:{controller.metrics_port}/metrics") as r:
+            served = [line for line in r.read().decode().splitlines()
+                      if "rollbacks" in line or "notifications_sent" in line]
+        missing.append("served: " + "\n".join(served))
+        missing.append("targets: " + json.dumps(stack.prometheus.api("/api/v1/targets")))
     assert not missing, "panel queries without data:\n" + "\n".join(missing)
 
     # and the figures are the run's: one release succeeded, one rolled back

@@ -218,10 +218,28 @@ def test_the_report_is_mailed_through_the_policys_smtp_settings(world: World,
     assert smtp.messages[1].rcpt_tos == ("a@example.com", "b@example.com")
 
 
-def test_bad_input_names_the_option_and_sends_nothing(world: World, smtp: SmtpServer) -> None:
+def test_bad_input_names_the_option_and_sends_nothing(cluster: TestCluster, namespace: str,
+                                                      smtp: SmtpServer) -> None:
+    create(cluster, namespace, "http://127.0.0.1:9", smtp.port)  # refused before any query
+    world = World(Path(cluster.kubeconfig), namespace, trace(), "http://127.0.0.1:9")
     bad = world.report("--mail-to", "not-an-address")
     assert bad.returncode == 2
     assert bad.stderr.startswith("error: --mail-to: not-an-address is not an e-mail address")
     wrong = world.report("--since", "a week")
     assert wrong.returncode == 2 and "error: --since:" in wrong.stderr
     assert smtp.messages == []
+
+
+def test_prometheus_down_still_reports_freezes_and_releases_and_exits_1(
+        cluster: TestCluster, namespace: str) -> None:
+    create(cluster, namespace, "http://127.0.0.1:9", None)  # nothing listens there
+    world = World(Path(cluster.kubeconfig), namespace, trace(), "http://127.0.0.1:9")
+    result = world.report("-o", "md")
+    assert result.returncode == 1
+    assert result.stderr.strip() == ("error: cannot reach Prometheus at http://127.0.0.1:9 "
+                                     "(ConnectionError): check the URL (--prometheus)")
+    out = result.stdout
+    assert "- **error**: cannot reach Prometheus at http://127.0.0.1:9" in out
+    assert "| api_availability | 99.9% | - | - | not measured |" in out
+    assert "hotfix-1 by alice: INC-7 fix" in out  # the freeze, from status
+    assert "- **change-failure rate**: 25.0%" in out

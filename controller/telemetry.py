@@ -38,15 +38,6 @@ class Telemetry:
                                 [*labels, "gate"], registry=registry)
         self.plan_frozen = Gauge("rolloutctl_plan_frozen", "1 while the plan is frozen",
                                  labels, registry=registry)
-        self.budget = Gauge("rolloutctl_policy_budget_remaining_percent",
-                            "Error budget remaining per SLO", ["namespace", "policy", "slo"],
-                            registry=registry)
-        self.policy_frozen = Gauge("rolloutctl_policy_frozen", "1 while releases are frozen",
-                                   ["namespace", "policy"], registry=registry)
-        self.actions = Counter("rolloutctl_actions_total", "Actions taken by the controller",
-                               ["type", "result"], registry=registry)
-        self.rollbacks = Counter("rolloutctl_rollbacks_total", "Rollbacks started",
-                                 ["reason"], registry=registry)
         # -- the SLO overview (issue 19): labels bounded by objects, SLOs and enums
         slo = ["namespace", "policy", "slo"]
         self.objective_met = Gauge(
@@ -77,6 +68,15 @@ class Telemetry:
             "rolloutctl_time_to_restore_seconds",
             "From the first failing evaluation (a drill: its request) to canary weight 0",
             ["namespace", "kind"], buckets=RESTORE_BUCKETS, registry=registry)
+        self.budget = Gauge("rolloutctl_policy_budget_remaining_percent",
+                            "Error budget remaining per SLO", ["namespace", "policy", "slo"],
+                            registry=registry)
+        self.policy_frozen = Gauge("rolloutctl_policy_frozen", "1 while releases are frozen",
+                                   ["namespace", "policy"], registry=registry)
+        self.actions = Counter("rolloutctl_actions_total", "Actions taken by the controller",
+                               ["type", "result"], registry=registry)
+        self.rollbacks = Counter("rolloutctl_rollbacks_total", "Rollbacks started",
+                                 ["reason"], registry=registry)
 
     def plan(self, namespace: str, name: str, status: RolloutPlanStatus) -> None:
         for phase in Phase:

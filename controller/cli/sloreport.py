@@ -14,9 +14,9 @@ unit-tested from fixed inputs and read from Prometheus by the command.
   among those burning faster than the budget allows (above 1x).
 - Freezes: ``status.freezes`` of the policy (since, until, reasons, overrides used).
 - Releases: the runs of the policy's plans that ended in the period (``status.history``);
-  change-failure rate = rollbacks / (successes + rollbacks); time from fault to weight 0 =
-  a rollback's canary weight 0 minus the first failing evaluation of its evidence; drills
-  requested in the period with their time to restore (``status.drills``).
+  change-failure rate = (rollbacks + other failures) / runs that ended so; time from fault
+  to weight 0 = a rollback's canary weight 0 minus the first failing evaluation of its
+  evidence; drills requested in the period with their time to restore (``status.drills``).
 
 The status keeps the last runs, drills and freezes only (MAX_HISTORY, MAX_DRILLS,
 MAX_FREEZES), so release and freeze figures cover what it still holds.
@@ -113,6 +113,7 @@ class Releases:
     succeeded: int
     rolled_back: int
     superseded: int
+    failed: int  # ended in another failure (not a rollback): change failures too
     change_failure_rate: float | None  # percent
     restore_seconds: tuple[float, ...]  # fault to weight 0, per rollback
     median_restore: float | None
@@ -188,7 +189,7 @@ def _in(at: datetime | None, since: datetime, until: datetime) -> bool:
 
 def release_figures(plans: Sequence[RolloutPlan], since: datetime,
                     until: datetime) -> Releases:
-    succeeded = rolled_back = superseded = 0
+    succeeded = rolled_back = superseded = failed = 0
     restore: list[float] = []
     drills: list[DrillRow] = []
     for plan in plans:
@@ -199,6 +200,8 @@ def release_figures(plans: Sequence[RolloutPlan], since: datetime,
                 succeeded += 1
             elif run.outcome == RunOutcome.SUPERSEDED:
                 superseded += 1
+            elif run.outcome != RunOutcome.ROLLED_BACK:
+                failed += 1
             elif run.reason != "Drill":
                 rolled_back += 1
                 failing = [g.failing_since for g in run.evidence
@@ -210,11 +213,11 @@ def release_figures(plans: Sequence[RolloutPlan], since: datetime,
             if _in(d.requested_at, since, until):
                 drills.append(DrillRow(plan.metadata.name, d.id, d.requested_at,
                                        d.outcome.value, d.seconds_to_restore))
-    judged = succeeded + rolled_back
+    judged = succeeded + rolled_back + failed
     return Releases(
         plans=tuple(p.metadata.name for p in plans), runs=judged + superseded,
-        succeeded=succeeded, rolled_back=rolled_back, superseded=superseded,
-        change_failure_rate=100.0 * rolled_back / judged if judged else None,
+        succeeded=succeeded, rolled_back=rolled_back, superseded=superseded, failed=failed,
+        change_failure_rate=100.0 * (rolled_back + failed) / judged if judged else None,
         restore_seconds=tuple(restore),
         median_restore=statistics.median(restore) if restore else None,
         drills=tuple(sorted(drills, key=lambda d: d.requested_at)))
@@ -314,8 +317,10 @@ def _release_lines(r: PolicyReport) -> list[tuple[str, str]]:
     rel = r.releases
     return [
         ("plans", ", ".join(rel.plans) or "none"),
-        ("releases", f"{rel.succeeded + rel.rolled_back} ({rel.succeeded} succeeded, "
-                     f"{rel.rolled_back} rolled back; {rel.superseded} superseded)"),
+        ("releases", f"{rel.succeeded + rel.rolled_back + rel.failed} ({rel.succeeded} "
+                     f"succeeded, {rel.rolled_back} rolled back"
+                     + (f", {rel.failed} failed" if rel.failed else "")
+                     + f"; {rel.superseded} superseded)"),
         ("change-failure rate", _pct(rel.change_failure_rate, 1)),
         ("median time from fault to canary weight 0", duration_text(rel.median_restore)
          + (f" over {len(rel.restore_seconds)} rollbacks" if rel.restore_seconds else "")),
@@ -401,6 +406,7 @@ def as_json(reports: Sequence[PolicyReport]) -> str:
             "releases": {
                 "plans": list(rel.plans), "runs": rel.runs, "succeeded": rel.succeeded,
                 "rolledBack": rel.rolled_back, "superseded": rel.superseded,
+                "failed": rel.failed,
                 "changeFailureRate": rel.change_failure_rate,
                 "restoreSeconds": list(rel.restore_seconds),
                 "medianRestoreSeconds": rel.median_restore,

@@ -314,7 +314,6 @@ class _Pass:
         self.requeue.append(min(self.spec.analysis.interval.seconds, step.hold.seconds))
 
     def end_run(self, outcome: RunOutcome, reason: str, message: str) -> None:
-        started = self.s["run_started_at"]
         record = RunRecord(
             run=self.s["run"],
             revision=self.s["revision"],
@@ -328,7 +327,7 @@ class _Pass:
             promoted_full=self.s["promoted_full"],
             weight_zero_at=next((d.at for d in reversed(self.s["decisions"])
                                  if d.type == "RollbackStarted"
-                                 and (started is None or d.at >= started)), None)
+                                 and d.at >= (self.s["run_started_at"] or d.at)), None)
             if outcome == RunOutcome.ROLLED_BACK else None,
             evidence=list(self.s["gates"]),
         )

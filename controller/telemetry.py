@@ -86,8 +86,9 @@ class Telemetry:
             status.current_step if status.current_step is not None else -1)
         self.weight.labels(namespace, name).set(status.canary_weight)
         self.plan_frozen.labels(namespace, name).set(1 if status.phase == Phase.FROZEN else 0)
-        self.incident_active.labels(namespace, "plan", name).set(
-            1 if status.phase == Phase.ROLLED_BACK and status.reason != "Drill" else 0)
+        ended_badly = status.phase.value in ("RolledBack", "Failed")  # Failed: a terminal
+        self.incident_active.labels(namespace, "plan", name).set(    # failure, where known
+            1 if ended_badly and status.reason != "Drill" else 0)
         for outcome in RunOutcome:  # from 0, so increase() sees the first run end
             self.runs.labels(namespace, name, outcome.value)
         for kind in ("rollback", "drill"):

@@ -185,6 +185,8 @@ def gather(policy: SLOPolicy, plans: list[RolloutPlan], period: float, end: date
                     note="threshold SLI: no error budget" if slo.is_threshold else ""))
                 continue
             try:
+                if errors and "cannot reach" in errors[-1]:  # the same Prometheus: no retry
+                    raise HistoryError(errors[-1])
                 buckets = [sloreport.Counts(b.end, b.bad, b.total)
                            for b in history.buckets(slo, ctx, start, end, step)]
             except HistoryError as exc:

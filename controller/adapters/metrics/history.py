@@ -20,6 +20,7 @@ from typing import Any
 from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from requests.exceptions import RequestException
+from urllib3.util.retry import Retry
 
 from controller.adapters.metrics.queries import QueryError, SLIQueries, budget_queries
 from controller.api.policy import SLO
@@ -45,7 +46,11 @@ class PrometheusHistory:
     def __init__(self, url: str, *, timeout_seconds: float = 30.0) -> None:
         self.url = url.rstrip("/")
         self._timeout = timeout_seconds
-        self._client = PrometheusConnect(url=self.url, timeout=timeout_seconds)
+        # One quick retry of a refused connection; a slow or failing query is not re-run
+        # (the client's default retries 5xx answers with backoff: long for a report).
+        retry = Retry(total=1, connect=1, read=False, status=0, other=0, backoff_factor=0.2,
+                      raise_on_status=False)
+        self._client = PrometheusConnect(url=self.url, timeout=timeout_seconds, retry=retry)
 
     def close(self) -> None:
         self._client.close()

@@ -3,7 +3,8 @@ Prometheus scraping a real controller (`rolloutctl run`) after a short sandbox-l
 a healthy release, a bad release rolled back, e-mail notifications delivered to aiosmtpd and
 Slack notifications failing on a missing token Secret. Grafana's variables are substituted
 as Grafana would ($namespace, $plan, $__range, $__rate_interval); range panels are asked with
-query_range over the run, instant panels (stat, bargauge, table) with an instant query."""
+query_range over the run, instant panels (stat, bargauge, table) with an instant query; the
+dashboards' variables (label_values) list the run's namespace and plan."""
 
 from __future__ import annotations
 
@@ -111,6 +112,17 @@ def test_every_panel_query_returns_data_after_a_run(stack: Stack) -> None:
                     missing.append(f"{path.name}: {panel['title']!r} {target['refId']}: {expr}"
                                    f" -> {result} / instant: {stack.prometheus.query(expr)}")
     assert queried >= 30
+    for path in DASHBOARDS:  # the variables' label_values() queries list the run's namespace
+        for variable in json.loads(path.read_text())["templating"]["list"]:
+            found = re.fullmatch(r"label_values\((.+), (\w+)\)", variable.get("definition", ""))
+            if found is None:
+                continue
+            selector = substitute(found.group(1), stack.namespace, span)
+            values = stack.prometheus.api(f"/api/v1/label/{found.group(2)}/values",
+                                          {"match[]": selector})
+            wanted = stack.service if found.group(2) == "plan" else stack.namespace
+            if wanted not in values:
+                missing.append(f"{path.name}: variable {variable['name']}: {values}")
     if missing:  # what the controller serves, for the reader of the failure
         with urllib.request.urlopen(f"http://127.0.0.1:{controller.metrics_port}/metrics") as r:
             served = [line for line in r.read().decode().splitlines()

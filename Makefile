@@ -1,5 +1,5 @@
 # rolloutctl: the two first-screen commands, and a few shortcuts for development.
-.PHONY: demo test test-fast setup lint crds manifests control-plane
+.PHONY: demo test test-fast setup lint crds manifests lock control-plane
 
 demo:            ## Set everything up and run the sandbox rollout stories on this machine
 	scripts/demo
@@ -22,6 +22,9 @@ crds:            ## Regenerate manifests/crds (and the chart's copy) from the AP
 
 manifests:       ## Render manifests/rolloutctl.yaml from the chart (default values)
 	manifests/generate.sh
+
+lock:            ## Regenerate requirements.lock and requirements-build.lock (hashes) from pyproject.toml
+	scripts/lock
 
 control-plane:   ## Build kube-apiserver, etcd, kwok, helm... into .k8s-bin
 	tools/build-control-plane.sh

@@ -66,15 +66,19 @@ class TrafficRouter(Protocol):
     """Moves traffic between stable and canary for one plan (1-4 methods, a null object)."""
 
     def observe(self) -> RouterObservation:
-        """The canary weight the route objects carry now (0-100)."""
+        """The canary weight the route objects carry now (0-100), its mirror percent, whether
+        its header/cookie routes are on, and whether its parents accepted it."""
         ...
 
-    def apply(self, weight: int) -> int:
-        """Set the canary weight; returns the weight actually achieved. Idempotent."""
+    def apply(self, weight: int, *, mirror: int = 0, match: bool = False) -> int:
+        """Set the canary weight, the percent of requests mirrored to the canary, and the
+        header/cookie routes (``spec.traffic.match``) on or off; returns the weight actually
+        achieved. Idempotent. A router that cannot mirror or match raises RouterError
+        (validation refuses such plans first)."""
         ...
 
-    def verify(self, weight: int) -> bool:
-        """Read back: does the route carry ``weight`` now?"""
+    def verify(self, weight: int, *, mirror: int = 0, match: bool = False) -> bool:
+        """Read back: does the route carry all of that now?"""
         ...
 
     def restore(self) -> None:

@@ -34,7 +34,9 @@ from controller.engine.decide import (
 )
 from controller.engine.freeze import (
     SLOMeasurements,
+    combine,
     evaluate,
+    evaluate_services,
     freeze_input,
     plan_facing_state,
 )
@@ -44,6 +46,8 @@ from controller.engine.observation import (
     ActionResult,
     ActionType,
     Decision,
+    FreezeInput,
+    FreezeReason,
     Observation,
     RouterObservation,
     WorkloadState,
@@ -129,6 +133,9 @@ class PlanReconciler:
     submit: Submit | None = None
     slots: Slots = field(default_factory=lambda: Slots(None))
     leading: Callable[[], bool] = lambda: True
+    # The namespace's platform SLOPolicies (label rolloutctl.dev/platform: "true"): their
+    # freeze applies to every plan of the namespace, whatever its sloPolicyRef names.
+    platform_policies: Callable[[str], list[dict[str, Any]]] = lambda namespace: []
     # Called after each pass with (key, decision, results): benchmarks and tests listen here.
     on_pass: Callable[[str, Decision, list[ActionResult]], None] | None = None
 
@@ -165,6 +172,9 @@ class PlanReconciler:
             self.telemetry.actions.labels(r.action.type.value, "ok" if r.ok else "error").inc()
         if status.phase == Phase.ROLLING_BACK and plan.status.phase != Phase.ROLLING_BACK:
             self.telemetry.rollbacks.labels(status.rollback_reason or "Unknown").inc()
+        if (status.phase in (Phase.ROLLED_BACK, Phase.FAILED)
+                and plan.status.phase != status.phase):
+            self.telemetry.runs_failed.labels(status.phase.value, status.reason or "Unknown").inc()
         if self.on_pass is not None:
             self.on_pass(key, decision, results)
         requeue = decision.requeue_after
@@ -189,6 +199,27 @@ class PlanReconciler:
                                   + "; ".join(str(p) for p in problems))]
         return policy, check_plan_against_policy(plan, policy)
 
+    def _freeze(self, plan: RolloutPlan, policy: SLOPolicy | None,
+                now: datetime) -> FreezeInput | None:
+        """The freeze the plan is under: its own policy's and its namespace's platform
+        policies', each for the plan's service (the first that blocks it counts)."""
+        name, service = plan.metadata.name, plan.spec.service_name
+        inputs = [freeze_input(policy, name, now, service) if policy is not None else None]
+        own = plan.spec.slo_policy_ref.name if plan.spec.slo_policy_ref else None
+        for raw in self.platform_policies(plan.metadata.namespace):
+            if raw["metadata"]["name"] == own:
+                continue
+            platform, problems = check_policy(raw)
+            if platform is None or problems:  # never a way around the freeze
+                inputs.append(FreezeInput(
+                    policy=raw["metadata"]["name"], frozen=True,
+                    reason=FreezeReason.BUDGET_UNKNOWN,
+                    message="the namespace's platform SLOPolicy is invalid: "
+                    + "; ".join(str(p) for p in problems)))
+                continue
+            inputs.append(freeze_input(platform, name, now, service))
+        return combine(inputs)
+
     def _router(self, plan: RolloutPlan) -> tuple[TrafficRouter | None, RouterError | None]:
         try:
             return self.router_for(plan), None
@@ -211,8 +242,7 @@ class PlanReconciler:
             router_obs = RouterObservation(weight=None, reason=exc.reason, message=exc.message)
         obs = Observation(
             plan=plan, now=now, stable=stable, canary=canary, router=router_obs,
-            policy=policy,
-            freeze=freeze_input(policy, plan.metadata.name, now) if policy else None,
+            policy=policy, freeze=self._freeze(plan, policy, now),
             slot_available=self.slots.available(plan.key),
         )
         if gates_due(obs):
@@ -237,11 +267,15 @@ class PlanReconciler:
                     if router is None:
                         raise RouterError("RouterUnavailable", "the traffic router cannot be built")
                     assert action.weight is not None
-                    router.apply(action.weight)
-                    if not router.verify(action.weight):
+                    router.apply(action.weight, mirror=action.mirror, match=action.match)
+                    if not router.verify(action.weight, mirror=action.mirror,
+                                         match=action.match):
                         raise RouterError("WeightNotApplied",
-                                          f"the route does not carry {action.weight}% after the "
-                                          "write")
+                                          f"the route does not carry {action.weight}%"
+                                          + (f" with {action.mirror}% mirrored"
+                                             if action.mirror else "")
+                                          + (" and the header routes" if action.match else "")
+                                          + " after the write")
                 elif action.type == ActionType.SCALE_CANARY:
                     assert action.replicas is not None
                     self.workloads.scale(ns, target.canary.name, action.replicas)
@@ -332,6 +366,9 @@ class PolicyReconciler:
     events: EventsPort | None = None
     submit: Submit | None = None
     leading: Callable[[], bool] = lambda: True
+    # The RolloutPlans of a namespace (raw): the policy guards the services of those it
+    # governs. None: the policy guards only spec.service (or its own name), as before.
+    plans_in: Callable[[str], list[dict[str, Any]]] | None = None
 
     def reconcile(self, key: str) -> float | None:
         namespace, name = key.split("/", 1)
@@ -344,8 +381,11 @@ class PolicyReconciler:
             self._invalid(raw, problems, now)
             return None
         old = policy.status
+        guarded = self._guarded(policy)
         due = (old.evaluated_at is None
                or old.observed_generation != policy.metadata.generation
+               or (self.plans_in is not None
+                   and sorted(guarded) != [s.service for s in old.services or []])
                or (now - old.evaluated_at).total_seconds()
                >= policy.spec.evaluation_interval.seconds * 0.95
                or _override_changed(policy, now))
@@ -354,8 +394,11 @@ class PolicyReconciler:
             left = (policy.spec.evaluation_interval.seconds
                     - (now - old.evaluated_at).total_seconds())
             return max(1.0, float(left))
-        measured = self._measure(policy, now)
-        decision = evaluate(policy, measured, now)
+        if self.plans_in is None:
+            decision = evaluate(policy, self._measure(policy, next(iter(guarded)), now), now)
+        else:
+            measured = {service: self._measure(policy, service, now) for service in guarded}
+            decision = evaluate_services(policy, measured, now, guarded)
         if not self.leading():
             return None
         wire = decision.status.to_wire()
@@ -381,9 +424,42 @@ class PolicyReconciler:
         self.telemetry.policy(namespace, name, decision.status)
         return decision.requeue_after
 
-    def _measure(self, policy: SLOPolicy, now: datetime) -> dict[str, SLOMeasurements]:
+    def _guarded(self, policy: SLOPolicy) -> dict[str, list[str]]:
+        """The services the policy guards, each with the Deployments of its plans:
+        ``spec.service`` when set (one service, whatever its plans are called), else the
+        service (``spec.service``, default the stable Deployment's name) of each plan it
+        governs — the plans naming it, and every plan of the namespace for a platform
+        policy."""
+        name = policy.metadata.name
+        if self.plans_in is None:
+            return {policy.spec.service_for(name): []}
+        out: dict[str, list[str]] = {}
+        if policy.spec.service is not None:
+            out[policy.spec.service] = []
+        for plan in self.plans_in(policy.metadata.namespace):
+            spec = plan.get("spec") or {}
+            ref = (spec.get("sloPolicyRef") or {}).get("name")
+            if ref != name and not policy.is_platform:
+                continue
+            target = spec.get("target") or {}
+            stable = (target.get("stable") or {}).get("name")
+            canary = (target.get("canary") or {}).get("name")
+            service = policy.spec.service or spec.get("service") or stable
+            if not isinstance(service, str) or not service:
+                continue
+            out.setdefault(service, []).extend(
+                d for d in (stable, canary) if isinstance(d, str) and d)
+        return {s: sorted(set(d)) for s, d in out.items()}
+
+    def _measure(self, policy: SLOPolicy, service: str,
+                 now: datetime) -> dict[str, SLOMeasurements]:
+        # One set of queries per guarded service and SLO, with the policy's own templates:
+        # a template is free PromQL (its aggregation is the author's), so rewriting it to
+        # group `by (service)` would change what some queries mean. The cost is small: a
+        # namespace has a handful of services, measured once per evaluationInterval (60 s),
+        # however many plans share them.
         source = self.metrics_for(policy)
-        ctx = QueryContext(service=policy.spec.service_for(policy.metadata.name),
+        ctx = QueryContext(service=service,
                            namespace=policy.metadata.namespace, revision="none", at=now)
         out: dict[str, SLOMeasurements] = {}
         for slo in policy.spec.slos:

@@ -23,7 +23,7 @@ from controller.engine.decide import (
     record_results,
     run_seconds,
 )
-from controller.engine.freeze import SLOMeasurements, evaluate, freeze_input
+from controller.engine.freeze import SLOMeasurements, evaluate_services, freeze_input
 from controller.engine.measurements import BurnRateMeasurement, Track
 from controller.engine.observation import (
     ActionResult,
@@ -35,7 +35,7 @@ from controller.engine.observation import (
 )
 from controller.ports import MetricsSource, QueryContext
 
-FINAL = {Phase.SUCCEEDED, Phase.ROLLED_BACK}
+FINAL = {Phase.SUCCEEDED, Phase.ROLLED_BACK, Phase.FAILED}
 MAX_FREEZE_EVALUATIONS = 500
 
 
@@ -86,10 +86,11 @@ def simulate(
     canary = WorkloadState(revision="candidate", replicas=1, ready_replicas=1,
                            updated_replicas=1)
     plan = plan.model_copy(update={"status": RolloutPlanStatus()})
-    weight = 0
+    weight, mirror, match = 0, 0, False
     result = SimulationResult(outcome=Phase.PENDING.value, rolled_back_at=None,
                               completed_at=None)
-    freezes = _FreezeClock(policy, source, start, end) if freeze and policy else None
+    freezes = (_FreezeClock(policy, source, start, end, plan.spec.service_name)
+               if freeze and policy else None)
     now = start
     seen_seq = 0
     while now <= end:
@@ -98,7 +99,7 @@ def simulate(
             progress(now)
         obs = Observation(
             plan=plan, now=now, stable=stable, canary=canary,
-            router=RouterObservation(weight=weight), policy=policy,
+            router=RouterObservation(weight=weight, mirror=mirror, match=match), policy=policy,
             freeze=freezes.at(now, plan.metadata.name) if freezes else None,
         )
         if gates_due(obs):
@@ -115,7 +116,7 @@ def simulate(
         results = []
         for action in decision.actions:
             if action.type == ActionType.SET_WEIGHT and action.weight is not None:
-                weight = action.weight
+                weight, mirror, match = action.weight, action.mirror, action.match
             elif action.type == ActionType.SCALE_CANARY and action.replicas is not None:
                 n = action.replicas
                 canary = replace(canary, replicas=n, ready_replicas=n, updated_replicas=n)
@@ -155,8 +156,10 @@ class _FreezeClock:
     """The policy's freeze as it would have been, re-evaluated every evaluationInterval."""
 
     def __init__(self, policy: SLOPolicy, source: MetricsSource, start: datetime,
-                 end: datetime) -> None:
+                 end: datetime, service: str) -> None:
         self.policy = policy
+        # the plan's service: a policy without spec.service guards each plan's own
+        self.service = policy.spec.service or service
         self.source = source
         span = (end - start).total_seconds()
         step = max(policy.spec.evaluation_interval.seconds, span / MAX_FREEZE_EVALUATIONS)
@@ -167,14 +170,14 @@ class _FreezeClock:
         if self.policy.spec.error_budget_policy.freeze_releases is None:
             return None
         if now >= self.next:
-            decision = evaluate(self.policy, self._measure(now), now)
+            decision = evaluate_services(self.policy, {self.service: self._measure(now)}, now)
             self.policy = self.policy.model_copy(update={"status": decision.status})
             self.next = now + self.step
-        return freeze_input(self.policy, plan_name, now)
+        return freeze_input(self.policy, plan_name, now, self.service)
 
     def _measure(self, now: datetime) -> dict[str, SLOMeasurements]:
         budget_of = getattr(self.source, "measure_budget", None)
-        ctx = QueryContext(service=self.policy.spec.service_for(self.policy.metadata.name),
+        ctx = QueryContext(service=self.service,
                            namespace=self.policy.metadata.namespace, revision="none", at=now)
         out = {}
         for slo in self.policy.spec.slos:

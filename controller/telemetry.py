@@ -7,7 +7,7 @@ import contextlib
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from controller.api.plan import Phase, RolloutPlanStatus, RunOutcome, Verdict
-from controller.api.policy import SLOPolicyStatus, SLOState
+from controller.api.policy import SLOPolicyStatus, SLOState, SLOStatus
 from controller.engine.observation import FreezeReason
 
 _VERDICT = {Verdict.PASS: 1, Verdict.INCONCLUSIVE: 0, Verdict.FAIL: -1}
@@ -38,8 +38,8 @@ class Telemetry:
                                 [*labels, "gate"], registry=registry)
         self.plan_frozen = Gauge("rolloutctl_plan_frozen", "1 while the plan is frozen",
                                  labels, registry=registry)
-        # -- the SLO overview (issue 19): labels bounded by objects, SLOs and enums
-        slo = ["namespace", "policy", "slo"]
+        # -- the SLO overview (issue 19): labels bounded by objects, services, SLOs and enums
+        slo = ["namespace", "policy", "service", "slo"]
         self.objective_met = Gauge(
             "rolloutctl_slo_objective_met",
             "1 while the SLO meets its objective over its window, 0 when it misses it "
@@ -73,10 +73,21 @@ class Telemetry:
                             registry=registry)
         self.policy_frozen = Gauge("rolloutctl_policy_frozen", "1 while releases are frozen",
                                    ["namespace", "policy"], registry=registry)
+        # a policy guarding several services: per service (the two above summarise them)
+        self.service_budget = Gauge(
+            "rolloutctl_service_budget_remaining_percent",
+            "Error budget remaining per guarded service and SLO",
+            ["namespace", "policy", "service", "slo"], registry=registry)
+        self.service_frozen = Gauge(
+            "rolloutctl_service_frozen", "1 while releases of the service are frozen",
+            ["namespace", "policy", "service"], registry=registry)
         self.actions = Counter("rolloutctl_actions_total", "Actions taken by the controller",
                                ["type", "result"], registry=registry)
         self.rollbacks = Counter("rolloutctl_rollbacks_total", "Rollbacks started",
                                  ["reason"], registry=registry)
+        self.runs_failed = Counter("rolloutctl_runs_failed_total",
+                                   "Runs that ended RolledBack or Failed, by reason",
+                                   ["outcome", "reason"], registry=registry)
 
     def plan(self, namespace: str, name: str, status: RolloutPlanStatus) -> None:
         for phase in Phase:
@@ -140,20 +151,34 @@ class Telemetry:
         for slo in status.slos:
             if slo.budget_remaining is not None:
                 self.budget.labels(namespace, name, slo.name).set(slo.budget_remaining)
-            if slo.state == SLOState.OK and slo.budget_remaining is not None:
-                self.objective_met.labels(namespace, name, slo.name).set(
-                    1 if slo.budget_remaining >= 0 else 0)
-            else:
-                with contextlib.suppress(KeyError):
-                    self.objective_met.remove(namespace, name, slo.name)
-            for b in slo.burn_rates:
-                alert = alert_label(b.severity.value, str(b.long), str(b.short))
-                self.burn_threshold.labels(namespace, name, slo.name, alert).set(b.factor)
-                self.burn_firing.labels(namespace, name, slo.name, alert).set(
-                    1 if b.firing else 0)
-                for window, rate in ((str(b.long), b.long_rate), (str(b.short), b.short_rate)):
-                    if rate is not None:
-                        self.burn_rate.labels(namespace, name, slo.name, alert, window).set(rate)
-                    else:
-                        with contextlib.suppress(KeyError):
-                            self.burn_rate.remove(namespace, name, slo.name, alert, window)
+        for service in status.services or []:
+            self.service_frozen.labels(namespace, name, service.service).set(
+                1 if service.frozen else 0)
+            for slo in service.slos:
+                if slo.budget_remaining is not None:
+                    self.service_budget.labels(namespace, name, service.service, slo.name).set(
+                        slo.budget_remaining)
+        # per guarded service (a status written before services were listed: its top level)
+        guarded = [(svc.service, svc.slos) for svc in status.services or []] or [
+            ("", status.slos)]
+        for guarded_service, slos in guarded:
+            for slo in slos:
+                self._slo(namespace, name, guarded_service, slo)
+
+    def _slo(self, namespace: str, name: str, service: str, slo: SLOStatus) -> None:
+        labels = (namespace, name, service, slo.name)
+        if slo.state == SLOState.OK and slo.budget_remaining is not None:
+            self.objective_met.labels(*labels).set(1 if slo.budget_remaining >= 0 else 0)
+        else:
+            with contextlib.suppress(KeyError):
+                self.objective_met.remove(*labels)
+        for b in slo.burn_rates:
+            alert = alert_label(b.severity.value, str(b.long), str(b.short))
+            self.burn_threshold.labels(*labels, alert).set(b.factor)
+            self.burn_firing.labels(*labels, alert).set(1 if b.firing else 0)
+            for window, rate in ((str(b.long), b.long_rate), (str(b.short), b.short_rate)):
+                if rate is not None:
+                    self.burn_rate.labels(*labels, alert, window).set(rate)
+                else:
+                    with contextlib.suppress(KeyError):
+                        self.burn_rate.remove(*labels, alert, window)

@@ -21,6 +21,10 @@ HELM_VERSION="v3.21.4"
 GATEWAY_API_VERSION="v1.6.1"
 ISTIO_API_VERSION="v1.30.8"
 
+# Bump when the build steps below change what is built (a change to logging or comments
+# must not force a rebuild of every binary).
+RECIPE=2
+
 BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok helm)
 
 FORCE=0
@@ -56,7 +60,8 @@ stamp_contents() {
     echo "k8s=$K8S_VERSION etcd=$ETCD_VERSION kwok=$KWOK_VERSION helm=$HELM_VERSION"
     echo "gateway-api=$GATEWAY_API_VERSION istio-api=$ISTIO_API_VERSION"
     echo "go=$(go env GOVERSION) $(go env GOOS)/$(go env GOARCH)"
-    (cd "$TOOLS_DIR" && sha256sum ./*/go.mod ./*/go.sum build-control-plane.sh)
+    echo "recipe=$RECIPE"
+    (cd "$TOOLS_DIR" && sha256sum ./*/go.mod ./*/go.sum)
 }
 
 STAMP="$BIN_DIR/STAMP"
@@ -79,11 +84,24 @@ rm -f "$STAMP"
 
 START=$SECONDS
 
+# The Go tool's own output (hundreds of "go: downloading" lines on a cold cache) goes to a
+# log; the console gets one line per stage, and the log's tail when a stage fails.
+BUILD_LOG="$BIN_DIR/build.log"
+: >"$BUILD_LOG"
+log "the Go tool's output goes to $BUILD_LOG"
+quiet() { # command... : run it with its output in the build log; show the tail on failure
+    if ! "$@" >>"$BUILD_LOG" 2>&1; then
+        log "failed: $*" >&2
+        tail -n 40 "$BUILD_LOG" >&2
+        exit 1
+    fi
+}
+
 # CRDs of the traffic providers, taken from the Go module cache.
 module_dir() { # module@version -> directory in the module cache
     local tmp
     tmp="$(mktemp -d)"
-    (cd "$tmp" && GOFLAGS=-buildvcs=false go mod download -json "$1") |
+    (cd "$tmp" && GOFLAGS=-buildvcs=false go mod download -json "$1" 2>>"$BUILD_LOG") |
         sed -n 's/^\t"Dir": "\(.*\)",$/\1/p'
     rmdir "$tmp"
 }
@@ -119,7 +137,8 @@ done
 build() { # module-dir ldflags package...
     local dir="$1" ldflags="$2"
     shift 2
-    (cd "$TOOLS_DIR/$dir" && go build -p 2 -trimpath -ldflags "$ldflags" -o "$BIN_DIR/" "$@")
+    cd "$TOOLS_DIR/$dir" && quiet go build -p 2 -trimpath -ldflags "$ldflags" -o "$BIN_DIR/" "$@"
+    cd "$REPO_DIR"
 }
 
 log "building kube-apiserver, kube-controller-manager, kube-scheduler, kubectl $K8S_VERSION" \
@@ -134,7 +153,7 @@ log "kubernetes binaries built in $((SECONDS - t)) s"
 
 log "building etcd $ETCD_VERSION (cold: a few minutes)"
 t=$SECONDS
-(cd "$TOOLS_DIR/etcd" && go build -p 2 -trimpath -ldflags "-s -w" -o "$BIN_DIR/etcd" go.etcd.io/etcd/server/v3)
+(cd "$TOOLS_DIR/etcd" && quiet go build -p 2 -trimpath -ldflags "-s -w" -o "$BIN_DIR/etcd" go.etcd.io/etcd/server/v3)
 log "etcd built in $((SECONDS - t)) s"
 
 log "building kwok $KWOK_VERSION (cold: a few minutes)"

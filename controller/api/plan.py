@@ -54,7 +54,8 @@ class GatewayAPIRoute(Wire):
 
 class IstioRoute(Wire):
     virtual_service: Name
-    route: Annotated[str, Field(min_length=1, max_length=253)]
+    # The http route to shift; unset: every http route whose destinations list both hosts.
+    route: Annotated[str, Field(min_length=1, max_length=253)] | None = None
     stable_host: Annotated[str, Field(min_length=1, max_length=253)]
     canary_host: Annotated[str, Field(min_length=1, max_length=253)]
 
@@ -69,6 +70,35 @@ class ReplicaRoute(Wire):
     """No mesh: the canary's share of replicas approximates its weight."""
 
     total_replicas: Annotated[int, Field(ge=1, le=10000)] | None = None
+
+
+class RouteMatch(Wire):
+    """Requests that reach the canary whatever the step's weight: one header or one cookie,
+    compared exactly, by prefix or by a regular expression (RE2 on Gateway API and Istio,
+    PCRE on NGINX). Several entries: a request matching any of them goes to the canary."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        {"rule": "[has(self.header), has(self.cookie)].filter(x, x).size() == 1",
+         "message": "set exactly one of header or cookie"},
+        {"rule": "[has(self.exact), has(self.prefix), has(self.regex)].filter(x, x).size() == 1",
+         "message": "set exactly one of exact, prefix or regex"},
+    ]})
+
+    header: Annotated[str, Field(min_length=1, max_length=256,
+                                 pattern=r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$")] | None = None
+    cookie: Annotated[str, Field(min_length=1, max_length=256,
+                                 pattern=r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$")] | None = None
+    exact: Annotated[str, Field(max_length=1024)] | None = None
+    prefix: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
+    regex: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
+
+    @property
+    def what(self) -> str:
+        """``header X-Canary`` or ``cookie canary``, for messages."""
+        return f"header {self.header}" if self.header is not None else f"cookie {self.cookie}"
+
+
+MAX_MATCHES = 8
 
 
 class RouterKind(StrEnum):
@@ -91,6 +121,9 @@ class Traffic(Wire):
     istio: IstioRoute | None = None
     nginx: NginxRoute | None = None
     replicas: ReplicaRoute | None = None
+    match: Annotated[list[RouteMatch], Field(max_length=MAX_MATCHES)] = Field(
+        default_factory=list)
+    ready_timeout: Duration = Duration("1m")
 
     def routers(self) -> list[RouterKind]:
         return [
@@ -113,7 +146,18 @@ class Traffic(Wire):
 
 
 class Step(Wire):
-    weight: Annotated[int, Field(gt=0, le=100)]
+    """A weighted step (``weight``: percent of requests to the canary) or, before any
+    weighted step, a mirror step (``mirror``: percent of requests copied to the canary,
+    its responses discarded; the canary's weight stays 0)."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [{
+        "rule": "has(self.mirror) ? (!has(self.weight) || self.weight == 0)"
+                " : (has(self.weight) && self.weight > 0)",
+        "message": "set exactly one of weight (1-100) or mirror (1-100)",
+    }]})
+
+    weight: Annotated[int, Field(ge=0, le=100)] = 0
+    mirror: Annotated[int, Field(gt=0, le=100)] | None = None
     hold: Duration
 
 
@@ -212,6 +256,9 @@ class Analysis(Wire):
     min_samples: Annotated[int, Field(ge=0)] = 500
     on_no_data: OnNoData = OnNoData.HOLD
     no_data_timeout: Duration = Duration("15m")
+    # How long the canary (at a step) or the stable (during promotion) may take to become
+    # ready; past it the run ends with reason ProgressDeadlineExceeded.
+    progress_deadline: Duration = Duration("10m")
 
 
 class PromotionMode(StrEnum):
@@ -271,10 +318,13 @@ class RolloutPlanSpec(Wire):
         list[Step],
         Field(min_length=1, max_length=MAX_STEPS, json_schema_extra={
             "x-kubernetes-validations": [
-                {"rule": "self.all(a, self.exists_one(b, b.weight == a.weight)) && "
-                         "self.map(s, s.weight).isSorted()",
+                {"rule": "self.filter(s, !has(s.mirror)).all(a, self.filter(s, !has(s.mirror))"
+                         ".exists_one(b, b.weight == a.weight)) && "
+                         "self.filter(s, !has(s.mirror)).map(s, s.weight).isSorted()",
                  "message": "step weights must be strictly increasing"},
-                {"rule": "self[size(self) - 1].weight == 100",
+                {"rule": "self.map(s, has(s.mirror) ? 0 : 1).isSorted()",
+                 "message": "mirror steps come before every weighted step"},
+                {"rule": "!has(self[size(self) - 1].mirror) && self[size(self) - 1].weight == 100",
                  "message": "the last step must have weight 100"},
             ]}),
     ] = Field(default_factory=lambda: list(DEFAULT_STEPS))
@@ -307,12 +357,22 @@ class Phase(StrEnum):
     ROLLED_BACK = "RolledBack"
     PROMOTING = "Promoting"
     SUCCEEDED = "Succeeded"
+    FAILED = "Failed"  # ended without a rollback: promotion could not finish
     INVALID = "Invalid"
 
 
 ACTIVE_PHASES = frozenset(
     {Phase.PROGRESSING, Phase.PAUSED, Phase.HOLDING, Phase.ROLLING_BACK, Phase.PROMOTING}
 )
+
+
+class WorkloadReason(StrEnum):
+    """Why a run ended on its workloads (rather than on its gates)."""
+
+    PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
+
+
+MIN_PROGRESS_DEADLINE = 10.0  # seconds: shorter would fail healthy pods still starting
 
 
 class Verdict(StrEnum):
@@ -362,6 +422,7 @@ class GateStatus(Wire):
 class RunOutcome(StrEnum):
     SUCCEEDED = "Succeeded"
     ROLLED_BACK = "RolledBack"
+    FAILED = "Failed"
     SUPERSEDED = "Superseded"
 
 
@@ -480,10 +541,16 @@ class RolloutPlanStatus(Wire):
     steps_hash: str | None = None
     current_step: int | None = None
     canary_weight: int = 0
+    canary_mirror: int | None = None  # percent of requests copied to the canary (mirror step)
+    route_pending_since: datetime | None = None  # a route change not yet accepted
     run_started_at: datetime | None = None
     step_started_at: datetime | None = None
     last_analysis_at: datetime | None = None
     pause_reason: str | None = None  # set when the controller paused the run itself
+    # When the run began waiting for a workload to be ready (the canary before a step, the
+    # stable during promotion); None when not waiting. analysis.progressDeadline counts
+    # from here.
+    waiting_since: datetime | None = None
     promotion_stage: PromotionStage | None = None
     promoted_full: bool = False
     rollback_reason: str | None = None

@@ -20,6 +20,10 @@ from controller.api.types import (
     Wire,
 )
 
+#: An SLOPolicy with this label set to "true" is its namespace's platform policy: its
+#: freeze applies to every plan in the namespace, whatever the plan's sloPolicyRef names.
+PLATFORM_LABEL = "rolloutctl.dev/platform"
+
 PromQL = Annotated[str, Field(min_length=1, max_length=4096)]
 MetricName = Annotated[
     str, Field(min_length=1, max_length=200, pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
@@ -57,6 +61,8 @@ class GaugeSLI(Wire):
     query: PromQL
     max: float | None = None
     min: float | None = None
+    # true: the value must stay strictly below ``max`` (``memory_usage < 80``)
+    exclusive_max: bool = False
 
     @model_validator(mode="after")
     def _a_bound(self) -> Self:
@@ -280,6 +286,24 @@ class FreezeRecord(Wire):
         default_factory=list)
 
 
+class ServiceStatus(Wire):
+    """One guarded service: its budgets per SLO and its own freeze."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    service: str
+    frozen: bool = False
+    frozen_since: datetime | None = None
+    freeze_announced: bool = False
+    budget_freeze: bool = False  # the hysteresis latch (see SLOPolicyStatus)
+    reason: str = ""
+    message: str = ""
+    budget_remaining: float | None = None
+    # the warning burn-rate alerts firing (``SLO/index``), each announced once per episode
+    warnings_firing: list[str] = Field(default_factory=list)
+    slos: list[SLOStatus] = Field(default_factory=list)
+
+
 class SLOPolicyStatus(Wire):
     model_config = ConfigDict(extra="ignore")
 
@@ -296,6 +320,16 @@ class SLOPolicyStatus(Wire):
     message: str = ""
     budget_remaining: float | None = None
     slos: list[SLOStatus] = Field(default_factory=list)
+    # One entry per guarded service (spec.service, or the services of the plans the policy
+    # governs). The top-level freeze fields above summarise them: ``frozen`` while any
+    # service is frozen (``frozenServices`` names which), the rest from the first frozen one;
+    # ``slos`` only when the policy guards exactly one service.
+    # None: a status written before services were listed, or by hand (top-level fields only).
+    services: list[ServiceStatus] | None = None
+    frozen_services: list[str] = Field(default_factory=list)
+    # the Deployments (stable and canary) of the governed plans of the frozen services: what
+    # the release-freeze admission policy blocks
+    frozen_deployments: list[str] = Field(default_factory=list)
     overrides: list[OverrideStatus] = Field(default_factory=list)
     freezes: Annotated[list[FreezeRecord], Field(max_length=MAX_FREEZES)] = Field(
         default_factory=list)  # the last MAX_FREEZES
@@ -312,3 +346,22 @@ class SLOPolicy(Wire):
 
     def to_wire(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+    @property
+    def is_platform(self) -> bool:
+        """The namespace's platform policy (label ``rolloutctl.dev/platform: "true"``)."""
+        return self.metadata.labels.get(PLATFORM_LABEL) == "true"
+
+    def for_service(self, service: str) -> SLOPolicy:
+        """This policy with the top-level freeze fields and SLOs of its status describing
+        SERVICE (a policy guarding several services keeps them per service)."""
+        found = self.service_status(service)
+        if found is None or self.spec.service is not None:
+            return self
+        return self.model_copy(update={"status": self.status.model_copy(update={
+            "frozen": found.frozen, "frozen_since": found.frozen_since, "reason": found.reason,
+            "message": found.message, "budget_remaining": found.budget_remaining,
+            "slos": found.slos})})
+
+    def service_status(self, service: str) -> ServiceStatus | None:
+        return next((s for s in self.status.services or [] if s.service == service), None)

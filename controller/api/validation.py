@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from controller.api import templates
-from controller.api.plan import GateKind, RolloutPlan
+from controller.api.plan import MIN_PROGRESS_DEADLINE, GateKind, RolloutPlan, RouterKind
 from controller.api.policy import SLO, SLIKind, SLOPolicy
 from controller.api.types import LABEL_VALUE_PATTERN, NAME_PATTERN, SLO_NAME_PATTERN
 
@@ -115,20 +115,41 @@ def _plan_semantics(plan: RolloutPlan) -> list[Problem]:
     problems: list[Problem] = []
     previous: int | None = None
     for i, step in enumerate(spec.steps):
-        if previous is not None and step.weight <= previous:
+        if step.mirror is not None:
+            if step.weight:
+                problems.append(Problem(
+                    f"spec.steps[{i}]",
+                    "set exactly one of weight or mirror (a mirror step sends no live traffic "
+                    "to the canary): drop the weight",
+                ))
+            if previous is not None:
+                problems.append(Problem(
+                    f"spec.steps[{i}].mirror",
+                    "mirror steps come before every weighted step: move it ahead of "
+                    f"spec.steps[{i - 1}]",
+                ))
+        elif step.weight <= 0:
+            problems.append(Problem(
+                f"spec.steps[{i}].weight",
+                "set weight (1-100, percent of requests to the canary) or mirror (1-100, "
+                "percent of requests copied to it)",
+            ))
+        elif previous is not None and step.weight <= previous:
             problems.append(Problem(
                 f"spec.steps[{i}].weight",
                 f"must be greater than the previous step's weight ({previous})",
             ))
         if step.hold.seconds <= 0:
             problems.append(Problem(f"spec.steps[{i}].hold", "must be longer than 0, e.g. 5m"))
-        previous = step.weight
-    if spec.steps and spec.steps[-1].weight != 100:
+        if step.mirror is None and step.weight > 0:
+            previous = step.weight
+    if spec.steps and (spec.steps[-1].weight != 100 or spec.steps[-1].mirror is not None):
         problems.append(Problem(
             f"spec.steps[{len(spec.steps) - 1}].weight",
             f"the last step must send 100 % to the canary (it is {spec.steps[-1].weight}); "
             "add a final step with weight 100",
         ))
+    problems += _routing_support(spec)
 
     routers = spec.traffic.routers()
     if len(routers) != 1:
@@ -172,6 +193,57 @@ def _plan_semantics(plan: RolloutPlan) -> list[Problem]:
                      ("noDataTimeout", a.no_data_timeout)):
         if d.seconds <= 0:
             problems.append(Problem(f"spec.analysis.{field}", "must be longer than 0, e.g. 60s"))
+    if a.progress_deadline.seconds < MIN_PROGRESS_DEADLINE:
+        problems.append(Problem(
+            "spec.analysis.progressDeadline",
+            f"must be at least {MIN_PROGRESS_DEADLINE:g}s (pods need time to start), e.g. 10m"))
+    return problems
+
+
+def _routing_support(spec: Any) -> list[Problem]:
+    """Header/cookie routes and mirror steps exist only where the router can express them."""
+    routers = spec.traffic.routers()
+    if len(routers) != 1:
+        return []
+    kind = routers[0]
+    problems: list[Problem] = []
+    if spec.traffic.match and kind == RouterKind.REPLICAS:
+        problems.append(Problem(
+            "spec.traffic.match",
+            "the replicas router cannot route by header or cookie (a Service picks Pods at "
+            "random): remove spec.traffic.match, or use gatewayAPI, istio or nginx",
+        ))
+    if kind == RouterKind.NGINX:
+        headers = [i for i, m in enumerate(spec.traffic.match) if m.header is not None]
+        cookies = [i for i, m in enumerate(spec.traffic.match) if m.cookie is not None]
+        for kind_name, found in (("header", headers), ("cookie", cookies)):
+            if len(found) > 1:
+                problems.append(Problem(
+                    f"spec.traffic.match[{found[1]}]",
+                    f"ingress-nginx routes by one {kind_name} only (canary-by-{kind_name}): "
+                    f"keep one {kind_name} match",
+                ))
+        for i in headers:
+            if spec.traffic.match[i].prefix is not None:
+                problems.append(Problem(
+                    f"spec.traffic.match[{i}].prefix",
+                    "ingress-nginx has no prefix header match: use exact, or regex "
+                    "(canary-by-header-pattern)",
+                ))
+        for i in cookies:
+            if spec.traffic.match[i].exact != "always":
+                problems.append(Problem(
+                    f"spec.traffic.match[{i}]",
+                    "ingress-nginx sends a request to the canary by cookie only when the "
+                    "cookie's value is 'always' (canary-by-cookie): set exact: always",
+                ))
+    mirrors = [i for i, s in enumerate(spec.steps) if s.mirror is not None]
+    if mirrors and kind in (RouterKind.NGINX, RouterKind.REPLICAS):
+        problems.append(Problem(
+            f"spec.steps[{mirrors[0]}].mirror",
+            f"the {kind.value} router cannot mirror requests: remove the mirror step, or use "
+            "gatewayAPI or istio",
+        ))
     return problems
 
 

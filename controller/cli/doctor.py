@@ -167,8 +167,7 @@ def check_prometheus(policies: list[SLOPolicy], override: str | None,
     targets = _prometheus_targets(policies, override)
     for p in policies:
         if not any(t[0] is p for t in targets):
-            out.append(Check(FAIL, "prometheus", f"SLOPolicy {p.metadata.name} has no "
-                             "spec.prometheus.url; set it (or pass --prometheus-url)"))
+            out += measured_by_the_controller(p, now)
     ready: dict[str, str | None] = {}
     for policy, url, timeout in targets:
         where = safe_url(url)
@@ -180,11 +179,15 @@ def check_prometheus(policies: list[SLOPolicy], override: str | None,
                        Check(OK, "prometheus", f"{where} is ready"))
         if ready[url] is not None:
             continue
-        ctx = QueryContext(service=policy.spec.service_for(policy.metadata.name),
-                           namespace=policy.metadata.namespace, revision="none", at=now)
+        services = ([s.service for s in policy.status.services or []]
+                    if policy.spec.service is None and policy.status.services is not None
+                    else [policy.spec.service_for(policy.metadata.name)])
         with PrometheusSource(url, timeout_seconds=timeout) as source:
-            for slo in policy.spec.slos:
-                name = f"slo {policy.metadata.name}/{slo.name}"
+            for service, slo in ((v, o) for v in services for o in policy.spec.slos):
+                ctx = QueryContext(service=service, namespace=policy.metadata.namespace,
+                                   revision="none", at=now)
+                name = f"slo {policy.metadata.name}/{slo.name}" + (
+                    f" ({service})" if len(services) > 1 else "")
                 if slo.sli.kind == SLIKind.PROBE:
                     out.append(Check(OK, name, "HTTP probe: measured by the controller, not "
                                      "Prometheus"))
@@ -202,6 +205,35 @@ def check_prometheus(policies: list[SLOPolicy], override: str | None,
                     out.append(Check(FAIL, name, f"{m.status.value}: {m.message}; fix the "
                                      "query in the SLOPolicy"))
     return out
+
+
+def measured_by_the_controller(policy: SLOPolicy, now: datetime) -> list[Check]:
+    """A policy without spec.prometheus is measured through the controller's
+    --prometheus-url, which may not be reachable from here (an in-cluster address): judge
+    it by what the controller recorded — a recent evaluation with every SLO measured."""
+    from controller.api.conditions import ConditionType
+    from controller.cli.summary import duration
+
+    st = policy.status
+    name = f"prometheus ({policy.metadata.name})"
+    how = "spec.prometheus unset: measured through the controller's --prometheus-url"
+    if st.evaluated_at is None:
+        return [Check(FAIL, name, f"{how}, but the controller has not evaluated it yet; check "
+                      "that the controller runs with --prometheus-url (chart value "
+                      "prometheusUrl), or set spec.prometheus.url")]
+    age = (now - st.evaluated_at).total_seconds()
+    limit = 3 * policy.spec.evaluation_interval.seconds + LEASE_SKEW_SECONDS
+    if age > limit:
+        return [Check(WARN, name, f"{how}; last evaluated {duration(age)} ago (every "
+                      f"{policy.spec.evaluation_interval}): is the controller running?")]
+    ready = next((c for c in st.conditions if c.type == ConditionType.READY), None)
+    if ready is not None and ready.status.value != "True":
+        return [Check(WARN, name, f"{how}; evaluated {duration(max(0.0, age))} ago: "
+                      f"{ready.message}; check the metric names and labels (service, track) "
+                      "of those queries")]
+    guarded = ", ".join(v.service for v in st.services or []) or "no service yet"
+    return [Check(OK, name, f"{how}; evaluated {duration(max(0.0, age))} ago, every SLO "
+                  f"measured (services: {guarded})")]
 
 
 def check_slack(s: Session, plans: list[RolloutPlan], policies: list[SLOPolicy],
@@ -274,6 +306,8 @@ def controller_needs(namespace: str, lease_namespace: str, lease_name: str,
               for v in ("update", "patch")]
     needs += [Access(v, "deployments", "apps", ns) for v in ("get", "list", "watch", "patch")]
     needs += [Access("patch", "deployments", "apps", ns, "scale")]
+    needs += [Access("list", "pods", "", ns),
+              Access("list", "horizontalpodautoscalers", "autoscaling", ns)]
     needs += [Access("create", "events", "", ns)]
     routers = {k for p in plans for k in p.spec.traffic.routers()}
     if RouterKind.GATEWAY_API in routers:
@@ -414,7 +448,8 @@ def doctor(
         "--prometheus-url", help="Check this Prometheus instead of each policy's URL.")
     ] = None,
     slack_base_url: Annotated[str | None, typer.Option(
-        "--slack-base-url", help="The Slack Web API base URL (default Slack's).")] = None,
+        "--slack-base-url", envvar="ROLLOUTCTL_SLACK_BASE_URL",
+        help="The Slack Web API base URL (default Slack's).")] = None,
     kubeconfig: Kubeconfig = None, context: Context = None, namespace: Namespace = None,
 ) -> None:
     """Check that everything rolloutctl needs is in place; one line per check.

@@ -101,7 +101,7 @@ def _exit(code: str | int | None) -> None:
 
 # ----------------------------------------------------------------------------- commands
 # One line per command, in help order; command modules import only typer at their top.
-from controller.cli import doctor, drill, freeze, plans, report  # noqa: E402
+from controller.cli import dashboard, doctor, drill, freeze, plans, report  # noqa: E402
 from controller.cli.run import run  # noqa: E402
 from controller.cli.sandbox import sandbox_app  # noqa: E402
 from controller.cli.simulate import simulate  # noqa: E402
@@ -117,6 +117,7 @@ app.command()(drill.drill)
 app.add_typer(freeze.freeze_app, name="freeze")
 app.command()(freeze.budget)
 app.command()(report.report)
+app.command()(dashboard.dashboard)
 app.command()(doctor.doctor)
 app.command()(simulate)
 app.command()(run)

@@ -27,7 +27,7 @@ from controller.api.plan import (
     RolloutPlan,
     Verdict,
 )
-from controller.api.policy import SLIKind, SLOPolicy
+from controller.api.policy import SLIKind, SLOPolicy, SLOStatus
 from controller.cli import summary
 from controller.cli.summary import StepState
 
@@ -44,6 +44,7 @@ _PHASE_STYLE = {
     Phase.PENDING: "bold",
     Phase.ROLLING_BACK: "bold red",
     Phase.ROLLED_BACK: "bold red",
+    Phase.FAILED: "bold red",
     Phase.INVALID: "bold red",
 }
 _VERDICT_STYLE = {Verdict.PASS: "green", Verdict.FAIL: "bold red",
@@ -369,19 +370,26 @@ def freeze_view(policies: Sequence[SLOPolicy], now: datetime) -> RenderableType:
         else:
             head.append("not frozen", style="green")
         parts.append(head)
-        if st.frozen:
+        if st.services is not None and policy.spec.service is None:
+            # a policy guarding each plan's service: one line per service
+            parts.append(_services_table(policy, now))
+        elif st.frozen:
             since = (f"since {st.frozen_since:%Y-%m-%d %H:%M:%SZ} "
                      f"({summary.duration((now - st.frozen_since).total_seconds())})"
                      if st.frozen_since else "since: unknown")
             parts.append(Text(f"  reason {st.reason or '-'}: {st.message}"))
             parts.append(Text(f"  {since}"))
-        budget = (f"{st.budget_remaining:.2f}% of the error budget left"
-                  if st.budget_remaining is not None else "budget unknown")
         rule = policy.spec.error_budget_policy.freeze_releases
-        if rule is not None:
-            budget += (f" (freezes below {rule.when_remaining_below}, releases above "
-                       f"{rule.release_above}, SLO {rule.slo})")
-        parts.append(Text(f"  {budget}"))
+        if st.services is None or policy.spec.service is not None:
+            budget = (f"{st.budget_remaining:.2f}% of the error budget left"
+                      if st.budget_remaining is not None else "budget unknown")
+            if rule is not None:
+                budget += (f" (freezes below {rule.when_remaining_below}, releases above "
+                           f"{rule.release_above}, SLO {rule.slo})")
+            parts.append(Text(f"  {budget}"))
+        elif rule is not None:
+            parts.append(Text(f"  each service freezes below {rule.when_remaining_below} of "
+                              f"its {rule.slo} budget and releases above {rule.release_above}"))
         if st.evaluated_at is not None:
             parts.append(Text(f"  evaluated {st.evaluated_at:%Y-%m-%d %H:%M:%SZ}", style="dim"))
         active = [o for o in policy.spec.overrides if o.expires > now]
@@ -400,6 +408,22 @@ def freeze_view(policies: Sequence[SLOPolicy], now: datetime) -> RenderableType:
     return Group(*parts)
 
 
+def _services_table(policy: SLOPolicy, now: datetime) -> RenderableType:
+    """Per guarded service: frozen or not, why, the freeze SLO's budget left, since when."""
+    st = policy.status
+    table = _table("SERVICE", "STATE", "REASON", "BUDGET LEFT", "SINCE", "MESSAGE")
+    for s in st.services or []:
+        state = Text("FROZEN", style="bold red") if s.frozen else Text("open", style="green")
+        since = (f"{s.frozen_since:%Y-%m-%d %H:%M:%SZ} "
+                 f"({summary.duration((now - s.frozen_since).total_seconds())})"
+                 if s.frozen and s.frozen_since else "-")
+        left = f"{s.budget_remaining:.2f}%" if s.budget_remaining is not None else "unknown"
+        table.add_row(s.service, state, s.reason or "-", left, since, s.message or "-")
+    if not st.services:
+        return Text("  no service guarded yet (no plan governed by this policy)")
+    return table
+
+
 def budget_view(policies: Sequence[SLOPolicy]) -> RenderableType:
     parts: list[RenderableType] = []
     for policy in policies:
@@ -407,35 +431,48 @@ def budget_view(policies: Sequence[SLOPolicy]) -> RenderableType:
         parts.append(Text(f"SLOPolicy {policy.metadata.namespace}/{policy.metadata.name}"
                           + (f" (evaluated {st.evaluated_at:%Y-%m-%d %H:%M:%SZ})"
                              if st.evaluated_at else " (not evaluated yet)"), style="bold"))
-        table = _table("SLO", "OBJECTIVE", "WINDOW", "BUDGET LEFT", "ERROR RATIO", "BURN ALERT",
-                       "LONG", "SHORT", "FIRING")
-        measured = {s.name: s for s in st.slos}
-        for slo in policy.spec.slos:
-            s = measured.get(slo.name)
-            objective = f"{slo.objective:g}%" if slo.objective is not None else "-"
-            left = (f"{s.budget_remaining:.2f}%" if s is not None
-                    and s.budget_remaining is not None else "-")
-            ratio = (f"{s.error_ratio:.6g}" if s is not None and s.error_ratio is not None
-                     else "-")
-            if s is not None and s.reason and s.budget_remaining is None:
-                left = s.reason
-            burns = s.burn_rates if s is not None else []
-            if not burns:
-                table.add_row(slo.name, objective, slo.window.text, left, ratio, "-", "-", "-",
-                              "-")
-            for i, b in enumerate(burns):
-                first = i == 0
-                table.add_row(
-                    slo.name if first else "", objective if first else "",
-                    slo.window.text if first else "", left if first else "",
-                    ratio if first else "",
-                    f"{b.severity.value} {b.factor:g}x ({b.long}/{b.short})",
-                    f"{b.long_rate:.2f}x" if b.long_rate is not None else "-",
-                    f"{b.short_rate:.2f}x" if b.short_rate is not None else "-",
-                    Text("yes", style="bold red") if b.firing else "no",
-                )
-        parts += [table, Text("")]
+        if st.services is None:
+            parts += [_budget_table(policy, st.slos), Text("")]
+            continue
+        if not st.services:
+            parts += [Text("  no service guarded yet (no plan governed by this policy)"),
+                      Text("")]
+        for service in st.services:
+            parts.append(Text(f"service {service.service}"
+                              + (" (FROZEN)" if service.frozen else ""), style="bold"))
+            parts += [_budget_table(policy, service.slos), Text("")]
     return Group(*parts)
+
+
+def _budget_table(policy: SLOPolicy, slos: Sequence[SLOStatus]) -> RenderableType:
+    table = _table("SLO", "OBJECTIVE", "WINDOW", "BUDGET LEFT", "ERROR RATIO", "BURN ALERT",
+                   "LONG", "SHORT", "FIRING")
+    measured = {s.name: s for s in slos}
+    for slo in policy.spec.slos:
+        s = measured.get(slo.name)
+        objective = f"{slo.objective:g}%" if slo.objective is not None else "-"
+        left = (f"{s.budget_remaining:.2f}%" if s is not None
+                and s.budget_remaining is not None else "-")
+        ratio = (f"{s.error_ratio:.6g}" if s is not None and s.error_ratio is not None
+                 else "-")
+        if s is not None and s.reason and s.budget_remaining is None:
+            left = s.reason
+        burns = s.burn_rates if s is not None else []
+        if not burns:
+            table.add_row(slo.name, objective, slo.window.text, left, ratio, "-", "-", "-",
+                          "-")
+        for i, b in enumerate(burns):
+            first = i == 0
+            table.add_row(
+                slo.name if first else "", objective if first else "",
+                slo.window.text if first else "", left if first else "",
+                ratio if first else "",
+                f"{b.severity.value} {b.factor:g}x ({b.long}/{b.short})",
+                f"{b.long_rate:.2f}x" if b.long_rate is not None else "-",
+                f"{b.short_rate:.2f}x" if b.short_rate is not None else "-",
+                Text("yes", style="bold red") if b.firing else "no",
+            )
+    return table
 
 
 # ----------------------------------------------------------------------------- doctor

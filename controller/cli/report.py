@@ -80,6 +80,8 @@ def report(
 
             current = s.plan(plan)
             run_policy = _policy_of(s, current)
+            if run_policy is not None:  # the budget of the plan's own service
+                run_policy = run_policy.for_service(current.spec.service_name)
             now = datetime.now(UTC)
             text = (html_report(current, run_policy, now) if output == ReportFormat.HTML
                     else markdown(current, run_policy, now))
@@ -93,7 +95,8 @@ def report(
                            f"`rolloutctl freeze status -n {s.namespace}`")
         plans = [p for p in s.plans() if p.metadata.namespace == s.namespace] \
             if s.list_namespace is not None else s.plans()
-        reports = [gather(p, plans, period, end, prometheus) for p in policies]
+        reports = [gather(p, plans, period, end, prometheus, service)
+                   for p in policies for service in services_of(p, plans)]
         if recipients is not None or send:
             typer.echo(mail(s, policies, reports, recipients, since))
         else:
@@ -149,8 +152,20 @@ def render(reports: list[PolicyReport], output: ReportFormat) -> str:
     return sloreport.markdown(reports)
 
 
+def services_of(policy: SLOPolicy, plans: list[RolloutPlan]) -> list[str]:
+    """The services POLICY guards: its spec.service, else those its status lists, else the
+    services of the plans it governs (a platform policy guards each plan's own service)."""
+    from controller.cli import sloreport
+
+    if policy.spec.service is not None:
+        return [policy.spec.service]
+    listed = [s.service for s in policy.status.services or []]
+    governed = [p.spec.service_name for p in sloreport.plans_of(policy, plans)]
+    return sorted(set(listed) | set(governed)) or [policy.metadata.name]
+
+
 def gather(policy: SLOPolicy, plans: list[RolloutPlan], period: float, end: datetime,
-           prometheus: str | None) -> PolicyReport:
+           prometheus: str | None, service: str | None = None) -> PolicyReport:
     """The report's figures for POLICY: its SLOs' counts from Prometheus over the period,
     its budget now, and its and its plans' status. A Prometheus that cannot answer is an
     error of the report (shown in it), not of the command: freezes and releases still
@@ -168,7 +183,9 @@ def gather(policy: SLOPolicy, plans: list[RolloutPlan], period: float, end: date
     step = sloreport.bucket_seconds(period)
     url = prometheus or (policy.spec.prometheus.url if policy.spec.prometheus else None) \
         or os.environ.get("ROLLOUTCTL_PROMETHEUS_URL") or None
-    ctx = QueryContext(service=policy.spec.service_for(policy.metadata.name),
+    service = service or policy.spec.service_for(policy.metadata.name)
+    policy = policy.for_service(service)
+    ctx = QueryContext(service=service,
                        namespace=policy.metadata.namespace, revision="none", at=end)
     errors: list[str] = []
     figures = []
@@ -206,7 +223,7 @@ def gather(policy: SLOPolicy, plans: list[RolloutPlan], period: float, end: date
             history.close()
         if source is not None:
             source.close()
-    return sloreport.policy_report(policy, plans, start, end, step, figures, errors)
+    return sloreport.policy_report(policy, plans, start, end, step, figures, errors, service)
 
 
 def mail(s: Session, policies: list[SLOPolicy], reports: list[PolicyReport],

@@ -108,7 +108,7 @@ def run(
     from controller.adapters.traffic.registry import router_for
     from controller.api.policy import SLOPolicy
     from controller.reconciler import PlanReconciler, PolicyReconciler, Slots, policy_view
-    from controller.runtime.manager import Manager, default_identity
+    from controller.runtime.manager import Manager, default_identity, is_platform_policy
     from controller.telemetry import Telemetry
 
     try:
@@ -178,10 +178,14 @@ def run(
         policy_lookup=lambda ns, name: policies.get(f"{ns}/{name}"),
         clock=clock, telemetry=telemetry, events=events, submit=dispatcher.submit,
         slots=slots, leading=manager.leading,
+        platform_policies=lambda ns: [
+            p for p in policies.objects()
+            if p["metadata"].get("namespace") == ns and is_platform_policy(p)],
     )
     policy_reconciler = PolicyReconciler(
         store=store, metrics_for=source_for, clock=clock, telemetry=telemetry,
         events=events, submit=dispatcher.submit, leading=manager.leading,
+        plans_in=lambda ns: [p for p in plans.objects() if p["metadata"].get("namespace") == ns],
     )
     manager.add_plans_controller(plan_reconciler, workers, is_own_write=store.is_own_write,
                                  policy_view=policy_view)

@@ -136,7 +136,8 @@ def _summary_lines(plan: RolloutPlan, now: datetime) -> list[tuple[str, str]]:
         ("run started", f"{st.run_started_at:%Y-%m-%d %H:%M:%SZ}" if st.run_started_at else "-"),
         ("step", summary.step_text(plan)),
         ("canary weight", f"{st.canary_weight}%"),
-        ("steps", ", ".join(f"{s.weight}% for {s.hold}" for s in plan.spec.steps)),
+        ("steps", ", ".join((f"mirror {s.mirror}%" if s.mirror else f"{s.weight}%")
+                            + f" for {s.hold}" for s in plan.spec.steps)),
         ("gates", summary.gates_text(plan)),
     ]
 

@@ -73,6 +73,9 @@ def status(directory: DirOption = DEFAULT_DIR) -> None:
 
 
 def _print_urls(state: Any) -> None:
+    if state.urls.get("dashboard"):
+        _say(f"  dashboard      {state.urls['dashboard']}   (live; stays up until "
+             "`rolloutctl sandbox down`)")
     _say(f"  kubeconfig     {state.kubeconfig}   (export KUBECONFIG=... to use rolloutctl)")
     _say(f"  Prometheus     {state.urls.get('prometheus')}")
     _say(f"  Slack page     {state.urls.get('slack-page')}")
@@ -173,6 +176,15 @@ def demo(directory: DirOption = DEFAULT_DIR,
              "10 → 25 → 50 → 100 %, judged by the platform SLOs at each step.")
         run = sb.plan_status(state).get("run", 0)
         sb.release(state, "v2")
+        story.follow(lambda s: s.get("run") == run + 1 and s.get("canaryWeight") == 10
+                     and s.get("reason") == "HoldingStep", 120)
+        time.sleep(1.5)  # the generator re-reads the route a few times a second
+        before = sb.traffic_stats(state).get("tester", {})
+        time.sleep(3)
+        now = sb.traffic_stats(state).get("tester", {})
+        hits = {k: now.get(k, 0) - before.get(k, 0) for k in ("canary", "stable")}
+        _say(f"  a tester sending X-Canary: always at the 10 % step: {hits['canary']} "
+             f"request(s) on the canary, {hits['stable']} on stable (header route)")
         st = story.follow(lambda s: s.get("run") == run + 1 and s.get("phase") in (
             "Succeeded", "RolledBack"), 300)
         outcomes.append(("healthy release", "Succeeded", st.get("phase", "?")))

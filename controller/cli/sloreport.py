@@ -243,13 +243,30 @@ def freeze_rows(policy: SLOPolicy, since: datetime, until: datetime) -> list[Fre
 
 def policy_report(policy: SLOPolicy, plans: Sequence[RolloutPlan], since: datetime,
                   until: datetime, step_seconds: int, slos: Sequence[SloFigures],
-                  errors: Sequence[str] = ()) -> PolicyReport:
+                  errors: Sequence[str] = (), service: str | None = None) -> PolicyReport:
+    """The report of POLICY for SERVICE (default: the policy's own service). A policy
+    guarding several services reports each on its own: the plans of that service, and the
+    freezes that named it (a policy's freeze history is kept for the policy as a whole;
+    a freeze of one of several services names it in its message)."""
+    guarded = plans_of(policy, plans)
+    names = {p.spec.service_name for p in guarded}
+    if service is None:
+        service = policy.spec.service or (
+            next(iter(names)) if len(names) == 1 else policy.metadata.name)
+    several = policy.spec.service is None and len(names | {service}) > 1
+    if several:
+        guarded = [p for p in guarded if p.spec.service_name == service]
+    freezes = freeze_rows(policy, since, until)
+    if several:
+        freezes = [f for f in freezes if f.message.startswith(f"{service}: ")
+                   or not any(f.message.startswith(f"{p.spec.service_name}: ")
+                              for p in plans_of(policy, plans))]
     return PolicyReport(
         namespace=policy.metadata.namespace, policy=policy.metadata.name,
-        service=policy.spec.service_for(policy.metadata.name), since=since, until=until,
+        service=service, since=since, until=until,
         step_seconds=step_seconds, slos=tuple(slos),
-        freezes=tuple(freeze_rows(policy, since, until)),
-        releases=release_figures(plans_of(policy, plans), since, until),
+        freezes=tuple(freezes),
+        releases=release_figures(guarded, since, until),
         frozen_now=policy.status.frozen, errors=tuple(dict.fromkeys(errors)))
 
 

@@ -27,7 +27,7 @@ from controller.api.plan import (
     Verdict,
 )
 
-FINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.ROLLED_BACK, Phase.INVALID})
+FINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.ROLLED_BACK, Phase.FAILED, Phase.INVALID})
 
 
 def condition_true(plan: RolloutPlan, type_: str) -> bool:
@@ -47,7 +47,7 @@ def is_rolling_back(plan: RolloutPlan) -> bool:
 def exit_code(plan: RolloutPlan) -> int:
     """0 succeeded or healthy, 1 rolled back / rolling back / degraded / invalid."""
     st = plan.status
-    if st.phase in (Phase.ROLLED_BACK, Phase.INVALID) or is_rolling_back(plan):
+    if st.phase in (Phase.ROLLED_BACK, Phase.FAILED, Phase.INVALID) or is_rolling_back(plan):
         return 1
     if condition_true(plan, "Degraded"):
         return 1
@@ -69,6 +69,8 @@ def health(plan: RolloutPlan) -> str:
         return "healthy"
     if plan.status.phase == Phase.INVALID:
         return "invalid"
+    if plan.status.phase == Phase.FAILED:
+        return "failed"
     if plan.status.phase == Phase.ROLLED_BACK or is_rolling_back(plan):
         return "rolled back" if plan.status.phase == Phase.ROLLED_BACK else "rolling back"
     return "degraded"

@@ -43,6 +43,7 @@ from controller.api.plan import (
     RunRecord,
     Step,
     Verdict,
+    WorkloadReason,
 )
 from controller.api.policy import InFlight
 from controller.engine import verdicts
@@ -60,17 +61,18 @@ MAX_OUTBOX = 50
 
 STEPPING_PHASES = frozenset({Phase.PROGRESSING, Phase.HOLDING, Phase.PAUSED, Phase.FROZEN})
 
-_CRITICAL = {"RollbackStarted", "RolledBack"}
+_CRITICAL = {"RollbackStarted", "RolledBack", "Failed"}
 _WARNING = {"Holding", "Frozen", "DriftCorrected", "Paused", "Superseded", "PromoteRefused"}
 
 
 def steps_hash(steps: list[Step]) -> str:
     """A short, stable hash of the steps (weights and holds); a change restarts at step 0."""
-    return _hash_steps(tuple((s.weight, s.hold.seconds) for s in steps))
+    return _hash_steps(tuple((s.weight, s.hold.seconds) if s.mirror is None
+                             else (0, s.hold.seconds, s.mirror) for s in steps))
 
 
 @lru_cache(maxsize=1024)
-def _hash_steps(steps: tuple[tuple[int, float], ...]) -> str:
+def _hash_steps(steps: tuple[tuple[float, ...], ...]) -> str:
     text = json.dumps([list(s) for s in steps], separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -180,15 +182,44 @@ class _Pass:
             return int(wanted)
         return max(1, self.obs.stable.replicas)
 
-    def set_weight(self, weight: int, tag: ActionTag = ActionTag.NONE) -> None:
+    def set_weight(self, weight: int, tag: ActionTag = ActionTag.NONE, mirror: int = 0) -> None:
+        """Route WEIGHT percent of requests to the canary and copy MIRROR percent to it;
+        the header/cookie routes (``spec.traffic.match``) are on whenever either is."""
         self.actions = [a for a in self.actions if a.type != ActionType.SET_WEIGHT]
-        self.actions.append(Action(ActionType.SET_WEIGHT, weight=weight, tag=tag))
+        self.actions.append(Action(ActionType.SET_WEIGHT, weight=weight, tag=tag,
+                                   mirror=mirror, match=self.match_for(weight, mirror)))
         self.s["canary_weight"] = weight
+        self.s["canary_mirror"] = mirror or None
+        if weight == 0 and not mirror:
+            self.s["route_pending_since"] = None
+
+    def match_for(self, weight: int, mirror: int) -> bool:
+        return bool(self.spec.traffic.match) and (weight > 0 or mirror > 0)
+
+    def route_carries(self, weight: int, mirror: int) -> bool:
+        """Does the route carry this routing (weight, mirror, header routes) now?"""
+        r = self.obs.router
+        return (r.weight == weight and r.mirror == mirror
+                and r.match == self.match_for(weight, mirror))
+
+    def route_accepted(self) -> bool:
+        """The route carries the intended routing and its parents accepted it."""
+        return (self.route_carries(self.s["canary_weight"], self.s["canary_mirror"] or 0)
+                and self.obs.router.ready is not False)
+
+    def first_weight(self) -> int:
+        """The first weighted step's weight (a drill shifts that much, mirror steps aside)."""
+        return int(next(s.weight for s in self.spec.steps if s.mirror is None))
 
     def scale_canary(self, replicas: int) -> None:
         if not self.uses_canary_replicas:
             return
-        if self.obs.canary.exists and self.obs.canary.replicas == replicas:
+        canary = self.obs.canary
+        if canary.exists and canary.replicas == replicas:
+            return
+        if canary.autoscaled and replicas > 0 and canary.replicas > 0:
+            # An HPA owns a running canary's replicas. The controller only starts it from 0
+            # (an HPA never scales up from 0) and scales it to 0 at the end of a run.
             return
         self.actions = [a for a in self.actions if a.type != ActionType.SCALE_CANARY]
         self.actions.append(Action(ActionType.SCALE_CANARY, replicas=replicas))
@@ -237,7 +268,7 @@ class _Pass:
         where = f" at step {step + 1}/{steps}" if step is not None else ""
         if type_ == "RollbackStarted":
             where += f" (from {self.obs.plan.status.canary_weight}%)"
-        elif step is not None and type_ not in ("RolledBack", "Succeeded"):
+        elif step is not None and type_ not in ("RolledBack", "Succeeded", "Failed"):
             where += f" ({weight}%)"
         key = f"{self.s['run']}.{seq}"
         message_obj = OutgoingMessage(
@@ -278,6 +309,8 @@ class _Pass:
             steps_hash=steps_hash(self.spec.steps),
             current_step=0,
             canary_weight=0,
+            canary_mirror=None,
+            route_pending_since=None,
             run_started_at=self.now,
             step_started_at=None,
             last_analysis_at=None,
@@ -285,6 +318,7 @@ class _Pass:
             promoted_full=False,
             rollback_reason=None,
             pause_reason=None,
+            waiting_since=None,
             freeze=None,
             gates=[verdicts.initial(g) for g in self.spec.gates],
         )
@@ -297,23 +331,53 @@ class _Pass:
         """Shift traffic to the current step once the canary can take it."""
         step = self.spec.steps[self.s["current_step"]]
         if self.uses_canary_replicas and not self.canary_can_take_traffic():
+            if self.waited_past_deadline():
+                canary = self.obs.canary
+                self.rollback(
+                    WorkloadReason.PROGRESS_DEADLINE_EXCEEDED.value,
+                    f"the canary was not ready within {self.spec.analysis.progress_deadline} "
+                    f"(analysis.progressDeadline): {canary.ready_replicas}/{canary.replicas} "
+                    f"ready{_why(canary)}", [])
+                return
             self.enter(Phase.PROGRESSING, "WaitingForCanary",
-                       f"waiting for the canary to be ready before shifting {step.weight}%")
+                       "waiting for the canary to be ready before "
+                       + (f"mirroring {step.mirror}%" if step.mirror else
+                          f"shifting {step.weight}%")
+                       + _why(self.obs.canary))
             self.requeue.append(TRANSITION_REQUEUE)
             return
-        self.set_weight(step.weight)
+        self.set_weight(step.weight, mirror=step.mirror or 0)
         # The gates keep the verdicts that let this step start until its first evaluation.
-        self.set(step_started_at=self.now, last_analysis_at=None)
-        self.enter(Phase.PROGRESSING, "HoldingStep", self.holding_text())
+        self.set(step_started_at=self.now, last_analysis_at=None, waiting_since=None)
+        if self.obs.router.ready is not None and not self.route_carries(
+                step.weight, step.mirror or 0):
+            # The hold counts once the route's parents accept the change (stepping()).
+            self.set(route_pending_since=self.now)
+            self.enter(Phase.PROGRESSING, "WaitingForRoute", self.waiting_text())
+        else:
+            self.enter(Phase.PROGRESSING, "HoldingStep", self.holding_text())
         gates = [g for g in self.s["gates"] if g.evaluated_at is not None]
         evidence = ("; gates at the advance: " + ", ".join(
             f"{g.name} {g.verdict.value}" + (f" ({g.value:g})" if g.value is not None else "")
             for g in gates)) if gates else ""
-        self.event("StepAdvanced", "StepStarted",
-                   f"canary weight {step.weight}%, holding {step.hold}{evidence}")
-        self.requeue.append(min(self.spec.analysis.interval.seconds, step.hold.seconds))
+        what = (f"mirroring {step.mirror}% to the canary" if step.mirror
+                else f"canary weight {step.weight}%")
+        self.event("StepAdvanced", "StepStarted", f"{what}, holding {step.hold}{evidence}")
+        self.requeue.append(min(self.spec.analysis.interval.seconds, step.hold.seconds,
+                                TRANSITION_REQUEUE if self.s["route_pending_since"] else 1e9))
+
+    def waited_past_deadline(self) -> bool:
+        """Start counting the progress deadline at the first pass that waits; has it
+        passed?"""
+        since = self.s["waiting_since"]
+        if since is None:
+            self.set(waiting_since=self.now)
+            return False
+        deadline: float = self.spec.analysis.progress_deadline.seconds
+        return _elapsed(since, self.now) >= deadline
 
     def end_run(self, outcome: RunOutcome, reason: str, message: str) -> None:
+        self.set(waiting_since=None)
         record = RunRecord(
             run=self.s["run"],
             revision=self.s["revision"],
@@ -336,7 +400,8 @@ class _Pass:
     def rollback(self, reason: str, message: str, evidence: list[GateStatus],
                  tag: ActionTag = ActionTag.ROLLBACK, drill: bool = False) -> None:
         """Canary traffic to 0 first (one idempotent write), then scale the canary down."""
-        self.set(rollback_reason=reason, promotion_stage=None, pause_reason=None)
+        self.set(rollback_reason=reason, promotion_stage=None, pause_reason=None,
+                 waiting_since=None, route_pending_since=None)
         self.set_weight(0, tag)
         self.scale_canary(0)
         self.enter(Phase.ROLLING_BACK, reason, message)
@@ -408,7 +473,8 @@ class _Pass:
             self.enter(Phase.PENDING, "NoNewRevision",
                        "the canary runs the same pod template as stable")
             self.set(freeze=None)
-        self.correct_drift()
+        if self.s["phase"] != Phase.FAILED:  # after a failure the route is the operator's
+            self.correct_drift()
 
     def in_run(self) -> None:
         obs, spec = self.obs, self.spec
@@ -464,6 +530,9 @@ class _Pass:
         index = self.s["current_step"]
         step = spec.steps[index]
         analysis = spec.analysis
+        if self.s["route_pending_since"] is not None and self.route_accepted():
+            # The parents accepted the change: the step's hold counts from now.
+            self.set(route_pending_since=None, step_started_at=self.now, last_analysis_at=None)
         gates = self.judge_gates()
 
         drill = self.pending("drill")
@@ -540,6 +609,10 @@ class _Pass:
             self.set(freeze=None)
             self.event("Unfrozen", "FreezeLifted", "the freeze lifted; the run continues")
 
+        if self.s["route_pending_since"] is not None:
+            self.enter(Phase.PROGRESSING, "WaitingForRoute", self.waiting_text())
+            self.requeue.append(TRANSITION_REQUEUE)
+            return
         self.try_advance(index, step, gates)
 
     def judge_gates(self) -> list[GateStatus]:
@@ -634,8 +707,16 @@ class _Pass:
         index = self.s["current_step"]
         step = self.spec.steps[index]
         started = self.s["step_started_at"]
-        return (f"step {index + 1}/{len(self.spec.steps)} at {step.weight}%, holding {step.hold}"
+        at = f"mirroring {step.mirror}%" if step.mirror else f"at {step.weight}%"
+        return (f"step {index + 1}/{len(self.spec.steps)} {at}, holding {step.hold}"
                 f" from {started.isoformat()[11:19]}Z")
+
+    def waiting_text(self) -> str:
+        """Stable across passes: the parent's own words are in the Degraded condition."""
+        index = self.s["current_step"]
+        return (f"step {index + 1}/{len(self.spec.steps)}: waiting for the route to accept "
+                f"the change (since {self.s['route_pending_since'].isoformat()[11:19]}Z) "
+                "before the hold counts")
 
     def schedule_step(self, step: Step, gates: list[GateStatus]) -> None:
         analysis = self.spec.analysis
@@ -665,7 +746,7 @@ class _Pass:
 
     def finish_steps(self) -> None:
         if self.spec.on_success.promote == OnSuccessPromote.COPY_TO_STABLE:
-            self.set(promotion_stage=PromotionStage.COPYING_TEMPLATE)
+            self.set(promotion_stage=PromotionStage.COPYING_TEMPLATE, route_pending_since=None)
             self.enter(Phase.PROMOTING, "CopyingTemplate",
                        "every step passed; stable takes the canary's pod template")
             self.event("Promoting", "StepsComplete", "every step passed; promoting to stable")
@@ -689,12 +770,22 @@ class _Pass:
             self.requeue.append(TRANSITION_REQUEUE)
             return
         if not obs.stable.ready:
+            if self.waited_past_deadline():
+                self.fail(WorkloadReason.PROGRESS_DEADLINE_EXCEEDED.value,
+                          f"stable was not ready within {self.spec.analysis.progress_deadline} "
+                          f"(analysis.progressDeadline) after taking the canary's template: "
+                          f"{obs.stable.ready_replicas}/{obs.stable.replicas} ready"
+                          f"{_why(obs.stable)}; the canary keeps serving "
+                          f"{self.s['canary_weight']}% until an operator acts")
+                return
             self.set(promotion_stage=PromotionStage.WAITING_FOR_STABLE)
             self.enter(Phase.PROMOTING, "WaitingForStable",
-                       f"stable has {obs.stable.ready_replicas}/{obs.stable.replicas} ready")
+                       f"stable has {obs.stable.ready_replicas}/{obs.stable.replicas} ready"
+                       + _why(obs.stable))
             self.requeue.append(TRANSITION_REQUEUE)
             return
-        routed = obs.router.weight == 0
+        self.set(waiting_since=None)
+        routed = self.route_carries(0, 0)
         scaled = not self.uses_canary_replicas or obs.canary.replicas == 0
         if routed and scaled and self.s["canary_weight"] == 0:
             self.succeed("Promoted", "stable runs the canary's template and takes all traffic")
@@ -707,12 +798,21 @@ class _Pass:
                    "all traffic to stable, then the canary scales to 0")
         self.requeue.append(TRANSITION_REQUEUE)
 
+    def fail(self, reason: str, message: str) -> None:
+        """End the run where it stands, without a rollback: stable cannot take the traffic
+        back, so the route stays as it is (the canary keeps serving) and people are told."""
+        self.end_run(RunOutcome.FAILED, reason, message)
+        self.set(promotion_stage=None)
+        self.enter(Phase.FAILED, reason, message)
+        self.event("Failed", reason, message)
+
     def rolling_back(self) -> None:
         obs = self.obs
-        if obs.router.weight != 0 or self.obs.plan.status.canary_weight != 0:
+        if (not self.route_carries(0, 0) or self.obs.plan.status.canary_weight != 0
+                or self.obs.plan.status.canary_mirror):
             self.set_weight(0, ActionTag.ROLLBACK)
         self.scale_canary(0)
-        routed = obs.router.weight == 0
+        routed = self.route_carries(0, 0)
         scaled = not self.uses_canary_replicas or obs.canary.replicas == 0
         if routed and scaled:
             reason = self.s["rollback_reason"] or "RolledBack"
@@ -737,7 +837,17 @@ class _Pass:
         desired = self.s["canary_weight"]
         if any(a.type == ActionType.SET_WEIGHT for a in self.actions):
             return
-        if observed is None or observed == desired:
+        if observed is None:
+            return
+        mirror = self.s["canary_mirror"] or 0
+        if observed == desired:
+            if not self.route_carries(desired, mirror):
+                r = self.obs.router
+                self.set_weight(desired, mirror=mirror)
+                self.event("DriftCorrected", "RouteDrift",
+                           f"the route mirrored {r.mirror}% with header routes "
+                           f"{_on_off(r.match)} instead of {mirror}% and "
+                           f"{'on' if self.match_for(desired, mirror) else 'off'}; restored")
             return
         stepping = self.s["phase"] in STEPPING_PHASES and self.s["step_started_at"] is not None
         if stepping and observed < desired:
@@ -762,7 +872,7 @@ class _Pass:
                            "it once every gate passes")
                 self.requeue.append(self.spec.analysis.interval.seconds)
                 return
-        self.set_weight(desired)
+        self.set_weight(desired, mirror=mirror)
         self.event("DriftCorrected", "WeightDrift",
                    f"the route carried {observed}% instead of {desired}%; restored {desired}%")
 
@@ -786,7 +896,7 @@ class _Pass:
         self.s["drills"] = (self.s["drills"] + [report])[-MAX_DRILLS:]
         text = (f"drill {request.id} requested by {request.by or 'an operator'}: "
                 + ("rolling back as if a gate had failed" if mid_run
-                   else f"shifting {self.spec.steps[0].weight}% to the canary, then rolling "
+                   else f"shifting {self.first_weight()}% to the canary, then rolling "
                    "back"))
         self.event("DrillStarted", "Drill", text, drill=True)
         if mid_run:
@@ -806,7 +916,7 @@ class _Pass:
         report: DrillReport = self.s["drills"][-1]
         self.requeue.append(TRANSITION_REQUEUE / 2)
         if report.stage == DrillStage.SHIFTING:
-            first = self.spec.steps[0].weight
+            first = self.first_weight()
             if obs.router.weight == first and self.s["canary_weight"] == first:
                 report = self.update_drill(stage=DrillStage.ROLLING_BACK,
                                            rollback_started_at=self.now)
@@ -980,6 +1090,7 @@ _TITLES = {
     "PromotedFull": "promoted fully by an operator",
     "PromoteRefused": "promotion refused",
     "Succeeded": "succeeded",
+    "Failed": "failed",
     "Superseded": "superseded by a new revision",
     "DriftCorrected": "route drift corrected",
     "DrillStarted": "rollback drill started",
@@ -995,6 +1106,18 @@ def _evidence(g: GateStatus) -> dict[str, object]:
                         include={"name", "verdict", "reason", "message", "value", "objective",
                                  "burn_rate", "samples", "query", "stable_value"})
     return dict(data)
+
+
+def _why(workload: Any) -> str:
+    """The pods' own reason for not being ready, for status messages and alarms."""
+    if not workload.not_ready_reason:
+        return ""
+    detail = f" ({workload.not_ready_message})" if workload.not_ready_message else ""
+    return f"; pods: {workload.not_ready_reason}{detail}"
+
+
+def _on_off(value: bool | None) -> str:
+    return "on" if value else "off" if value is False else "not as planned"
 
 
 def _secs(start: datetime, end: datetime | None) -> str:
@@ -1043,11 +1166,16 @@ def _conditions(p: _Pass) -> tuple[Condition, ...]:
                   _freeze_text(freeze))
     else:
         frozen = (ConditionStatus.FALSE, "NotFrozen", "releases are open")
-    if phase == Phase.ROLLED_BACK:
+    if phase in (Phase.ROLLED_BACK, Phase.FAILED):
         degraded = (ConditionStatus.TRUE, s["rollback_reason"] or s["reason"] or "RolledBack",
                     s["message"])
     elif router.weight is None:
         degraded = (ConditionStatus.TRUE, router.reason, router.message)
+    elif s["route_pending_since"] is not None and (
+            router.rejected or _elapsed(s["route_pending_since"], p.now)
+            >= p.spec.traffic.ready_timeout.seconds):
+        degraded = (ConditionStatus.TRUE, "RouteNotAccepted",
+                    router.ready_message or "the route does not carry the change yet")
     else:
         degraded = (ConditionStatus.FALSE, "Healthy", "")
     wanted = {ConditionType.READY: ready, ConditionType.PROGRESSING: progressing,

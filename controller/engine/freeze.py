@@ -14,7 +14,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from controller.api.conditions import ConditionStatus, ConditionType, set_condition
@@ -27,6 +28,7 @@ from controller.api.policy import (
     BurnRateStatus,
     FreezeRecord,
     OverrideStatus,
+    ServiceStatus,
     SLOPolicy,
     SLOPolicyStatus,
     SLOState,
@@ -99,17 +101,45 @@ def _slo_status(slo: SLO, m: SLOMeasurements | None) -> SLOStatus:
 
 def evaluate(policy: SLOPolicy, measured: dict[str, SLOMeasurements],
              now: datetime) -> PolicyDecision:
-    """The policy's next status from this evaluation's measurements."""
+    """The next status of a policy guarding one service (``spec.service`` or its name),
+    kept at the top level of the status only (no ``services``): every plan of the policy
+    sees that freeze."""
+    decision = evaluate_services(
+        policy, {policy.spec.service_for(policy.metadata.name): measured}, now)
+    return replace(decision, status=decision.status.model_copy(update={"services": None}))
+
+
+def _previous(old: SLOPolicyStatus, service: str, only: bool) -> ServiceStatus | None:
+    """SERVICE's state as the last evaluation left it. A status written before services
+    were listed kept the one service's state at the top level."""
+    found = next((s for s in old.services or [] if s.service == service), None)
+    if found is not None:
+        return found
+    if only and old.services is None:
+        return ServiceStatus(
+            service=service, frozen=old.frozen, frozen_since=old.frozen_since,
+            freeze_announced=old.freeze_announced, budget_freeze=old.budget_freeze,
+            reason=old.reason, message=old.message, budget_remaining=old.budget_remaining,
+            slos=old.slos)
+    return None  # a service this policy has not evaluated before
+
+
+def evaluate_services(policy: SLOPolicy, measured: dict[str, dict[str, SLOMeasurements]],
+                      now: datetime, deployments: dict[str, list[str]] | None = None,
+                      ) -> PolicyDecision:
+    """The policy's next status from this evaluation's measurements of each guarded
+    service (``measured``: service -> SLO -> measurements). Each service has its own
+    budgets, burn rates, hysteresis latch and freeze, announced once each.
+    ``deployments``: service -> the Deployments of its plans (for ``frozenDeployments``)."""
     old = policy.status
     spec = policy.spec
     gen = policy.metadata.generation
-    slos = [_slo_status(slo, measured.get(slo.name)) for slo in spec.slos]
-    by_name = {s.name: s for s in slos}
     seq = old.seq
     outbox = list(old.notifications.outbox)
     added: list[str] = []
-
     events: list[tuple[int, str, str]] = []
+    only = len(measured) == 1
+    never_evaluated = old.evaluated_at is None
 
     def announce(type_: str, severity: Severity, title: str, text: str) -> None:
         nonlocal seq
@@ -123,6 +153,88 @@ def evaluate(policy: SLOPolicy, measured: dict[str, SLOMeasurements],
             title=f"{policy.metadata.namespace}/{policy.metadata.name}: {title}", text=text))
         added.append(key)
 
+    services: list[ServiceStatus] = []
+    for service in sorted(measured):
+        prev = _previous(old, service, only)
+        # in a policy guarding several services every title and text names the service
+        label = "" if only else f"{service}: "
+        services.append(_service(policy, service, measured[service],
+                                 prev or ServiceStatus(service=service), now,
+                                 never_evaluated or prev is None, label, announce))
+
+    overrides = []
+    previous = {o.id: o for o in old.overrides}
+    for o in spec.overrides:
+        active = o.expires > now
+        overrides.append(OverrideStatus(id=o.id, by=o.by, reason=o.reason, until=o.expires,
+                                        allow=list(o.allow), active=active))
+        before = previous.get(o.id)
+        who = o.by or "an operator"
+        scope = ", ".join(o.allow) if o.allow else "every plan"
+        if active and (before is None or not before.active):
+            announce("OverrideActivated", Severity.WARNING, "break-glass override",
+                     f"{who} let {scope} through until {o.expires:%Y-%m-%d %H:%M:%S}Z: "
+                     f"{o.reason}")
+        elif not active and before is not None and before.active:
+            announce("OverrideExpired", Severity.INFO, "override expired",
+                     f"the override by {who} ({o.reason}) expired")
+
+    frozen_ones = [s for s in services if s.frozen]
+    head = frozen_ones[0] if frozen_ones else (services[0] if only else None)
+    frozen = bool(frozen_ones)
+    reason = head.reason if head is not None and frozen else ""
+    if head is not None and (frozen or only):
+        message = (f"{head.service}: " if not only else "") + head.message
+        remaining = head.budget_remaining
+    else:
+        message, remaining = "", None
+    if not services:
+        message = "no service to guard yet: no plan governed by this policy"
+    conditions = set_condition(
+        old.conditions, ConditionType.FROZEN,
+        ConditionStatus.TRUE if frozen else ConditionStatus.FALSE,
+        reason or "NotFrozen", message if frozen else (message or "releases are open"),
+        gen, now)
+    unknown = sorted({(("" if only else f"{s.service}/") + slo.name)
+                      for s in services for slo in s.slos if slo.state == SLOState.UNKNOWN})
+    conditions = set_condition(
+        conditions, ConditionType.READY,
+        ConditionStatus.FALSE if unknown else ConditionStatus.TRUE,
+        "SLOsUnknown" if unknown else "Evaluated",
+        ("cannot measure: " + ", ".join(unknown)) if unknown else "every SLO measured",
+        gen, now)
+    if len(outbox) > MAX_OUTBOX:
+        outbox = outbox[-MAX_OUTBOX:]
+    since = min((s.frozen_since for s in frozen_ones if s.frozen_since), default=None)
+    freezes = _freeze_history(old, frozen, since, reason, message, remaining, overrides, now)
+    frozen_deployments = sorted({d for s in frozen_ones
+                                 for d in (deployments or {}).get(s.service, [])})
+    status = old.model_copy(update={
+        "observed_generation": gen, "seq": seq, "evaluated_at": now, "frozen": frozen,
+        "frozen_since": since,
+        "freeze_announced": any(s.freeze_announced for s in frozen_ones),
+        "budget_freeze": any(s.budget_freeze for s in services), "reason": reason,
+        "message": message, "budget_remaining": remaining,
+        "slos": services[0].slos if only else [], "services": services,
+        "frozen_services": [s.service for s in frozen_ones],
+        "frozen_deployments": frozen_deployments,
+        "overrides": overrides, "freezes": freezes,
+        "conditions": list(conditions),
+        "notifications": old.notifications.model_copy(update={"outbox": outbox}),
+    })
+    interval = spec.evaluation_interval.seconds
+    expiries = [(o.until - now).total_seconds() for o in overrides if o.active]
+    requeue = min([interval, *[e + 0.01 for e in expiries]])
+    return PolicyDecision(status, max(0.0, requeue), tuple(added), tuple(events))
+
+
+def _service(policy: SLOPolicy, service: str, measured: dict[str, SLOMeasurements],
+             old: ServiceStatus, now: datetime, never_evaluated: bool, label: str,
+             announce: Callable[[str, Severity, str, str], None]) -> ServiceStatus:
+    """One service's budgets and freeze, announcing its transitions through ANNOUNCE."""
+    spec = policy.spec
+    slos = [_slo_status(slo, measured.get(slo.name)) for slo in spec.slos]
+    by_name = {s.name: s for s in slos}
     frozen, reason, message, remaining = False, "", "", None
     # Statuses written before the latch existed: a budget freeze in them is latched.
     latched = old.budget_freeze or (
@@ -157,63 +269,39 @@ def evaluate(policy: SLOPolicy, measured: dict[str, SLOMeasurements],
             message = f"{remaining:.1f}% of the {freeze.slo} budget left"
 
     since = old.frozen_since if (old.frozen and frozen) else (now if frozen else None)
-    # A budget not yet known at the policy's first evaluations blocks runs without an
+    # A budget not yet known at the service's first evaluations blocks runs without an
     # announcement; losing a budget that was known (a metrics outage) is announced.
-    never_known = old.evaluated_at is None or (old.frozen and not old.freeze_announced)
+    never_known = never_evaluated or (old.frozen and not old.freeze_announced)
     announced = old.freeze_announced if old.frozen else False
     if frozen and not announced and not (reason == FreezeReason.BUDGET_UNKNOWN and never_known):
         severity = Severity.WARNING if reason == FreezeReason.BUDGET_UNKNOWN else Severity.CRITICAL
-        announce("FreezeStarted", severity, f"releases frozen ({reason})", message)
+        announce("FreezeStarted", severity, f"{label}releases frozen ({reason})",
+                 label + message)
         announced = True
     elif old.frozen and not frozen and old.freeze_announced:
-        announce("FreezeLifted", Severity.INFO, "releases open again", message)
+        announce("FreezeLifted", Severity.INFO, f"{label}releases open again", label + message)
     if not frozen:
         announced = False
 
-    overrides = []
-    previous = {o.id: o for o in old.overrides}
-    for o in spec.overrides:
-        active = o.expires > now
-        overrides.append(OverrideStatus(id=o.id, by=o.by, reason=o.reason, until=o.expires,
-                                        allow=list(o.allow), active=active))
-        before = previous.get(o.id)
-        who = o.by or "an operator"
-        scope = ", ".join(o.allow) if o.allow else "every plan"
-        if active and (before is None or not before.active):
-            announce("OverrideActivated", Severity.WARNING, "break-glass override",
-                     f"{who} let {scope} through until {o.expires:%Y-%m-%d %H:%M:%S}Z: "
-                     f"{o.reason}")
-        elif not active and before is not None and before.active:
-            announce("OverrideExpired", Severity.INFO, "override expired",
-                     f"the override by {who} ({o.reason}) expired")
-
-    freezes = _freeze_history(old, frozen, since, reason, message, remaining, overrides, now)
-    conditions = set_condition(
-        old.conditions, ConditionType.FROZEN,
-        ConditionStatus.TRUE if frozen else ConditionStatus.FALSE,
-        reason or "NotFrozen", message or "releases are open", gen, now)
-    unknown = [s.name for s in slos if s.state == SLOState.UNKNOWN]
-    conditions = set_condition(
-        conditions, ConditionType.READY,
-        ConditionStatus.FALSE if unknown else ConditionStatus.TRUE,
-        "SLOsUnknown" if unknown else "Evaluated",
-        ("cannot measure: " + ", ".join(unknown)) if unknown else "every SLO measured",
-        gen, now)
-    if len(outbox) > MAX_OUTBOX:
-        outbox = outbox[-MAX_OUTBOX:]
-    status = old.model_copy(update={
-        "observed_generation": gen, "seq": seq, "evaluated_at": now, "frozen": frozen,
-        "frozen_since": since, "freeze_announced": announced,
-        "budget_freeze": latched and freeze is not None, "reason": reason, "message": message,
-        "budget_remaining": remaining, "slos": slos, "overrides": overrides,
-        "freezes": freezes,
-        "conditions": list(conditions),
-        "notifications": old.notifications.model_copy(update={"outbox": outbox}),
-    })
-    interval = spec.evaluation_interval.seconds
-    expiries = [(o.until - now).total_seconds() for o in overrides if o.active]
-    requeue = min([interval, *[e + 0.01 for e in expiries]])
-    return PolicyDecision(status, max(0.0, requeue), tuple(added), tuple(events))
+    # Warning burn-rate alerts: announced when they start firing (to the policy's Slack
+    # channel, e.g. #monitoring), once per episode; critical ones freeze (above).
+    warnings: list[str] = []
+    for slo_status in slos:
+        for i, b in enumerate(slo_status.burn_rates):
+            if b.severity != AlertSeverity.WARNING or not b.firing:
+                continue
+            key = f"{slo_status.name}/{i}"
+            warnings.append(key)
+            if key not in old.warnings_firing:
+                announce("BurnRateWarning", Severity.WARNING,
+                         f"{label}{slo_status.name} burns its budget fast (warning)",
+                         f"{label}{slo_status.name} burns {b.long_rate:.1f}x over {b.long} "
+                         f"and {b.short_rate:.1f}x over {b.short} (warning at "
+                         f"{b.factor:g}x)")
+    return ServiceStatus(
+        service=service, frozen=frozen, frozen_since=since, freeze_announced=announced,
+        budget_freeze=latched and freeze is not None, reason=reason, message=message,
+        budget_remaining=remaining, warnings_firing=warnings, slos=slos)
 
 
 def _freeze_history(old: SLOPolicyStatus, frozen: bool, since: datetime | None, reason: str,
@@ -243,14 +331,21 @@ def _freeze_history(old: SLOPolicyStatus, frozen: bool, since: datetime | None, 
     return freezes[-MAX_FREEZES:]
 
 
-def freeze_input(policy: SLOPolicy, plan_name: str, now: datetime) -> FreezeInput | None:
-    """What a plan sees of its policy's freeze, with any override covering it."""
+def freeze_input(policy: SLOPolicy, plan_name: str, now: datetime,
+                 service: str | None = None) -> FreezeInput | None:
+    """What a plan of SERVICE sees of its policy's freeze, with any override covering it.
+
+    A policy with ``spec.service`` guards that one service for all its plans; one without
+    guards each plan's own service: the plan sees that service's freeze only (a freeze of
+    ``checkout`` does not block ``cart``), and a service the policy has not evaluated yet
+    is an unknown budget."""
     freeze = policy.spec.error_budget_policy.freeze_releases
     if freeze is None:
         return None
     st = policy.status
+    name = policy.metadata.name
     if st.evaluated_at is None:
-        return FreezeInput(policy=policy.metadata.name, frozen=True,
+        return FreezeInput(policy=name, frozen=True,
                            reason=FreezeReason.BUDGET_UNKNOWN,
                            message="the policy has not been evaluated yet",
                            in_flight=freeze.in_flight)
@@ -259,14 +354,43 @@ def freeze_input(policy: SLOPolicy, plan_name: str, now: datetime) -> FreezeInpu
     ) or any(
         o.expires > now and (not o.allow or plan_name in o.allow) for o in policy.spec.overrides
     )
-    if not st.frozen:  # the reason, message and budget describe a freeze: there is none
-        return FreezeInput(policy=policy.metadata.name, frozen=False,
+    state: SLOPolicyStatus | ServiceStatus = st
+    if service is not None and _per_service(policy):
+        found = policy.service_status(service)
+        if found is None:
+            return FreezeInput(policy=name, frozen=True, reason=FreezeReason.BUDGET_UNKNOWN,
+                               message=f"service {service} is not evaluated yet (the policy "
+                               "measures it at its next evaluation)",
+                               in_flight=freeze.in_flight, overridden=overridden)
+        state = found
+    if not state.frozen:  # the reason, message and budget describe a freeze: there is none
+        return FreezeInput(policy=name, frozen=False,
                            in_flight=freeze.in_flight, overridden=overridden)
+    message = state.message
+    if isinstance(state, ServiceStatus) and len(st.services or []) > 1:
+        message = f"service {state.service}: {message}"
     return FreezeInput(
-        policy=policy.metadata.name, frozen=st.frozen, reason=st.reason, message=st.message,
-        budget_remaining=st.budget_remaining, in_flight=freeze.in_flight,
-        overridden=overridden, since=st.frozen_since,
+        policy=name, frozen=True, reason=state.reason, message=message,
+        budget_remaining=state.budget_remaining, in_flight=freeze.in_flight,
+        overridden=overridden, since=state.frozen_since,
     )
+
+
+def _per_service(policy: SLOPolicy) -> bool:
+    """Does the policy keep a freeze per service? Not with ``spec.service`` (one service),
+    nor in a status written before services were listed (or by hand)."""
+    return policy.spec.service is None and policy.status.services is not None
+
+
+def combine(inputs: list[FreezeInput | None]) -> FreezeInput | None:
+    """One freeze input from a plan's own policy and its namespace's platform policies: the
+    first that blocks the plan, else the first that is frozen, else the first."""
+    known = [i for i in inputs if i is not None]
+    for test in (lambda i: i.blocks, lambda i: i.frozen, lambda i: True):
+        found = next((i for i in known if test(i)), None)
+        if found is not None:
+            return found
+    return None
 
 
 def plan_facing_state(policy: SLOPolicy) -> tuple[object, ...]:
@@ -279,5 +403,10 @@ def plan_facing_state(policy: SLOPolicy) -> tuple[object, ...]:
     overrides = tuple((o.id, o.until, tuple(o.allow)) for o in st.overrides)
     frozen = ((st.reason, st.message, st.budget_remaining, st.frozen_since)
               if st.frozen else None)
+    services = tuple(
+        (s.service, s.frozen,
+         (s.reason, s.message, s.budget_remaining, s.frozen_since) if s.frozen else None)
+        for s in st.services or [])
     return (policy.metadata.name, policy.metadata.generation, st.evaluated_at is None,
-            st.frozen, frozen, overrides)
+            st.frozen, frozen, overrides, _per_service(policy), services,
+            policy.is_platform)

@@ -15,12 +15,24 @@ from controller.engine.measurements import GateMeasurement
 class RouterObservation:
     """What the router's objects say now. ``weight`` is None when it cannot be read;
     ``achieved`` is the share of traffic the canary really gets where that differs from the
-    configured weight (the replica-ratio router), in percent."""
+    configured weight (the replica-ratio router), in percent.
+
+    ``mirror`` is the percent of requests the route copies to the canary, ``match`` whether
+    its header/cookie routes to the canary are in place (None: some are, not the plan's).
+    ``ready`` says whether the data plane accepted what the route says now: None when the
+    route reports nothing to wait for (NGINX, replicas, an HTTPRoute with no parentRefs, a
+    VirtualService without status), True when every parent accepted it at its current
+    generation, False when not yet (``ready_message`` then quotes the parent)."""
 
     weight: int | None
     achieved: float | None = None
     reason: str = "Observed"
     message: str = ""
+    mirror: int = 0
+    match: bool | None = False  # None: header routes there, but not the plan's
+    ready: bool | None = None
+    ready_message: str = ""
+    rejected: bool = False  # a parent said False at the current generation (not just late)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +45,13 @@ class WorkloadState:
     ready_replicas: int = 0
     updated_replicas: int = 0
     up_to_date: bool = True  # the controller has observed the latest generation
+    # Why its pods are not ready, as the kubelet or the Deployment controller says
+    # (ImagePullBackOff, CrashLoopBackOff, Unschedulable, ProgressDeadlineExceeded...),
+    # with the detail; empty while ready or when nothing explains it yet.
+    not_ready_reason: str = ""
+    not_ready_message: str = ""
+    # A HorizontalPodAutoscaler targets it: its replicas are the autoscaler's to write.
+    autoscaled: bool = False
 
     @property
     def ready(self) -> bool:
@@ -113,10 +132,14 @@ class Action:
     weight: int | None = None
     replicas: int | None = None
     tag: ActionTag = ActionTag.NONE
+    mirror: int = 0
+    match: bool = False
 
     def __str__(self) -> str:
         if self.type == ActionType.SET_WEIGHT:
-            return f"set canary weight to {self.weight}%"
+            extra = (f", mirror {self.mirror}%" if self.mirror else "") + (
+                ", header routes on" if self.match else "")
+            return f"set canary weight to {self.weight}%{extra}"
         if self.type == ActionType.SCALE_CANARY:
             return f"scale canary to {self.replicas} replica(s)"
         return "copy the canary's pod template to stable"

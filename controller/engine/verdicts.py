@@ -155,6 +155,8 @@ def _verdict(
         assert c.value is not None
         evidence |= {"value": c.value, "objective": g.max if g.max is not None else g.min}
         missed = GateReason.OBJECTIVE_MISSED
+        if g.max is not None and g.exclusive_max and c.value >= g.max:
+            return Verdict.FAIL, missed, f"{c.value:g} >= {g.max:g} (must stay below)", evidence
         if g.max is not None and c.value > g.max:
             return Verdict.FAIL, missed, f"{c.value:g} > max {g.max:g}", evidence
         if g.min is not None and c.value < g.min:

@@ -52,6 +52,7 @@ from controller.adapters.kube.watch import (
     plan_workload_keys,
 )
 from controller.adapters.notify.redact import redact, redacting_logger
+from controller.api.policy import PLATFORM_LABEL
 from controller.errors import Conflict, ControllerError, Permanent, Transient
 from controller.ports import Reconciler
 from controller.runtime.http import HealthServer, parse_bind_address
@@ -100,6 +101,12 @@ def _when_changed(view: Callable[[Object], object], mapper: Mapper) -> Mapper:
             seen[key] = current
         return mapper(obj)
     return mapped
+
+
+def is_platform_policy(obj: Object) -> bool:
+    """An SLOPolicy labelled ``rolloutctl.dev/platform: "true"``."""
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return isinstance(labels, dict) and labels.get(PLATFORM_LABEL) == "true"
 
 
 def default_identity() -> str:
@@ -258,7 +265,19 @@ class Manager:
         def plan_keys(obj: Object) -> list[str]:
             return [] if is_own_write is not None and is_own_write(obj) else own_key(obj)
 
-        policy_plans = self.plans_for(PLANS_BY_POLICY)
+        named = self.plans_for(PLANS_BY_POLICY)
+        plans = self.cache(ROLLOUT_PLANS.plural)
+
+        def policy_plans(obj: Object) -> list[str]:
+            """The plans naming the policy; for a platform policy, every plan of its
+            namespace (its freeze applies to them all)."""
+            keys = list(named(obj))
+            if is_platform_policy(obj):
+                prefix = f"{(obj.get('metadata') or {}).get('namespace') or ''}/"
+                every = plans.keys()
+                keys += [k for k in every if k.startswith(prefix) and k not in keys]
+            return keys
+
         on_policy_update: Mapper | None = None
         if policy_view is not None:
             on_policy_update = _when_changed(policy_view, policy_plans)
@@ -270,9 +289,28 @@ class Manager:
 
     def add_policies_controller(self, reconciler: Reconciler, workers: int | None = None
                                 ) -> WorkQueue:
-        """``policies``: an SLOPolicy's own events."""
+        """``policies``: an SLOPolicy's own events, and the plans it governs (the services
+        it guards follow them): a plan added, deleted, or changing its service, target or
+        sloPolicyRef queues the policy it names and its namespace's platform policies."""
+        policies = self.cache(SLO_POLICIES.plural)
+
+        def governing(plan: Object) -> list[str]:
+            namespace = (plan.get("metadata") or {}).get("namespace") or ""
+            keys = list(plan_policy_keys(plan))
+            keys += [object_key(p) for p in policies.objects()
+                     if is_platform_policy(p)
+                     and (p.get("metadata") or {}).get("namespace") == namespace
+                     and object_key(p) not in keys]
+            return keys
+
+        def guarded_view(plan: Object) -> object:
+            spec = plan.get("spec") or {}
+            return (spec.get("service"), repr(spec.get("target")), repr(spec.get("sloPolicyRef")))
+
         return self.add_controller("policies", reconciler, workers, [
             (self.informer(SLO_POLICIES.plural), own_key),
+            Source(self.informer(ROLLOUT_PLANS.plural), governing,
+                   _when_changed(guarded_view, governing)),
         ])
 
     def queue(self, name: str) -> WorkQueue:

@@ -607,6 +607,11 @@ def start_cluster(
                     f"--kubeconfig={kubeconfig}",
                     f"--config={d / 'kwok.yaml'}",
                     "--manage-all-nodes=true",
+                    # Pods annotated kwok.x-k8s.io/status=custom keep the status a test
+                    # writes through pods/status, as a kubelet would (ImagePullBackOff...).
+                    # Deprecated in kwok 0.7 in favour of Stages but still honoured by its
+                    # stage controller; a Stage would have to restate every default stage.
+                    "--disregard-status-with-annotation-selector=kwok.x-k8s.io/status=custom",
                     "--cidr=10.244.0.1/16",
                     "--node-ip=127.0.0.1",
                 ],

@@ -19,9 +19,37 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.exposition import generate_latest
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.5, 5.0)
+#: the platform SLOs' histograms and their thresholds, with ``le`` written as the policy
+#: writes it ("3", as Go clients do; prometheus_client would write "3.0")
+PLATFORM_HISTOGRAMS = {"agent_selection_duration_seconds": ("0.05",),
+                       "db_query_duration_seconds": ("0.1",),
+                       "git_hook_duration_seconds": ("3",)}
+
+
+class _PlatformHistograms:
+    """Every observation 1 ms: each histogram's buckets all count every request."""
+
+    def __init__(self, app: DemoApp) -> None:
+        self.app = app
+
+    def describe(self) -> list[HistogramMetricFamily]:
+        return []
+
+    def collect(self) -> list[HistogramMetricFamily]:
+        with self.app._lock:
+            n = float(self.app.platform_count)
+        families = []
+        for name, les in PLATFORM_HISTOGRAMS.items():
+            family = HistogramMetricFamily(name, name.replace("_", " "),
+                                           labels=["service", "track"])
+            family.add_metric([self.app.service, self.app.track],
+                              [*((le, n) for le in les), ("+Inf", n)], n * 0.001)
+            families.append(family)
+        return families
 
 
 class DemoApp:
@@ -36,6 +64,20 @@ class DemoApp:
         self.registry = CollectorRegistry()
         self.requests = Counter("http_requests", "Requests served", [
             "service", "track", "code", "handler"], registry=self.registry)
+        # the platform policy's error_rate and workflow_success_rate SLIs: each request
+        # is one operation and one workflow run, failing together with the request
+        self.operations = Counter("app_operations", "Operations", ["service", "track"],
+                                  registry=self.registry)
+        self.app_errors = Counter("app_errors", "Operations ending in an application error",
+                                  ["service", "track"], registry=self.registry)
+        self.workflows = Counter("workflow_runs", "Workflow runs", ["service", "track", "result"],
+                                 registry=self.registry)
+        # the other platform SLIs (policies/platform-slos.yaml), all healthy: each request
+        # also selects an agent, runs a database query and a git hook, and a CI pipeline
+        self.platform_count = 0
+        self.registry.register(_PlatformHistograms(self))
+        self.pipelines = Counter("ci_pipeline_runs", "CI/CD pipeline runs",
+                                 ["service", "track", "result"], registry=self.registry)
         self.duration = Histogram("http_request_duration_seconds", "Request latency",
                                   ["service", "track", "handler"], buckets=BUCKETS,
                                   registry=self.registry)
@@ -111,6 +153,13 @@ class DemoApp:
         time.sleep(min(seconds, 0.05))  # keep the server responsive; record the full latency
         code = 500 if fail else 200
         self.requests.labels(self.service, self.track, str(code), handler).inc()
+        self.operations.labels(self.service, self.track).inc()
+        self.workflows.labels(self.service, self.track, "failure" if fail else "success").inc()
+        if fail:
+            self.app_errors.labels(self.service, self.track).inc()
+        with self._lock:
+            self.platform_count += 1
+        self.pipelines.labels(self.service, self.track, "success").inc()
         self.duration.labels(self.service, self.track, handler).observe(seconds)
         return code
 

@@ -4,7 +4,8 @@
 kube-apiserver, controller-manager, scheduler, kwok), two demo services playing stable and
 canary, Prometheus scraping them, a traffic generator splitting requests by the HTTPRoute's
 weight, a Slack stand-in with a page showing the messages, and the controller
-(``rolloutctl run``). It applies the default SLOPolicy and a sample plan (from
+(``rolloutctl run``), scraped by Prometheus too, and the dashboard (``rolloutctl dashboard``
+on a free loopback port). It applies the default SLOPolicy and a sample plan (from
 ``policies/``, with holds of tens of seconds). ``down`` stops exactly the PIDs it started.
 """
 
@@ -29,6 +30,7 @@ from kubernetes.client.exceptions import ApiException
 from controller.testing import cluster as cluster_mod
 from controller.testing.prometheus import PrometheusServer
 from controller.testing.stack import deployment, http_route
+from controller.testing.traffic import TESTER_HEADER
 
 REPO = Path(__file__).resolve().parents[2]
 NAMESPACE = "demo"
@@ -62,6 +64,9 @@ def sandbox_plan() -> dict[str, Any]:
     spec = doc["spec"]
     spec["target"]["canary"]["replicas"] = 1
     spec["steps"] = [{"weight": w, "hold": "15s"} for w in (10, 25, 50, 100)]
+    # Testers reach the canary by header from the first step (the traffic generator sends
+    # a share of its requests with it, and the route's header rule takes them there).
+    spec["traffic"]["match"] = [{"header": TESTER_HEADER[0], "exact": TESTER_HEADER[1]}]
     spec["analysis"] = {"interval": "5s", "window": "30s", "rollbackAfter": "15s",
                         "minSamples": 30, "onNoData": "hold", "noDataTimeout": "2m"}
     return doc
@@ -216,15 +221,18 @@ class Sandbox:
             NAMESPACE, deployment(f"{SERVICE}-canary", "canary", "registry.local/checkout:v1",
                                   0)))
         _create(lambda: custom.create_namespaced_custom_object(
-            "gateway.networking.k8s.io", "v1", NAMESPACE, "httproutes", http_route(SERVICE)))
+            "gateway.networking.k8s.io", "v1", NAMESPACE, "httproutes",
+            http_route(SERVICE, gateway="demo-gateway")))
         _create(lambda: core.create_namespaced_secret(NAMESPACE, {
             "metadata": {"name": "rolloutctl-slack"}, "stringData": {"token": SLACK_TOKEN}}))
 
-        self.progress("starting the traffic generator (50 requests/s, split by the route)")
+        self.progress("starting the traffic generator (50 requests/s, split by the route; it "
+                      "also accepts the route as the demo Gateway would)")
         self._spawn(state, "traffic", [
             sys.executable, "-m", "controller.testing.traffic", "--kubeconfig",
             str(state.kubeconfig), "--namespace", NAMESPACE, "--route", SERVICE,
-            "--stable-url", state.urls["stable"], "--canary-url", state.urls["canary"]])
+            "--stable-url", state.urls["stable"], "--canary-url", state.urls["canary"],
+            "--stats-file", str(self.dir / "traffic.json")])
 
         self.progress("applying the default SLOPolicy and the sample RolloutPlan")
         _create(lambda: custom.create_namespaced_custom_object(
@@ -245,6 +253,19 @@ class Sandbox:
         state.save()
         self._wait(lambda: _http_ok(f"{state.urls['controller']}/readyz"), 60,
                    "the controller to be ready")
+        # Prometheus also scrapes the controller: the dashboard charts its series
+        prometheus.set_targets([*(f"127.0.0.1:{p}" for p in ports.values()),
+                                f"127.0.0.1:{metrics_port}"])
+
+        self.progress("starting the dashboard (rolloutctl dashboard, read-only, as admin)")
+        dashboard_port = cluster_mod.free_port()
+        self._spawn(state, "dashboard", [
+            rolloutctl, "dashboard", "--kubeconfig", str(state.kubeconfig), "--no-browser",
+            "--port", str(dashboard_port), "--prometheus-url", prometheus.url])
+        state.urls["dashboard"] = f"http://127.0.0.1:{dashboard_port}/"
+        state.save()
+        self._wait(lambda: _http_ok(f"{state.urls['dashboard']}healthz"), 60,
+                   "the dashboard to answer")
         self.progress(f"sandbox up in {time.monotonic() - started:.0f}s")
 
     def _wait(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
@@ -277,8 +298,8 @@ class Sandbox:
         state = State.load(self.dir)
         stopped = []
         if state is not None:
-            order = ["controller", "traffic", "slack", "prometheus", "app-canary",
-                     "app-stable"]
+            order = ["dashboard", "controller", "traffic", "slack", "prometheus",
+                     "app-canary", "app-stable"]
             pids = {n: state.pids[n] for n in reversed(order)
                     if state.pids.get(n, -1) > 0}
             cluster_mod.stop_pids(pids, str(self.dir), timeout=10.0)
@@ -327,6 +348,15 @@ def release(state: State, version: str) -> None:
         {"name": "app", "image": f"registry.local/checkout:{version}"}]}}}}
     apps.patch_namespaced_deployment(f"{SERVICE}-canary", NAMESPACE, patch,
                                      _content_type="application/strategic-merge-patch+json")
+
+
+def traffic_stats(state: State) -> dict[str, Any]:
+    """The traffic generator's counts (see ``controller.testing.traffic``); {} before any."""
+    try:
+        data: dict[str, Any] = json.loads((state.dir / "traffic.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return data
 
 
 def plan_status(state: State) -> dict[str, Any]:

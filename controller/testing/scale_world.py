@@ -562,7 +562,8 @@ ApiRequests = dict[tuple[str, str, str], float]  # (verb, resource, subresource)
 
 #: what ``rolloutctl run`` reads or writes (with a Gateway API router)
 CONTROLLER_RESOURCES = frozenset(
-    {"rolloutplans", "slopolicies", "deployments", "httproutes", "events", "leases"})
+    {"rolloutplans", "slopolicies", "deployments", "httproutes", "events", "leases", "pods",
+     "horizontalpodautoscalers"})
 
 
 def apiserver_requests(cluster: Cluster) -> ApiRequests:

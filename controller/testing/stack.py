@@ -57,17 +57,21 @@ def deployment(name: str, track: str, image: str, replicas: int) -> dict[str, An
     }
 
 
-def http_route(name: str) -> dict[str, Any]:
+def http_route(name: str, gateway: str | None = None) -> dict[str, Any]:
+    """The demo HTTPRoute. With GATEWAY it is attached to that Gateway (parentRefs), and the
+    controller then waits for the Gateway's status on each change: something must write it
+    (``controller.testing.traffic.accept_route``: no Gateway controller runs here). Without,
+    it is attached to nothing and nothing is waited for."""
+    spec: dict[str, Any] = {"rules": [{"backendRefs": [
+        {"name": name, "port": 8080, "weight": 100},
+        {"name": f"{name}-canary", "port": 8080, "weight": 0},
+    ]}]}
+    if gateway is not None:
+        spec = {"parentRefs": [{"name": gateway}], **spec}
     return {
         "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
         "metadata": {"name": name},
-        "spec": {
-            "parentRefs": [{"name": "demo-gateway"}],
-            "rules": [{"backendRefs": [
-                {"name": name, "port": 8080, "weight": 100},
-                {"name": f"{name}-canary", "port": 8080, "weight": 0},
-            ]}],
-        },
+        "spec": spec,
     }
 
 

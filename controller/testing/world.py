@@ -55,6 +55,13 @@ class World:
     start: datetime
     script: Script = healthy
     router_weight: int = 0
+    router_mirror: int = 0
+    router_match: bool = False
+    # None: the route reports no acceptance; else whether its parents accept a change
+    # (``accept_after`` passes after each write: a Gateway controller that takes its time).
+    router_ready: bool | None = None
+    accept_after: int = 0
+    _pending_passes: int = 0
     stable: WorkloadState = field(default_factory=lambda: WorkloadState(
         revision="rev-stable", replicas=2, ready_replicas=2, updated_replicas=2))
     canary: WorkloadState = field(default_factory=lambda: WorkloadState(
@@ -66,9 +73,15 @@ class World:
     def observe(self, now: datetime) -> Observation:
         obs = Observation(
             plan=self.plan, now=now, stable=self.stable, canary=self.canary,
-            router=RouterObservation(weight=self.router_weight), policy=self.policy,
-            freeze=self.freeze,
+            router=RouterObservation(
+                weight=self.router_weight, mirror=self.router_mirror, match=self.router_match,
+                ready=self.router_ready, ready_message="" if self.router_ready is not False
+                else "Gateway shop/web: Accepted=False (Pending): not reconciled yet"),
+            policy=self.policy, freeze=self.freeze,
         )
+        if self.router_ready is False and self._pending_passes <= 0:
+            self.router_ready = True
+        self._pending_passes -= 1
         if gates_due(obs):
             window = evaluation_window(self.plan.status, self.plan.spec.analysis.window.seconds,
                                        now)
@@ -91,6 +104,10 @@ class World:
                 else:
                     assert action.weight is not None
                     self.router_weight = action.weight
+                    self.router_mirror, self.router_match = action.mirror, action.match
+                    if self.router_ready is not None:
+                        self.router_ready = False
+                        self._pending_passes = self.accept_after
             elif action.type == ActionType.SCALE_CANARY:
                 n = action.replicas or 0
                 self.canary = replace(self.canary, replicas=n, ready_replicas=n,

@@ -27,8 +27,10 @@ def test_helm_install_then_uninstall(cluster: TestCluster, namespace: str, tmp_p
     values.write_text(json.dumps({
         "watchNamespaces": [namespace],
         "defaultPolicies": {"enabled": True, "namespaces": [namespace]},
-        "admission": {"freezeEnforcement": {"enabled": True, "namespaceSelector": {
-            "matchLabels": {"kubernetes.io/metadata.name": namespace}}}},
+        "admission": {  # every policy judges this test's namespace only
+            policy: {"enabled": True, "namespaceSelector": {
+                "matchLabels": {"kubernetes.io/metadata.name": namespace}}}
+            for policy in ("freezeEnforcement", "authorChecks", "platformPolicies")},
         "grafanaDashboard": {"enabled": True},
     }))
     helm = [tool("helm"), "--kubeconfig", str(cluster.kubeconfig), "--namespace", namespace]
@@ -46,9 +48,10 @@ def test_helm_install_then_uninstall(cluster: TestCluster, namespace: str, tmp_p
             "rolloutctl.dev", "v1alpha1", namespace, "slopolicies", "platform",
             _request_timeout=30)
         assert policy["spec"]["errorBudgetPolicy"]["freezeReleases"]["slo"] == "api_availability"
-        got = kubectl(cluster.kubeconfig, "get", "validatingadmissionpolicy",
-                      f"{name}-release-freeze", "-o", "name")
-        assert got.returncode == 0, got.stderr
+        for policy in ("release-freeze", "plan-author", "policy-author", "platform-policies"):
+            got = kubectl(cluster.kubeconfig, "get", "validatingadmissionpolicy",
+                          f"{name}-{policy}", "-o", "name")
+            assert got.returncode == 0, got.stderr
     finally:
         removed = run([*helm, "uninstall", release, "--wait", "--timeout", "120s"])
         admin.close()  # type: ignore[no-untyped-call]

@@ -80,6 +80,10 @@ class World:
         return client.AppsV1Api(self.sa)
 
     @property
+    def hpas(self) -> client.AutoscalingV2Api:
+        return client.AutoscalingV2Api(self.sa)
+
+    @property
     def custom(self) -> client.CustomObjectsApi:
         return client.CustomObjectsApi(self.sa)
 
@@ -137,6 +141,8 @@ def allowed_calls(w: World) -> None:
         "list plans": lambda: w.custom.list_namespaced_custom_object(
             "rolloutctl.dev", "v1alpha1", ns, "rolloutplans"),
         "list deployments": lambda: w.apps.list_namespaced_deployment(ns),
+        "list pods": lambda: w.core.list_namespaced_pod(ns),
+        "list HPAs": lambda: w.hpas.list_namespaced_horizontal_pod_autoscaler(ns),
         "patch a deployment": lambda: w.apps.patch_namespaced_deployment(
             "app", ns, {"metadata": {"annotations": {"touched": "yes"}}},
             _content_type=MERGE),
@@ -176,6 +182,10 @@ def denied(w: World, namespace: str) -> dict[str, int]:
         "patch a Service": lambda: w.core.patch_namespaced_service(
             "app", namespace, {"metadata": {"labels": {"x": "y"}}}, _content_type=MERGE),
         "read a ConfigMap list": lambda: w.core.list_namespaced_config_map(namespace),
+        "read a Pod's logs": lambda: w.core.read_namespaced_pod_log("p", namespace),
+        "delete a Pod": lambda: w.core.delete_namespaced_pod("p", namespace),
+        "patch an HPA": lambda: w.hpas.patch_namespaced_horizontal_pod_autoscaler(
+            "app", namespace, {"spec": {"maxReplicas": 9}}, _content_type=MERGE),
         "create a Pod": lambda: w.core.create_namespaced_pod(namespace, body({
             "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
             "spec": {"containers": [{"name": "c", "image": "x"}]}})),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +33,11 @@ def test_the_demo_tells_three_stories_and_stops_everything(tmp_path: Path) -> No
                  "✔ drill: Succeeded", "✔ run after the drill: Succeeded"):
         assert line in out, out[-4000:]
     assert "slack #oncall" in out  # the rollback reached the critical channel
+    assert re.search(r"dashboard +http://127\.0\.0\.1:\d+/", out), out[-4000:]
+    # a tester's header reaches the canary at the 10 % step, none of it lands on stable
+    tester = re.search(r"X-Canary: always at the 10 % step: (\d+) request\(s\) on the "
+                       r"canary, (\d+) on stable", out)
+    assert tester and int(tester.group(1)) > 0 and int(tester.group(2)) == 0, out[-4000:]
     # everything it started is gone
     state = json.loads((directory / "state.json").read_text())
     assert state["pids"] == {}

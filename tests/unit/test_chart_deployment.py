@@ -138,8 +138,10 @@ def test_the_pdb_service_and_service_monitor_select_the_controller_pods(
 
 def test_optional_objects_are_off_by_default(tmp_path: Path) -> None:
     kinds = {d["kind"] for d in render(tmp_path)}
+    # the admission policies on by default: plan/policy author checks, platform policies
     assert kinds == {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role",
-                     "RoleBinding", "Deployment", "Service", "PodDisruptionBudget"}
+                     "RoleBinding", "Deployment", "Service", "PodDisruptionBudget",
+                     "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
 
 
 def test_the_image_is_the_charts_app_version_unless_pinned(tmp_path: Path) -> None:

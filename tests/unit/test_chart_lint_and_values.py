@@ -54,6 +54,12 @@ def test_helm_lint_is_clean(values: dict[str, Any] | None, tmp_path: Path) -> No
     ({"admission": {"freezeEnforcement": {"validationActions": ["Block"]}}},
      "/admission/freezeEnforcement/validationActions/0"),
     ({"leaderElection": {"leaseName": "Not A Name"}}, "/leaderElection/leaseName"),
+    ({"admission": {"authorChecks": {"validationActions": []}}},
+     "/admission/authorChecks/validationActions"),
+    ({"admission": {"platformPolicies": {"editors": {"users": ["o'brien"]}}}},
+     "/admission/platformPolicies/editors/users/0"),
+    ({"admission": {"platformPolicies": {"editors": {"group": ["x"]}}}},
+     "additional properties 'group' not allowed"),
     ({"replicas": 2}, "additional properties 'replicas' not allowed"),
 ])
 def test_the_schema_rejects_bad_values(values: dict[str, Any], complaint: str,
@@ -68,11 +74,19 @@ def test_several_replicas_need_leader_election(tmp_path: Path) -> None:
     assert [d["kind"] for d in docs if d["kind"] == "Deployment"] == ["Deployment"]
 
 
-def test_the_freeze_admission_policy_needs_kubernetes_1_30(tmp_path: Path) -> None:
-    values = {"admission": {"freezeEnforcement": {"enabled": True}}}
+NO_POLICY = {"authorChecks": {"enabled": False}, "platformPolicies": {"enabled": False},
+             "freezeEnforcement": {"enabled": False}}
+
+
+@pytest.mark.parametrize("policy", ["freezeEnforcement", "authorChecks", "platformPolicies"])
+def test_each_admission_policy_needs_kubernetes_1_30(policy: str, tmp_path: Path) -> None:
+    values = {"admission": {**NO_POLICY, policy: {"enabled": True}}}
     error = render_error(tmp_path, values, kube_version="1.29.9")
-    assert "admission.freezeEnforcement needs Kubernetes >= 1.30" in error
+    assert f"admission.{policy} needs Kubernetes >= 1.30" in error
+    if policy != "freezeEnforcement":  # on by default: the way out is in the message
+        assert f"set admission.{policy}.enabled=false" in error
     assert render(tmp_path, values, kube_version="1.30.0")
+    assert render(tmp_path, {"admission": NO_POLICY}, kube_version="1.29.9")
 
 
 def test_the_chart_refuses_kubernetes_older_than_1_29(tmp_path: Path) -> None:

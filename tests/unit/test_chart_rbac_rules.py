@@ -25,6 +25,8 @@ EXPECTED: set[Rule] = {
     ("rolloutctl.dev", "slopolicies/status", ("update", "patch"), ()),
     ("apps", "deployments", ("get", "list", "watch", "patch"), ()),
     ("apps", "deployments/scale", ("patch",), ()),
+    ("", "pods", ("list",), ()),
+    ("autoscaling", "horizontalpodautoscalers", ("list",), ()),
     ("gateway.networking.k8s.io", "httproutes", ("get", "patch"), ()),
     ("networking.istio.io", "virtualservices", ("get", "patch"), ()),
     ("networking.k8s.io", "ingresses", ("get", "create", "update", "delete"), ()),

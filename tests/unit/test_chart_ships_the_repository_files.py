@@ -43,7 +43,20 @@ def test_default_policies_render_the_platform_policy_into_each_namespace(
         assert policy["apiVersion"] == source["apiVersion"]
         assert policy["metadata"]["name"] == source["metadata"]["name"] == "platform"
         assert policy["spec"] == source["spec"]
+        # the namespace's platform policy: it applies to every plan there
+        assert policy["metadata"]["labels"]["rolloutctl.dev/platform"] == "true"
         SLOPolicy.model_validate(policy)  # what the controller will read
+
+
+def test_default_policies_notifications_can_be_replaced(tmp_path: Path) -> None:
+    mine = {"slack": {"channel": "#sre", "tokenSecretRef": {"name": "bot", "key": "token"}}}
+    docs = render(tmp_path, {"defaultPolicies": {"enabled": True, "namespaces": ["shop"],
+                                                 "notifications": mine}})
+    (policy,) = by_kind(docs, "SLOPolicy")
+    assert policy["spec"]["notifications"] == mine
+    source = yaml.safe_load((REPO / "policies" / "platform-slos.yaml").read_text())
+    assert {k: v for k, v in policy["spec"].items() if k != "notifications"} == {
+        k: v for k, v in source["spec"].items() if k != "notifications"}
 
 
 def test_the_plain_manifests_are_the_chart_rendered_with_default_values() -> None:

@@ -50,7 +50,10 @@ def test_schema_is_structural_and_carries_the_checks() -> None:
     assert "$ref" not in text and "anyOf: null" not in text
     spec = schema["properties"]["spec"]["properties"]
     step = spec["steps"]["items"]["properties"]
-    assert step["weight"]["minimum"] == 0 and step["weight"]["exclusiveMinimum"] is True
+    assert step["weight"]["minimum"] == 0  # 0 only in a mirror step (the step's own rule)
+    assert step["mirror"]["minimum"] == 0 and step["mirror"]["exclusiveMinimum"] is True
+    step_rules = [r["rule"] for r in spec["steps"]["items"]["x-kubernetes-validations"]]
+    assert any("mirror" in r for r in step_rules)
     assert step["weight"]["maximum"] == 100
     assert spec["analysis"]["properties"]["onNoData"]["enum"] == ["hold", "pause", "rollback"]
     rules = [r["rule"] for r in spec["traffic"]["x-kubernetes-validations"]]

@@ -83,11 +83,37 @@ def test_hadolint_passes() -> None:
     assert result.returncode == 0 and findings == [], findings
 
 
-def test_the_image_is_built_in_two_stages_from_python_3_11_slim(stages: list[Stage]) -> None:
+def test_the_image_is_built_in_two_stages_from_python_3_11_slim_pinned_by_digest(
+    stages: list[Stage],
+) -> None:
     assert len(stages) == 2
     before_first_stage = DOCKERFILE.read_text().split("\nFROM ", 1)[0]
-    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11-slim$", before_first_stage, re.MULTILINE)
+    # a tag can be moved to other contents; a digest cannot
+    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11(\.\d+)?-slim@sha256:[0-9a-f]{64}$",
+                     before_first_stage, re.MULTILINE), before_first_stage
     assert all(s.base == "${PYTHON_IMAGE}" for s in stages)
+    digest = re.search(r"@(sha256:[0-9a-f]{64})", before_first_stage)
+    labels = " ".join(stages[-1].all("LABEL"))
+    assert digest and f'org.opencontainers.image.base.digest="{digest[1]}"' in labels
+
+
+def test_every_installed_file_is_checked_against_the_lock(stages: list[Stage]) -> None:
+    build, final = stages
+    (wheel,) = build.all("RUN")
+    steps = [shlex.split(step) for step in wheel.split("&&")]
+    # dependencies: only the locked versions, hashes checked
+    assert any(s[:2] == ["pip", "wheel"] and "--require-hashes" in s and "--no-deps" in s
+               and s[s.index("-r") + 1] == "requirements.lock" for s in steps), steps
+    # rolloutctl's own wheel: built with the locked build backend, nothing fetched for it
+    assert any(s[:2] == ["pip", "install"] and "--require-hashes" in s
+               and s[s.index("-r") + 1] == "requirements-build.lock" for s in steps), steps
+    assert any(s[:2] == ["pip", "wheel"] and "--no-build-isolation" in s and s[-1] == "."
+               for s in steps), steps
+    (install,) = final.all("RUN")
+    installs = [shlex.split(step) for step in install.split("&&") if "pip install" in step]
+    locked, own = installs
+    assert "--require-hashes" in locked and "/wheels/requirements.lock" in locked
+    assert "--no-deps" in own  # everything else came from the lock
 
 
 def test_the_final_stage_runs_as_a_numeric_non_root_user(stages: list[Stage]) -> None:
@@ -140,4 +166,5 @@ def test_the_build_context_is_only_what_the_wheel_needs() -> None:
     patterns = [line for line in lines if line and not line.startswith("#")]
     assert patterns[0] == "*"  # everything is left out but what is let back in
     assert {p for p in patterns if p.startswith("!")} == {
-        "!pyproject.toml", "!README.md", "!controller/"}
+        "!pyproject.toml", "!requirements.lock", "!requirements-build.lock", "!README.md",
+        "!controller/"}

@@ -86,15 +86,16 @@ def test_a_rollback_counts_a_run_an_incident_and_its_time_to_restore() -> None:
 
 
 def policy_status(**fields: object) -> SLOPolicyStatus:
-    base: dict[str, object] = {
-        "slos": [
+    """A status guarding one service, checkout (SLOS: its SLOs)."""
+    slos = fields.pop("slos", None)
+    base: dict[str, object] = {"services": [{"service": "checkout", "slos": slos or [
             {"name": "api_availability", "state": "Ok", "budgetRemaining": 8.0,
              "burnRates": [{"severity": "critical", "factor": 14.4, "long": "1h",
                             "short": "5m", "longRate": 20.5, "shortRate": 16.0,
                             "firing": True}]},
             {"name": "auth_latency", "state": "Ok", "budgetRemaining": -12.5},
             {"name": "db_latency", "state": "Unknown"},
-        ]}
+        ]}]}
     base.update(fields)
     return SLOPolicyStatus.model_validate(base)
 
@@ -105,6 +106,8 @@ def test_policy_series_objective_met_burn_rates_and_freeze_reason() -> None:
     t.policy("shop", "platform", policy_status(frozen=True, reason="FastBurn"))
 
     def v(name: str, **labels: str) -> float | None:
+        if name != "rolloutctl_policy_freeze_reason":  # per service
+            labels = {"service": "checkout", **labels}
         return registry.get_sample_value(name, {"namespace": "shop", "policy": "platform",
                                                 **labels})
 

@@ -71,6 +71,7 @@ def test_worst_periods_are_the_three_highest_burns_above_1x() -> None:
 
 def policy_with_freezes() -> SLOPolicy:
     doc = b.policy_doc()
+    doc["spec"]["service"] = "checkout"  # one service, guarded for every plan naming it
     doc["status"] = {
         "frozen": True,
         "overrides": [{"id": "hotfix-1", "by": "alice", "reason": "INC-42 fix",
@@ -174,6 +175,7 @@ def report() -> sloreport.PolicyReport:
 def test_markdown_states_the_figures() -> None:
     text = sloreport.markdown([report()])
     assert text.startswith("# SLO compliance report: shop/platform\n")
+    assert "- **service**: checkout" in text
     assert "- **SLO compliance rate**: 50% of the SLOs met their objective" in text
     rows = text.split("## Compliance per SLO")[1].split("##")[0]
     assert "| api_availability | 99.9% | 99.633% | NO | 11 / 3,000 | 366.7% | 41.5% |" in rows
@@ -222,3 +224,16 @@ def test_html_has_charts_inline_and_nothing_to_fetch() -> None:
     assert "2026-11-20 02:00Z: 10.00x" in burn
     assert any(t.startswith("frozen BudgetBelowThreshold") for t in burn)
     assert '<td class=miss>NO</td>' in text
+
+
+def test_a_policy_guarding_several_services_reports_each_with_its_own_plans() -> None:
+    doc = policy_with_freezes().to_wire()
+    del doc["spec"]["service"]  # each plan's own service: checkout and orders
+    policy = SLOPolicy.model_validate(doc)
+    orders = sloreport.policy_report(policy, plans(), T0, UNTIL, 3600, [], service="orders")
+    assert orders.service == "orders" and orders.releases.plans == ("orders",)
+    assert orders.releases.rolled_back == 1 and orders.releases.median_restore == \
+        pytest.approx(20.0, abs=0.01)
+    checkout = sloreport.policy_report(policy, plans(), T0, UNTIL, 3600, [],
+                                       service="checkout")
+    assert checkout.releases.plans == ("checkout",) and checkout.releases.rolled_back == 2

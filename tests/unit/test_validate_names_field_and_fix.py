@@ -77,7 +77,7 @@ def test_bad_duration_names_its_field(tmp_path: Path) -> None:
     ("mutate", "path", "fragment"),
     [
         (lambda d: d["spec"]["steps"].__setitem__(0, {"weight": 0, "hold": "1m"}),
-         "spec.steps[0].weight", "greater than 0"),
+         "spec.steps[0].weight", "set weight (1-100"),
         (lambda d: d["spec"]["steps"].__setitem__(-1, {"weight": 150, "hold": "1m"}),
          "spec.steps[3].weight", "less than or equal to 100"),
         (lambda d: d["spec"]["steps"].__setitem__(-1, {"weight": 90, "hold": "1m"}),

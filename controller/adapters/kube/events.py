@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 WARNING_TYPES = frozenset({
     "RollbackStarted", "RolledBack", "Frozen", "DriftCorrected", "Holding", "Paused",
-    "Superseded", "PromoteRefused", "FreezeStarted", "InvalidSpec",
+    "Superseded", "PromoteRefused", "FreezeStarted", "InvalidSpec", "Failed",
 })
 
 

@@ -25,6 +25,7 @@ one still waits for. Nothing here raises into the caller; every send has a timeo
 from __future__ import annotations
 
 import hashlib
+import random
 import ssl
 import threading
 import time
@@ -669,7 +670,16 @@ class Dispatcher:
         errors = [r.error for r in p.results.values() if r.error is not None]
         if p.root_error is not None:
             errors.append(p.root_error)
-        for attempt in range(cfg.write_attempts):
+        # A conflict means another writer (the reconciler, another replica) wrote first:
+        # what was delivered must still be recorded, so conflicts are retried for as long as
+        # this pass holds its claim (jittered, so replicas writing in lockstep drift apart);
+        # giving up would leave delivered messages claimed, hence unsent and unrecorded,
+        # until the claim expires. Other store errors get ``write_attempts`` tries.
+        errors_left = cfg.write_attempts
+        attempt = 0
+        written: Subject | None
+        while True:
+            attempt += 1
             state = _merge(subject.state, p, now, cfg)
             if state == subject.state:
                 written = subject
@@ -678,18 +688,28 @@ class Dispatcher:
                 written = self._store.write_state(subject, state)
                 break
             except Conflict:
+                if self._clock.monotonic() >= p.deadline:
+                    written = None
+                    break
+                if attempt > cfg.write_attempts:
+                    time.sleep(random.uniform(0, min(0.5, 0.02 * attempt)))
                 try:
                     subject = self._store.read(subject.ref)
                 except ObjectGone:
                     return None
                 except StoreError:
-                    time.sleep(min(2.0, 0.2 * (attempt + 1)))
+                    errors_left -= 1
+                    time.sleep(min(2.0, 0.2 * attempt))
             except ObjectGone:
                 return None
             except StoreError as exc:
                 log.warning("cannot record notifications of %s: %s", subject.ref, exc)
-                time.sleep(min(2.0, 0.2 * (attempt + 1)))
-        else:
+                errors_left -= 1
+                time.sleep(min(2.0, 0.2 * attempt))
+            if errors_left <= 0:
+                written = None
+                break
+        if written is None:
             # The claim expires by itself and the entries are looked up before reposting.
             log.error("gave up recording notifications of %s; they will be checked and "
                       "retried after %.0f s", subject.ref, cfg.claim_ttl)

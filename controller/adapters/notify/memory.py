@@ -154,7 +154,7 @@ class InMemoryNotificationStore:
 
 # ----------------------------------------------------------------------------- builders
 
-_CRITICAL = frozenset({"RollbackStarted", "RolledBack", "FreezeStarted"})
+_CRITICAL = frozenset({"RollbackStarted", "RolledBack", "Failed", "FreezeStarted"})
 _WARNING = frozenset({"Holding", "Paused", "Frozen", "Invalid", "OverrideActivated",
                       "DriftCorrected"})
 

@@ -42,6 +42,7 @@ _PHASE_EMOJI = {
     "RolledBack": ":leftwards_arrow_with_hook:",
     "Promoting": ":rocket:",
     "Succeeded": ":white_check_mark:",
+    "Failed": ":x:",
     "Invalid": ":warning:",
 }
 _VERDICT_EMOJI = {"Pass": ":white_check_mark:", "Fail": ":x:", "Inconclusive": ":grey_question:"}
@@ -58,6 +59,7 @@ _TYPE_EMOJI = {
     "RolledBack": ":leftwards_arrow_with_hook:",
     "Promoting": ":rocket:",
     "Succeeded": ":white_check_mark:",
+    "Failed": ":x:",
     "Superseded": ":fast_forward:",
     "DriftCorrected": ":wrench:",
     "DrillStarted": ":fire_drill:",

@@ -25,16 +25,17 @@ KNOWN_TYPES = frozenset({
     "RunStarted", "StepAdvanced", "AwaitingPromotion", "Paused", "Resumed", "Holding",
     "Frozen", "Unfrozen", "RollbackStarted", "RolledBack", "Promoting", "Succeeded",
     "Superseded", "DriftCorrected", "DrillStarted", "DrillCompleted", "Invalid",
-    "PromoteRefused",
-    "FreezeStarted", "FreezeLifted", "OverrideActivated", "OverrideExpired",
+    "PromoteRefused", "Failed",
+    "FreezeStarted", "FreezeLifted", "OverrideActivated", "OverrideExpired", "BurnRateWarning",
 })
 
 #: Failures: broadcast from the thread to the channel and copied to criticalChannel.
-ALARM_TYPES = frozenset({"RollbackStarted", "RolledBack", "FreezeStarted", "Invalid"})
+ALARM_TYPES = frozenset({"RollbackStarted", "RolledBack", "Failed", "FreezeStarted", "Invalid"})
 #: E-mail goes out for critical entries (rollbacks, freezes) and when a freeze is lifted.
-EMAIL_TYPES = frozenset({"RollbackStarted", "RolledBack", "FreezeStarted", "FreezeLifted"})
+EMAIL_TYPES = frozenset({"RollbackStarted", "RolledBack", "Failed", "FreezeStarted",
+                         "FreezeLifted"})
 
-_TRIGGERS = {Kind.ROLLOUT_PLAN: frozenset({"RollbackStarted"}),
+_TRIGGERS = {Kind.ROLLOUT_PLAN: frozenset({"RollbackStarted", "Failed"}),
              Kind.SLO_POLICY: frozenset({"FreezeStarted"})}
 _RESOLVERS = {Kind.ROLLOUT_PLAN: frozenset({"Succeeded", "RunStarted"}),
               Kind.SLO_POLICY: frozenset({"FreezeLifted"})}

@@ -98,13 +98,24 @@ def weight_patch(resource_version: str, slots: Sequence[WeightSlot],
             *ops]
 
 
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    """Whether the route's parents accepted what it says now (see RouterObservation)."""
+
+    ready: bool | None = None
+    rejected: bool = False
+    message: str = ""
+
+
 class WeightedObjectRouter(ABC):
-    """A ``TrafficRouter`` over the weight fields of one namespaced custom object."""
+    """A ``TrafficRouter`` over the weight fields of one namespaced custom object, plus the
+    structure a provider adds around them (header routes, a mirror)."""
 
     group: str
     version: str
     plural: str
     kind: str
+    list_path: str  # the JSON pointer of the list rebuilt when the structure changes
 
     def __init__(self, api: ApiClient, namespace: str, name: str, *,
                  field_manager: str = "rolloutctl") -> None:
@@ -124,26 +135,57 @@ class WeightedObjectRouter(ABC):
     def not_found_fix(self) -> str:
         """What to do when the object itself does not exist."""
 
+    @abstractmethod
+    def structure(self, obj: dict[str, Any]) -> tuple[int, bool | None]:
+        """The percent of requests OBJ mirrors to the canary, and whether its header routes
+        to the canary are in place: True (as the plan wants them), False (none), None
+        (there, but not what the plan says: never what anyone wants, so rewritten)."""
+
+    @abstractmethod
+    def rebuild(self, obj: dict[str, Any], weight: int, mirror: int,
+                match: bool) -> list[Any]:
+        """The list at ``list_path`` carrying WEIGHT, MIRROR and MATCH, everything else as
+        in OBJ (a new list)."""
+
+    @abstractmethod
+    def readiness(self, obj: dict[str, Any]) -> Readiness:
+        """What the object's status says about its parents accepting it."""
+
     # --------------------------------------------------------------- TrafficRouter
 
     def observe(self) -> RouterObservation:
         try:
-            slots = self.locate(self._read())
+            obj = self._read()
+            slots = self.locate(obj)
         except RouterError as err:
             return RouterObservation(weight=None, reason=err.reason, message=err.message)
-        return observation_of(slots, self.ref)
+        seen = observation_of(slots, self.ref)
+        mirror, match = self.structure(obj)
+        ready = self.readiness(obj)
+        return RouterObservation(weight=seen.weight, reason=seen.reason, message=seen.message,
+                                 mirror=mirror, match=match, ready=ready.ready,
+                                 rejected=ready.rejected, ready_message=ready.message)
 
-    def apply(self, weight: int) -> int:
+    def apply(self, weight: int, *, mirror: int = 0, match: bool = False) -> int:
         check_weight(weight)
         obj = self._read()
-        patch = weight_patch(obj["metadata"]["resourceVersion"], self.locate(obj), weight)
+        slots = self.locate(obj)
+        version = obj["metadata"]["resourceVersion"]
+        if self.structure(obj) == (mirror, match):
+            patch = weight_patch(version, slots, weight)
+        else:
+            patch = [{"op": "test", "path": "/metadata/resourceVersion", "value": version},
+                     {"op": "replace", "path": self.list_path,
+                      "value": self.rebuild(obj, weight, mirror, match)}]
         if patch:
             self._patch(patch)
         return weight
 
-    def verify(self, weight: int) -> bool:
+    def verify(self, weight: int, *, mirror: int = 0, match: bool = False) -> bool:
         check_weight(weight)
-        return all(s.current == s.wanted(weight) for s in self.locate(self._read()))
+        obj = self._read()
+        return (all(s.current == s.wanted(weight) for s in self.locate(obj))
+                and self.structure(obj) == (mirror, match))
 
     def restore(self) -> None:
         self.apply(0)

@@ -36,6 +36,7 @@ uid and resourceVersion preconditions, so a concurrent writer gives
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,13 +60,18 @@ from controller.adapters.traffic._kube import (
     response_json,
 )
 from controller.adapters.traffic._weights import as_dict, as_list
-from controller.api.plan import NginxRoute
+from controller.api.plan import NginxRoute, RouteMatch
 from controller.ports import RouterError, RouterObservation
 
 API_VERSION = "networking.k8s.io/v1"
 CANARY_ANNOTATION = "nginx.ingress.kubernetes.io/canary"
 WEIGHT_ANNOTATION = "nginx.ingress.kubernetes.io/canary-weight"
 CLASS_ANNOTATION = "kubernetes.io/ingress.class"
+BY_HEADER = "nginx.ingress.kubernetes.io/canary-by-header"
+BY_HEADER_VALUE = "nginx.ingress.kubernetes.io/canary-by-header-value"
+BY_HEADER_PATTERN = "nginx.ingress.kubernetes.io/canary-by-header-pattern"
+BY_COOKIE = "nginx.ingress.kubernetes.io/canary-by-cookie"
+MATCH_ANNOTATIONS = (BY_HEADER, BY_HEADER_VALUE, BY_HEADER_PATTERN, BY_COOKIE)
 NGINX_ANNOTATION_PREFIX = "nginx.ingress.kubernetes.io/"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "rolloutctl"
@@ -86,6 +92,25 @@ class Owner:
                 "uid": self.uid, "controller": True}
 
 
+def match_annotations(matches: Sequence[RouteMatch]) -> dict[str, str]:
+    """ingress-nginx's canary-by-* annotations for MATCHES (validation allows one header,
+    exact or regex, and one cookie whose value is 'always')."""
+    out: dict[str, str] = {}
+    for m in matches:
+        if m.header is not None:
+            out[BY_HEADER] = m.header
+            if m.exact is not None:
+                out[BY_HEADER_VALUE] = m.exact
+            elif m.regex is not None:
+                out[BY_HEADER_PATTERN] = m.regex
+            else:
+                raise RouterError(Reason.INVALID_SPEC, "ingress-nginx has no prefix header "
+                                  "match: fix spec.traffic.match")
+        elif m.cookie is not None:
+            out[BY_COOKIE] = m.cookie
+    return out
+
+
 def _ingress(obj: dict[str, Any]) -> V1Ingress:
     ingress = V1Ingress.from_dict(obj)
     if ingress is None:  # from_dict answers None for None only
@@ -97,8 +122,10 @@ class NginxRouter:
     """``TrafficRouter`` for ingress-nginx canaries (see the module docstring)."""
 
     def __init__(self, api: ApiClient, namespace: str, route: NginxRoute, owner: Owner, *,
+                 matches: Sequence[RouteMatch] = (),
                  field_manager: str = "rolloutctl") -> None:
         self._networking = NetworkingV1Api(api)
+        self.match_annotations = match_annotations(matches)
         self._field_manager = field_manager
         self.route = route
         self.owner = owner
@@ -130,14 +157,24 @@ class NginxRouter:
                          f"{annotations.get(CANARY_ANNOTATION)!r} and {WEIGHT_ANNOTATION}="
                          f"{annotations.get(WEIGHT_ANNOTATION)!r}; expected 'true' and 0-100"),
             )
-        return RouterObservation(weight=weight)
+        return RouterObservation(weight=weight, match=self._match_of(current))
 
-    def apply(self, weight: int) -> int:
+    def _match_of(self, ingress: dict[str, Any]) -> bool | None:
+        annotations = as_dict(as_dict(ingress.get("metadata")).get("annotations"))
+        have = {k: v for k, v in annotations.items() if k in MATCH_ANNOTATIONS}
+        if not have:
+            return False
+        return True if have == self.match_annotations else None
+
+    def apply(self, weight: int, *, mirror: int = 0, match: bool = False) -> int:
         check_weight(weight)
+        if mirror:
+            raise RouterError(Reason.INVALID_SPEC, "ingress-nginx cannot mirror requests: "
+                              "remove the mirror step, or use gatewayAPI or istio")
         if weight == 0:
             self.restore()
             return 0
-        desired = self.desired_canary(self._read_primary(), weight)
+        desired = self.desired_canary(self._read_primary(), weight, match=match)
         current = self._read_canary()
         if current is None:
             self._create(desired)
@@ -149,12 +186,14 @@ class NginxRouter:
             self._replace(update)
         return weight
 
-    def verify(self, weight: int) -> bool:
+    def verify(self, weight: int, *, mirror: int = 0, match: bool = False) -> bool:
         check_weight(weight)
         current = self._read_canary()
         if current is None:
-            return weight == 0
-        return self._owns(current) and self._weight_of(current) == weight and weight != 0
+            return weight == 0 and not mirror
+        return (self._owns(current) and self._weight_of(current) == weight and weight != 0
+                and not mirror and self._match_of(current) == (match and bool(
+                    self.match_annotations)))
 
     def restore(self) -> None:
         current = self._read_canary()
@@ -177,8 +216,10 @@ class NginxRouter:
 
     # --------------------------------------------------------------- the clone
 
-    def desired_canary(self, primary: dict[str, Any], weight: int) -> dict[str, Any]:
-        """The canary Ingress for PRIMARY at WEIGHT (a new dict)."""
+    def desired_canary(self, primary: dict[str, Any], weight: int, *,
+                       match: bool = False) -> dict[str, Any]:
+        """The canary Ingress for PRIMARY at WEIGHT, with the header/cookie annotations when
+        MATCH (a new dict)."""
         spec = as_dict(primary.get("spec"))
         canary_spec: dict[str, Any] = {}
         if "ingressClassName" in spec:
@@ -210,6 +251,8 @@ class NginxRouter:
         if "tls" in spec:
             canary_spec["tls"] = copy.deepcopy(spec["tls"])
         annotations = {CANARY_ANNOTATION: "true", WEIGHT_ANNOTATION: str(weight)}
+        if match:
+            annotations.update(self.match_annotations)
         primary_annotations = as_dict(as_dict(primary.get("metadata")).get("annotations"))
         if CLASS_ANNOTATION in primary_annotations:
             annotations[CLASS_ANNOTATION] = primary_annotations[CLASS_ANNOTATION]

@@ -28,23 +28,26 @@ class NullRouter:
     restarted controller observes what it had set).
     """
 
-    def __init__(self, weight: int = 0) -> None:
+    def __init__(self, weight: int = 0, mirror: int = 0, match: bool = False) -> None:
         check_weight(weight)
         self.weight = weight
+        self.mirror = mirror
+        self.match = match
 
     def observe(self) -> RouterObservation:
-        return RouterObservation(weight=self.weight, message="no traffic router configured")
+        return RouterObservation(weight=self.weight, mirror=self.mirror, match=self.match,
+                                 message="no traffic router configured")
 
-    def apply(self, weight: int) -> int:
+    def apply(self, weight: int, *, mirror: int = 0, match: bool = False) -> int:
         check_weight(weight)
-        self.weight = weight
+        self.weight, self.mirror, self.match = weight, mirror, match
         return weight
 
-    def verify(self, weight: int) -> bool:
-        return self.weight == weight
+    def verify(self, weight: int, *, mirror: int = 0, match: bool = False) -> bool:
+        return (self.weight, self.mirror, self.match) == (weight, mirror, match)
 
     def restore(self) -> None:
-        self.weight = 0
+        self.weight, self.mirror, self.match = 0, 0, False
 
 
 Factory: TypeAlias = Callable[[RolloutPlan, ApiClient, str], TrafficRouter]
@@ -53,13 +56,13 @@ Factory: TypeAlias = Callable[[RolloutPlan, ApiClient, str], TrafficRouter]
 def _gateway_api(plan: RolloutPlan, api: ApiClient, field_manager: str) -> TrafficRouter:
     assert plan.spec.traffic.gateway_api is not None
     return GatewayAPIRouter(api, plan.metadata.namespace, plan.spec.traffic.gateway_api,
-                            field_manager=field_manager)
+                            matches=plan.spec.traffic.match, field_manager=field_manager)
 
 
 def _istio(plan: RolloutPlan, api: ApiClient, field_manager: str) -> TrafficRouter:
     assert plan.spec.traffic.istio is not None
     return IstioRouter(api, plan.metadata.namespace, plan.spec.traffic.istio,
-                       field_manager=field_manager)
+                       matches=plan.spec.traffic.match, field_manager=field_manager)
 
 
 def _nginx(plan: RolloutPlan, api: ApiClient, field_manager: str) -> TrafficRouter:
@@ -73,7 +76,7 @@ def _nginx(plan: RolloutPlan, api: ApiClient, field_manager: str) -> TrafficRout
     owner = Owner(api_version=plan.api_version, kind=plan.kind, name=plan.metadata.name,
                   uid=plan.metadata.uid)
     return NginxRouter(api, plan.metadata.namespace, plan.spec.traffic.nginx, owner,
-                       field_manager=field_manager)
+                       matches=plan.spec.traffic.match, field_manager=field_manager)
 
 
 def _replicas(plan: RolloutPlan, api: ApiClient, field_manager: str) -> TrafficRouter:
@@ -99,7 +102,10 @@ def router_for(plan: RolloutPlan, api: ApiClient, *,
     """
     kinds = plan.spec.traffic.routers()
     if not kinds:
-        return NullRouter(plan.status.canary_weight)
+        st = plan.status
+        return NullRouter(st.canary_weight, st.canary_mirror or 0,
+                          bool(plan.spec.traffic.match)
+                          and (st.canary_weight > 0 or bool(st.canary_mirror)))
     if len(kinds) > 1:
         raise RouterError(
             Reason.INVALID_SPEC,

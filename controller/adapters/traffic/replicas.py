@@ -140,8 +140,11 @@ class ReplicaRouter:
             message=f"{self.canary} {said} but runs {have}: that is weight {implied}",
         )
 
-    def apply(self, weight: int) -> int:
+    def apply(self, weight: int, *, mirror: int = 0, match: bool = False) -> int:
         check_weight(weight)
+        if mirror or match:
+            raise RouterError(Reason.INVALID_SPEC, "the replicas router cannot mirror or route "
+                              "by header: remove spec.traffic.match and mirror steps")
         canary = self._read(self.canary)
         if weight == 0:
             self._set(canary, 0, 0)
@@ -151,8 +154,10 @@ class ReplicaRouter:
         self._set(canary, weight, want)
         return round(traffic_share(_replicas(stable), want) or 0)
 
-    def verify(self, weight: int) -> bool:
+    def verify(self, weight: int, *, mirror: int = 0, match: bool = False) -> bool:
         check_weight(weight)
+        if mirror or match:
+            return False
         canary = self._read(self.canary)
         total = 0 if weight == 0 else self._total(self._read(self.stable))
         annotated = _annotated_weight(canary)

@@ -72,6 +72,15 @@ controller/adapters: informers, status writes, routers, Workloads, Events, Secre
 - apiGroups: ["apps"]
   resources: ["deployments/scale"]
   verbs: ["patch"]
+# why a canary or stable is not ready (ImagePullBackOff, CrashLoopBackOff...): the pods of a
+# Deployment, listed by its selector only while it is not ready
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list"]
+# HorizontalPodAutoscalers: the controller never writes replicas an HPA owns
+- apiGroups: ["autoscaling"]
+  resources: ["horizontalpodautoscalers"]
+  verbs: ["list"]
 {{- if .Values.trafficRouters.gatewayAPI }}
 # Gateway API router: read the HTTPRoute, patch its backendRef weights
 - apiGroups: ["gateway.networking.k8s.io"]
@@ -101,4 +110,55 @@ controller/adapters: informers, status writes, routers, Workloads, Events, Secre
   resourceNames: {{ toJson . }}
   verbs: ["get"]
 {{- end }}
+{{- end -}}
+
+{{/*
+CEL (admission policies): variables for the Secrets an object's spec.notifications names.
+For each reference a list of zero or one {field, name} (every level is optional, so every
+has() is guarded) and whether the requester may get it (one authorizer check per
+variable: a check is expensive, and one expression may make only a few), (a
+message may not use the authorizer: rolloutctl.secretValidations names the Secret).
+*/}}
+{{- define "rolloutctl.notificationSecretVariables" -}}
+{{- range $i, $ref := list "slack.tokenSecretRef" "slack.webhookSecretRef" "email.smtp.passwordSecretRef" "incident.routingKeySecretRef" -}}
+{{- $path := "object.spec.notifications" -}}
+{{- $guards := list (printf "has(%s)" $path) -}}
+{{- range $segment := splitList "." $ref -}}
+{{- $path = printf "%s.%s" $path $segment -}}
+{{- $guards = append $guards (printf "has(%s)" $path) -}}
+{{- end -}}
+{{- $name := printf "secret%d" $i }}
+- name: {{ $name }}
+  expression: >-
+    {{ join " && " $guards }} ?
+    [{'field': 'spec.notifications.{{ $ref }}.name', 'name': string({{ $path }}.name)}] : []
+- name: {{ $name }}Readable
+  expression: >-
+    size(variables.{{ $name }}) == 0 || authorizer.group('').resource('secrets')
+    .namespace(request.namespace).name(variables.{{ $name }}[0].name).check('get').allowed()
+{{- end }}
+{{- end -}}
+
+{{/* CEL: one validation per notification Secret (see notificationSecretVariables). */}}
+{{- define "rolloutctl.secretValidations" -}}
+{{- $kind := .kind -}}
+{{- range $i := until 4 }}
+- expression: "variables.secret{{ $i }}Readable"
+  reason: Forbidden
+  messageExpression: >-
+    {{- include "rolloutctl.authorMessage" (dict "kind" $kind "rule" "AuthorMayReadSecret" "verb" "get" "ref" (printf "variables.secret%d[0]" $i) "resource" "'secrets'" "what" "read") | nindent 4 }}
+{{- end }}
+{{- end -}}
+
+{{/*
+CEL: the refusal of an author check: the rule, who, the missing permission (verb, resource,
+name, the field naming it) and the fix. REF is a {field, name} (and group, resource) map.
+*/}}
+{{- define "rolloutctl.authorMessage" -}}
+'rule {{ .rule }}: {{ .kind }} ' + request.namespace + '/' + request.name +
+' makes the controller {{ .what }} what it names, so its author must be allowed to; ' +
+request.userInfo.username + ' may not {{ .verb }} ' + {{ .resource }} + ' "' + {{ .ref }}.name +
+'" (' + {{ .ref }}.field + ') in namespace ' + request.namespace + '. Fix: name one you may
+{{ .what }}, or ask for a Role granting verb {{ .verb }} on it (check with: kubectl auth can-i
+{{ .verb }} ' + {{ .resource }} + '/' + {{ .ref }}.name + ' -n ' + request.namespace + ')'
 {{- end -}}

@@ -1,0 +1,1 @@
+"""rolloutctl dashboard: a read-only web view of plans, budgets and freezes."""

@@ -31,7 +31,7 @@ EXPECTED: set[Rule] = {
     ("networking.istio.io", "virtualservices", ("get", "patch"), ()),
     ("networking.k8s.io", "ingresses", ("get", "create", "update", "delete"), ()),
     ("", "events", ("create",), ()),
-    ("", "secrets", ("get",), ("rolloutctl-slack", "rolloutctl-smtp")),
+    ("", "secrets", ("get",), ("rolloutctl-slack", "rolloutctl-smtp", "rolloutctl-incident")),
 }
 
 

@@ -179,6 +179,7 @@ class PlanReconciler:
         self._write(raw, plan.status, status, decision)
         self.slots.update(key, status.in_run)
         self.telemetry.plan(namespace, name, status)
+        self.telemetry.transition(namespace, name, plan.status, status)
         for r in results:
             self.telemetry.actions.labels(r.action.type.value, "ok" if r.ok else "error").inc()
         if status.phase == Phase.ROLLING_BACK and plan.status.phase != Phase.ROLLING_BACK:

@@ -441,6 +441,8 @@ class RunRecord(Wire):
     final_step: int | None = None
     final_weight: int = 0
     promoted_full: bool = False
+    # A rollback's canary weight 0 (its RollbackStarted decision), for time-to-restore figures
+    weight_zero_at: datetime | None = None
     evidence: list[GateStatus] = Field(default_factory=list)
 
 

@@ -274,6 +274,27 @@ class OverrideStatus(Wire):
     active: bool = True
 
 
+MAX_FREEZES = 20
+MAX_FREEZE_OVERRIDES = 16
+
+
+class FreezeRecord(Wire):
+    """One release freeze, kept for reports: when, why, how long, overrides used."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    since: datetime
+    until: datetime | None = None  # None while the freeze lasts
+    reason: str
+    # every reason seen while it lasted
+    reasons: Annotated[list[str], Field(max_length=8)] = Field(default_factory=list)
+    message: str = ""
+    budget_remaining: float | None = None  # the lowest seen while it lasted
+    # ids of the overrides active during it
+    overrides: Annotated[list[str], Field(max_length=MAX_FREEZE_OVERRIDES)] = Field(
+        default_factory=list)
+
+
 class ServiceStatus(Wire):
     """One guarded service: its budgets per SLO and its own freeze."""
 
@@ -319,6 +340,8 @@ class SLOPolicyStatus(Wire):
     # the release-freeze admission policy blocks
     frozen_deployments: list[str] = Field(default_factory=list)
     overrides: list[OverrideStatus] = Field(default_factory=list)
+    freezes: Annotated[list[FreezeRecord], Field(max_length=MAX_FREEZES)] = Field(
+        default_factory=list)  # the last MAX_FREEZES
     conditions: list[Condition] = Field(default_factory=list)
     notifications: NotificationState = Field(default_factory=NotificationState)
 

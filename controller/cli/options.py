@@ -39,6 +39,7 @@ class Document(StrEnum):
 class ReportFormat(StrEnum):
     MD = "md"
     HTML = "html"
+    JSON = "json"
 
 
 @dataclass(frozen=True)

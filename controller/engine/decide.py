@@ -389,6 +389,10 @@ class _Pass:
             final_step=self.s["current_step"],
             final_weight=self.obs.plan.status.canary_weight,
             promoted_full=self.s["promoted_full"],
+            weight_zero_at=next((d.at for d in reversed(self.s["decisions"])
+                                 if d.type == "RollbackStarted"
+                                 and d.at >= (self.s["run_started_at"] or d.at)), None)
+            if outcome == RunOutcome.ROLLED_BACK else None,
             evidence=list(self.s["gates"]),
         )
         self.s["history"] = (self.s["history"] + [record])[-MAX_HISTORY:]

@@ -21,9 +21,12 @@ from datetime import datetime
 from controller.api.conditions import ConditionStatus, ConditionType, set_condition
 from controller.api.notifications import OutgoingMessage, Severity
 from controller.api.policy import (
+    MAX_FREEZE_OVERRIDES,
+    MAX_FREEZES,
     SLO,
     AlertSeverity,
     BurnRateStatus,
+    FreezeRecord,
     OverrideStatus,
     ServiceStatus,
     SLOPolicy,
@@ -203,6 +206,7 @@ def evaluate_services(policy: SLOPolicy, measured: dict[str, dict[str, SLOMeasur
     if len(outbox) > MAX_OUTBOX:
         outbox = outbox[-MAX_OUTBOX:]
     since = min((s.frozen_since for s in frozen_ones if s.frozen_since), default=None)
+    freezes = _freeze_history(old, frozen, since, reason, message, remaining, overrides, now)
     frozen_deployments = sorted({d for s in frozen_ones
                                  for d in (deployments or {}).get(s.service, [])})
     status = old.model_copy(update={
@@ -214,7 +218,7 @@ def evaluate_services(policy: SLOPolicy, measured: dict[str, dict[str, SLOMeasur
         "slos": services[0].slos if only else [], "services": services,
         "frozen_services": [s.service for s in frozen_ones],
         "frozen_deployments": frozen_deployments,
-        "overrides": overrides,
+        "overrides": overrides, "freezes": freezes,
         "conditions": list(conditions),
         "notifications": old.notifications.model_copy(update={"outbox": outbox}),
     })
@@ -298,6 +302,33 @@ def _service(policy: SLOPolicy, service: str, measured: dict[str, SLOMeasurement
         service=service, frozen=frozen, frozen_since=since, freeze_announced=announced,
         budget_freeze=latched and freeze is not None, reason=reason, message=message,
         budget_remaining=remaining, warnings_firing=warnings, slos=slos)
+
+
+def _freeze_history(old: SLOPolicyStatus, frozen: bool, since: datetime | None, reason: str,
+                    message: str, remaining: float | None, overrides: list[OverrideStatus],
+                    now: datetime) -> list[FreezeRecord]:
+    """The last MAX_FREEZES freezes: a record opens when a freeze starts, follows it (every
+    reason, the lowest budget, each override active during it) and closes when it lifts."""
+    freezes = list(old.freezes)
+    current = freezes[-1] if freezes and freezes[-1].until is None else None
+    if not frozen:
+        if current is not None:
+            freezes[-1] = current.model_copy(update={"until": now})
+        return freezes
+    assert since is not None
+    if current is None or current.since != since:
+        if current is not None:
+            freezes[-1] = current.model_copy(update={"until": since})
+        current = FreezeRecord(since=since, reason=reason)
+        freezes.append(current)
+    lowest = min((v for v in (current.budget_remaining, remaining) if v is not None),
+                 default=None)
+    used = [*current.overrides, *(o.id for o in overrides
+                                  if o.active and o.id not in current.overrides)]
+    freezes[-1] = current.model_copy(update={
+        "reasons": list(dict.fromkeys([*current.reasons, reason])), "message": message,
+        "budget_remaining": lowest, "overrides": used[:MAX_FREEZE_OVERRIDES]})
+    return freezes[-MAX_FREEZES:]
 
 
 def freeze_input(policy: SLOPolicy, plan_name: str, now: datetime,

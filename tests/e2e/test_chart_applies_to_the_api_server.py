@@ -31,6 +31,7 @@ EVERY_OPTION: dict[str, Any] = {
     "maxConcurrentRollouts": 3,
     "clusterName": "prod-eu1",
     "grafanaDashboard": {"enabled": True},
+    "sloReport": {"enabled": True, "namespaces": ["shop"], "mailTo": ["sre@example.com"]},
     "admission": {"freezeEnforcement": {"enabled": True}},
     "imagePullSecrets": [{"name": "regcred"}],
     "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ops",

@@ -18,6 +18,7 @@ ALL_OPTIONS: dict[str, Any] = {
     "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
     "grafanaDashboard": {"enabled": True, "namespace": "monitoring"},
     "defaultPolicies": {"enabled": True, "namespaces": ["shop"]},
+    "sloReport": {"enabled": True, "namespaces": ["shop"], "timeZone": "Europe/Paris"},
     "admission": {"freezeEnforcement": {"enabled": True}},
 }
 

@@ -15,6 +15,7 @@ from controller.api.types import (
     LabelValue,
     Name,
     ObjectMeta,
+    Percent,
     SloName,
     Wire,
 )
@@ -212,6 +213,9 @@ class Analysis(Wire):
     min_samples: Annotated[int, Field(ge=0)] = 500
     on_no_data: OnNoData = OnNoData.HOLD
     no_data_timeout: Duration = Duration("15m")
+    # A hard ceiling on the canary's error ratio over the fast path's recent window: above it
+    # the canary rolls back at once (FastBurn), whatever the burn-rate alerts say.
+    error_ratio_ceiling: Percent | None = None
 
 
 class PromotionMode(StrEnum):
@@ -357,6 +361,9 @@ class GateStatus(Wire):
     evaluated_at: datetime | None = None
     failing_since: datetime | None = None
     inconclusive_since: datetime | None = None
+    # the first evaluation of an unbroken stretch where a critical alert's short window and
+    # the recent window both burn above its factor (the fast-burn episode rule)
+    burning_since: datetime | None = None
 
 
 class RunOutcome(StrEnum):

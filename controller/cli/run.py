@@ -85,6 +85,11 @@ def run(
     ] = None,
     resync: Annotated[float, typer.Option(
         envvar="ROLLOUTCTL_RESYNC_SECONDS", help="Seconds between full resyncs")] = 600.0,
+    fast_interval: Annotated[float, typer.Option(
+        envvar="ROLLOUTCTL_FAST_INTERVAL", min=0,
+        help="Seconds between fast-path checks of every plan at a step (fast burn and "
+        "errorRatioCeiling, one query per SLO template); set it to the Prometheus scrape "
+        "interval; 0 turns the fast path off")] = 10.0,
 ) -> None:
     """Run the controller: watch RolloutPlans and SLOPolicies and drive them."""
     if log_format not in ("json", "text"):
@@ -97,6 +102,7 @@ def run(
     from controller.adapters.kube.objects import ObjectStore
     from controller.adapters.kube.workloads import Workloads
     from controller.adapters.metrics.analysis import measure_gates
+    from controller.adapters.metrics.fastpath import FastTarget, measure_fast
     from controller.adapters.metrics.probe import ProbeRegistry
     from controller.adapters.metrics.prometheus import PrometheusSource
     from controller.adapters.notify import (
@@ -108,6 +114,7 @@ def run(
     from controller.adapters.traffic.registry import router_for
     from controller.api.policy import SLOPolicy
     from controller.reconciler import PlanReconciler, PolicyReconciler, Slots, policy_view
+    from controller.runtime.fastpath import FastBoard, FastLoop
     from controller.runtime.manager import Manager, default_identity
     from controller.telemetry import Telemetry
 
@@ -149,6 +156,9 @@ def run(
             return sources[key]
 
     probes = ProbeRegistry()
+    # the recent window: three fast intervals (30 s at the default 10 s), at least 3 s
+    recent_seconds = max(3.0, 3 * (fast_interval or 10.0))
+    board = FastBoard() if fast_interval > 0 else None
     config = DispatcherConfig(cluster_name=cluster_name, identity=me)
     if slack_base_url:
         config = dataclasses.replace(config, slack_base_url=slack_base_url)
@@ -174,23 +184,46 @@ def run(
         store=store, workloads=workloads,
         router_for=lambda plan: router_for(plan, api),
         measure_gates=lambda plan, policy, ctx, window, run_s: measure_gates(
-            source_for(policy), plan, policy, ctx, window, run_s, probes),
+            source_for(policy), plan, policy, ctx, window, run_s, probes, recent_seconds),
         policy_lookup=lambda ns, name: policies.get(f"{ns}/{name}"),
         clock=clock, telemetry=telemetry, events=events, submit=dispatcher.submit,
-        slots=slots, leading=manager.leading,
+        slots=slots, leading=manager.leading, fast_board=board,
+        fast_max_age=max(2.0, 2 * fast_interval),
     )
     policy_reconciler = PolicyReconciler(
         store=store, metrics_for=source_for, clock=clock, telemetry=telemetry,
         events=events, submit=dispatcher.submit, leading=manager.leading,
     )
-    manager.add_plans_controller(plan_reconciler, workers, is_own_write=store.is_own_write,
-                                 policy_view=policy_view)
+    plans_queue = manager.add_plans_controller(
+        plan_reconciler, workers, is_own_write=store.is_own_write, policy_view=policy_view)
+    fast_loop = None
+    if board is not None:
+        def measure_fast_targets(targets: list[FastTarget], at: datetime
+                                 ) -> dict[str, Any]:
+            out: dict[str, Any] = {}
+            by_source: dict[int, tuple[PrometheusSource, list[FastTarget]]] = {}
+            for t in targets:
+                src = source_for(t.policy)
+                by_source.setdefault(id(src), (src, []))[1].append(t)
+            for src, group in by_source.values():
+                out.update(measure_fast(src, group, at, recent_seconds))
+            return out
+
+        fast_loop = FastLoop(
+            plans=plans.objects, policy_lookup=lambda ns, name: policies.get(f"{ns}/{name}"),
+            measure=measure_fast_targets, target=FastTarget, board=board,
+            enqueue=plans_queue.add, clock=clock, interval=fast_interval,
+            leading=manager.leading)
     manager.add_policies_controller(policy_reconciler, max(1, min(2, workers)))
     log.info("rolloutctl controller %s starting (pid %d, namespaces: %s, leader election: %s)",
              me, os.getpid(), ", ".join(namespace) if namespace else "all", leader_elect)
+    if fast_loop is not None:
+        fast_loop.start()
     try:
         manager.run()
     finally:
+        if fast_loop is not None:
+            fast_loop.stop()
         dispatcher.stop(timeout=5.0)
         probes.stop_all()
         for source in sources.values():

@@ -80,7 +80,7 @@ def targets(n: int) -> list[FastTarget]:
 
 def test_a_thousand_plans_cost_one_request_of_four_queries() -> None:
     source = VectorSource({f"s{i}": (0.0 if i else 2.0, 20.0) for i in range(1000)})
-    out = measure_fast(source, targets(1000), b.T0, 30)
+    out = measure_fast(source, targets(1000), b.at(3600), 30)
     # bad and total over the recent window (30 s) and the critical alerts' short windows
     # (5m and 30m): every plan reads its own series from the same answers
     assert len(source.requests) == 1 and len(source.requests[0]) == 6
@@ -166,3 +166,15 @@ def test_a_remembered_episode_is_queued_to_be_cleared() -> None:
                     "burningSince": datetime.isoformat(b.T0)}]
     w.plans[0]["metadata"]["resourceVersion"] = "10"
     assert w.loop.tick() == ["shop/s0"]
+
+
+def test_short_windows_are_clipped_to_the_run_on_a_fixed_ladder() -> None:
+    pol = b.policy()
+    young = FastTarget("shop/s0", stepping(b.plan(name="s0")), pol)
+    source = VectorSource({"s0": (1.0, 20.0)})
+    [m] = measure_fast(source, [young], b.at(100), 30)["shop/s0"]
+    # run 100 s old: 5m -> 75 s (300, 150, 75), 30m -> 56 s would be under 60: the recent
+    # window
+    assert [x.short_seconds for x in m.burn_rates] == [75, 30]
+    [m] = measure_fast(source, [young], b.at(10), 30)["shop/s0"]
+    assert [x.short_seconds for x in m.burn_rates] == [30, 30]

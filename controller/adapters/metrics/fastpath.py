@@ -3,7 +3,8 @@
 Every few seconds (``rolloutctl run --fast-interval``) the fast path measures, for every
 plan at a step, what must never wait for the next analysis: each SLO gate's canary over the
 *recent* window (a few fast intervals) and over the short window of each of the SLO's
-critical burn-rate alerts. The engine judges them (``verdicts.judge_fast``); this module
+critical burn-rate alerts (clipped to the run, like an analysis: see :func:`ladder`). The
+engine judges them (``verdicts.judge_fast``); this module
 only measures.
 
 Plans that share an SLO template share its queries. A template whose plan-specific
@@ -137,14 +138,29 @@ def _count_templates(slo: SLO) -> tuple[str, str, bool] | None:
     return None
 
 
-def fast_windows(slo: SLO, recent_seconds: float, ceiling: bool) -> list[tuple[int, float]]:
-    """(alert index or -1 for the recent window, seconds) the fast path measures."""
+def ladder(short_seconds: float, recent_seconds: float) -> list[int]:
+    """The window sizes a short window is measured at, largest first: the short window,
+    then halves of it down to twice the recent window. A plan whose run is younger than the
+    short window reads the largest size its run covers (as an analysis clips the window to
+    the run), so a fixed set of sizes still serves every plan with one query each."""
+    sizes = [window_seconds_of(short_seconds)]
+    while sizes[-1] // 2 >= 2 * recent_seconds:
+        sizes.append(sizes[-1] // 2)
+    return sizes
+
+
+def fast_windows(slo: SLO, recent_seconds: float, ceiling: bool,
+                 run_seconds: float = float("inf")) -> list[tuple[int, float]]:
+    """(alert index or -1 for the recent window, seconds) the fast path measures for a plan
+    whose run started RUN_SECONDS ago."""
     out: list[tuple[int, float]] = []
     critical = [(i, a.short.seconds) for i, a in enumerate(slo.burn_rate_alerts)
                 if a.severity == AlertSeverity.CRITICAL]
     if critical or ceiling:
         out.append((-1, recent_seconds))
-    out.extend(critical)
+    for i, short in critical:
+        fits = [w for w in ladder(short, recent_seconds) if w <= run_seconds]
+        out.append((i, float(fits[0]) if fits else recent_seconds))
     return out
 
 
@@ -162,7 +178,9 @@ def measure_fast(source: VectorSource, targets: Sequence[FastTarget], at: dateti
             slo = t.policy.spec.slo(gate.slo_name)
             if slo is None or slo.objective is None or _count_templates(slo) is None:
                 continue
-            windows = fast_windows(slo, recent_seconds, ceiling)
+            started = t.plan.status.run_started_at
+            run = (at - started).total_seconds() if started is not None else float("inf")
+            windows = fast_windows(slo, recent_seconds, ceiling, run)
             if not windows:
                 continue
             plans.append((t, gate.name, slo, windows))

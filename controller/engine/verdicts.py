@@ -222,7 +222,7 @@ def _burning_since(episode: Episode | None, previous: GateStatus | None,
 
 def _confirmed(burning_since: datetime | None, now: datetime) -> bool:
     """Two evaluations in a row: the stretch began at an earlier one."""
-    return burning_since is not None and (now - burning_since).total_seconds() >= 1.0
+    return burning_since is not None and (now - burning_since).total_seconds() >= 0.5
 
 
 def _over_ceiling(m: GateMeasurement, ceiling: float) -> tuple[float, str] | None:

@@ -274,3 +274,15 @@ def test_an_error_ratio_above_the_ceiling_rolls_back_at_the_first_fast_evaluatio
 def test_below_the_ceiling_and_without_a_burn_nothing_happens() -> None:
     run = replay(Canary(after(STEP + MIN, 0.005)), STEP + 20 * MIN, p=plan(ceiling="20%"))
     assert run.reason != "FastBurn"  # 5x: a sustained violation, not a fast burn
+
+
+def test_a_ceiling_of_0_is_refused_naming_the_field() -> None:
+    from controller.api.validation import check_plan
+
+    doc = b.plan_doc(analysis={"errorRatioCeiling": "0%"})
+    _, problems = check_plan(doc)
+    assert [(p.path, "above 0%" in p.message) for p in problems] == [
+        ("spec.analysis.errorRatioCeiling", True)]
+    doc = b.plan_doc(analysis={"errorRatioCeiling": "150%"})
+    _, problems = check_plan(doc)
+    assert [p.path for p in problems] == ["spec.analysis.errorRatioCeiling"]

@@ -213,7 +213,7 @@ def run(
             plans=plans.objects, policy_lookup=lambda ns, name: policies.get(f"{ns}/{name}"),
             measure=measure_fast_targets, target=FastTarget, board=board,
             enqueue=plans_queue.add, clock=clock, interval=fast_interval,
-            leading=manager.leading)
+            leading=manager.leading, registry=registry)
     manager.add_policies_controller(policy_reconciler, max(1, min(2, workers)))
     log.info("rolloutctl controller %s starting (pid %d, namespaces: %s, leader election: %s)",
              me, os.getpid(), ", ".join(namespace) if namespace else "all", leader_elect)

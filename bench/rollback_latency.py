@@ -26,10 +26,12 @@ fast path on (``--fast-interval``, default 1 s: the sandbox's scrape interval) a
 from __future__ import annotations
 
 import argparse
+import random
 import signal
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -159,7 +161,13 @@ def main() -> None:
                                          extra=["--fast-interval", fast_interval])
             ctl.wait_ready()
             print(f"{mode} (--fast-interval {fast_interval}): {runs} runs", flush=True)
-            run_mode(stack, routes, runs, settle, controller_side, end_to_end,
+            # With analyses alone the fault must land anywhere in the interval: a fixed
+            # settle would always put it at the same distance from the next analysis.
+            rng = random.Random(7)
+            spread = interval if fast_interval in ("0", "0.0") else 0.0
+            run_mode(stack, routes, runs,
+                     lambda r=rng, w=spread: settle + r.uniform(0, w),  # type: ignore[misc]
+                     controller_side, end_to_end,
                      offset=sum(len(v[1]) for v in figures.values()))
             ctl.kill(signal.SIGTERM)
             ctl.process.wait(30)
@@ -186,7 +194,7 @@ def main() -> None:
               f"(goal: p99 on <= 2 scrape intervals + 1 s = 3 s)")
 
 
-def run_mode(stack: Stack, routes: RouteWatch, runs: int, settle: float,
+def run_mode(stack: Stack, routes: RouteWatch, runs: int, settle: Callable[[], float],
              controller_side: list[float], end_to_end: list[float], offset: int = 0) -> None:
     assert stack.canary_app is not None
     if runs:
@@ -197,7 +205,7 @@ def run_mode(stack: Stack, routes: RouteWatch, runs: int, settle: float,
             stack.wait_for(lambda rb=run_before: stack.status().get("run") == rb + 1
                            and stack.status().get("canaryWeight") == 10
                            and stack.route_weight() == 10, 120, "the first step")
-            time.sleep(settle)  # healthy evaluations first
+            time.sleep(settle())  # healthy evaluations first
             fault = time.time()
             stack.canary_app.configure(error_rate=1.0)
             stack.wait_for(lambda: stack.status().get("phase") == "RolledBack", 120,

@@ -16,8 +16,9 @@ real ``rolloutctl run`` process.
 
 ``--default-plan`` judges the canary as the default plan does (``analysis.interval`` 60 s,
 window 5 m, rollbackAfter 5 m, the platform policy's api_availability: 99.9 %, critical
-alerts 14.4x over 1h/5m and 6x over 6h/30m; ``minSamples`` 50 because the sandbox's canary
-sees 10 requests a second at its first step) and measures fault -> weight 0 twice: with the
+alerts 14.4x over 1h/5m and 6x over 6h/30m; ``minSamples`` 20 because the sandbox's canary
+sees 2-4 requests a second at its first step; the fault 20 s into the step, once the
+windows hold that many) and measures fault -> weight 0 twice: with the
 fast path on (``--fast-interval``, default 1 s: the sandbox's scrape interval) and off
 (``--fast-interval 0``), printing both and their ratio. ``--ceiling 20%`` adds
 ``analysis.errorRatioCeiling`` to the plan.
@@ -138,7 +139,7 @@ def main() -> None:
                    "sli": {"ratio": {"bad": _bad(), "total": _total()}},
                    "burnRateAlerts": PLATFORM_ALERTS}
             plan = rollout_plan(stack.service, "platform", hold="1h", interval="60s",
-                                window="5m", rollback_after="5m", min_samples=50)
+                                window="5m", rollback_after="5m", min_samples=20)
         else:
             slo = {"name": "api_availability", "objective": 99, "window": "1h",
                    "sli": {"ratio": {"bad": _bad(), "total": _total()}},
@@ -150,7 +151,7 @@ def main() -> None:
         if args.ceiling:
             plan["spec"]["analysis"]["errorRatioCeiling"] = args.ceiling
         settle = args.settle if args.settle is not None else (
-            5.0 if args.default_plan else window + interval)
+            20.0 if args.default_plan else window + interval)
         stack.apply(slo_policy("platform", stack.service, stack.prometheus.url,
                                extra={"slos": [slo]}))
         stack.apply(plan)

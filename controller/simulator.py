@@ -100,7 +100,7 @@ def simulate(
     freezes = _FreezeClock(policy, source, start, end) if freeze and policy else None
     now = start
     seen_seq = 0
-    recent = max(3.0, 3 * (fast_interval or DEFAULT_FAST_INTERVAL))
+    recent = max(10.0, 3 * (fast_interval or DEFAULT_FAST_INTERVAL))
     fast_on = fast_interval > 0 and policy is not None and hasattr(source, "query_vectors")
     next_regular = start
     next_fast = start + timedelta(seconds=fast_interval) if fast_on else None

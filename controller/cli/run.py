@@ -156,8 +156,8 @@ def run(
             return sources[key]
 
     probes = ProbeRegistry()
-    # the recent window: three fast intervals (30 s at the default 10 s), at least 3 s
-    recent_seconds = max(3.0, 3 * (fast_interval or 10.0))
+    # the recent window: three fast intervals (30 s at the default 10 s), at least 10 s
+    recent_seconds = max(10.0, 3 * (fast_interval or 10.0))
     board = FastBoard() if fast_interval > 0 else None
     config = DispatcherConfig(cluster_name=cluster_name, identity=me)
     if slack_base_url:
@@ -188,7 +188,7 @@ def run(
         policy_lookup=lambda ns, name: policies.get(f"{ns}/{name}"),
         clock=clock, telemetry=telemetry, events=events, submit=dispatcher.submit,
         slots=slots, leading=manager.leading, fast_board=board,
-        fast_max_age=max(2.0, 2 * fast_interval),
+        fast_max_age=max(10.0, 3 * fast_interval),
     )
     policy_reconciler = PolicyReconciler(
         store=store, metrics_for=source_for, clock=clock, telemetry=telemetry,

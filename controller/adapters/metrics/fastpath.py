@@ -140,11 +140,11 @@ def _count_templates(slo: SLO) -> tuple[str, str, bool] | None:
 
 def ladder(short_seconds: float, recent_seconds: float) -> list[int]:
     """The window sizes a short window is measured at, largest first: the short window,
-    then halves of it down to twice the recent window. A plan whose run is younger than the
-    short window reads the largest size its run covers (as an analysis clips the window to
-    the run), so a fixed set of sizes still serves every plan with one query each."""
+    then halves of it down to the recent window. A plan whose run is younger than the short
+    window reads the largest size its run covers (as an analysis clips the window to the
+    run), so a fixed set of sizes still serves every plan with one query each."""
     sizes = [window_seconds_of(short_seconds)]
-    while sizes[-1] // 2 >= 2 * recent_seconds:
+    while sizes[-1] // 2 >= recent_seconds:
         sizes.append(sizes[-1] // 2)
     return sizes
 

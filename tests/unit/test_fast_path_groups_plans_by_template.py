@@ -96,7 +96,7 @@ def test_a_thousand_plans_cost_one_request_of_four_queries() -> None:
 
 def test_a_plan_without_series_is_no_data() -> None:
     source = VectorSource({})
-    [m] = measure_fast(source, targets(1), b.T0, 30)["shop/s0"]
+    [m] = measure_fast(source, targets(1), b.at(3600), 30)["shop/s0"]
     assert m.recent is not None and m.recent.status == MeasurementStatus.NO_DATA
 
 
@@ -108,7 +108,7 @@ def test_an_ungroupable_template_is_measured_per_plan() -> None:
     pol = SLOPolicy.model_validate(doc)
     ts = [FastTarget(f"shop/s{i}", stepping(b.plan(name=f"s{i}")), pol) for i in range(2)]
     source = VectorSource({})
-    measure_fast(source, ts, b.T0, 30)
+    measure_fast(source, ts, b.at(3600), 30)
     assert [s for s, _ in source.per_plan] == ["s0", "s1"]
 
 
@@ -117,7 +117,7 @@ def test_an_ungroupable_template_is_measured_per_plan() -> None:
 
 class Loop:
     def __init__(self, rates: dict[str, tuple[float, float]], n: int = 3) -> None:
-        self.clock = FakeClock(b.T0)
+        self.clock = FakeClock(b.at(3600))  # runs started an hour ago
         self.board = FastBoard()
         self.queued: list[str] = []
         self.source = VectorSource(rates)
@@ -175,5 +175,7 @@ def test_short_windows_are_clipped_to_the_run_on_a_fixed_ladder() -> None:
     [m] = measure_fast(source, [young], b.at(100), 30)["shop/s0"]
     # run 100 s old: 5m -> 75 s (300, 150, 75), 30m -> 56 s (1800, 900, ..., 112, 56)
     assert [x.short_seconds for x in m.burn_rates] == [75, 56]
-    [m] = measure_fast(source, [young], b.at(10), 30)["shop/s0"]
-    assert [x.short_seconds for x in m.burn_rates] == [30, 30]
+    [m] = measure_fast(source, [young], b.at(40), 30)["shop/s0"]
+    assert [x.short_seconds for x in m.burn_rates] == [37, 30]
+    # younger than the recent window: not measured (it would see the previous run)
+    assert measure_fast(source, [young], b.at(10), 30) == {}

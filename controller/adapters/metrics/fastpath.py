@@ -154,6 +154,8 @@ def fast_windows(slo: SLO, recent_seconds: float, ceiling: bool,
     """(alert index or -1 for the recent window, seconds) the fast path measures for a plan
     whose run started RUN_SECONDS ago."""
     out: list[tuple[int, float]] = []
+    if run_seconds < recent_seconds:
+        return out  # the window would reach into the previous run's traffic
     critical = [(i, a.short.seconds) for i, a in enumerate(slo.burn_rate_alerts)
                 if a.severity == AlertSeverity.CRITICAL]
     if critical or ceiling:

@@ -13,14 +13,26 @@ for it to take its first step, then makes every canary request fail. Two figures
 
 Prints the runs, the median and the p99 of each, and the machine. The controller is the
 real ``rolloutctl run`` process.
+
+``--default-plan`` judges the canary as the default plan does (``analysis.interval`` 60 s,
+window 5 m, rollbackAfter 5 m, the platform policy's api_availability: 99.9 %, critical
+alerts 14.4x over 1h/5m and 6x over 6h/30m; ``minSamples`` 20 because the sandbox's canary
+sees 2-4 requests a second at its first step; the fault 20 s into the step, once the
+windows hold that many) and measures fault -> weight 0 twice: with the
+fast path on (``--fast-interval``, default 1 s: the sandbox's scrape interval) and off
+(``--fast-interval 0``), printing both and their ratio. ``--ceiling 20%`` adds
+``analysis.errorRatioCeiling`` to the plan.
 """
 
 from __future__ import annotations
 
 import argparse
+import random
+import signal
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -79,12 +91,27 @@ def parse_seconds(text: str) -> float:
     return parse_duration(text)
 
 
+PLATFORM_ALERTS = [{"severity": "critical", "factor": 14.4, "long": "1h", "short": "5m"},
+                   {"severity": "critical", "factor": 6, "long": "6h", "short": "30m"}]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--interval", default="1s", help="analysis.interval of the plan")
     parser.add_argument("--cluster", help="an existing `controller.testing.cluster` dir")
+    parser.add_argument("--default-plan", action="store_true",
+                        help="the default plan's analysis (60 s), fast path on and off")
+    parser.add_argument("--fast-interval", default="1",
+                        help="rolloutctl run --fast-interval (seconds; 0: off)")
+    parser.add_argument("--runs-off", type=int, default=None,
+                        help="runs with the fast path off (--default-plan; default --runs)")
+    parser.add_argument("--ceiling", default=None, help="analysis.errorRatioCeiling")
+    parser.add_argument("--settle", type=float, default=None,
+                        help="seconds at the first step before the fault")
     args = parser.parse_args()
+    if args.default_plan:
+        args.interval = "60s"
     interval = parse_seconds(args.interval)
     work = Path(tempfile.mkdtemp(prefix="rollback-bench-"))
     own = args.cluster is None
@@ -96,34 +123,90 @@ def main() -> None:
     namespace = f"bench-{int(time.time())}"
     client.CoreV1Api(api).create_namespace({"metadata": {"name": namespace}})
     stack = Stack(cl.kubeconfig, api, namespace, work / "stack", rps=100)
-    controller_side: list[float] = []
-    end_to_end: list[float] = []
+    figures: dict[str, tuple[list[float], list[float]]] = {}
+    modes = [("fast path on", args.fast_interval, args.runs)]
+    if args.default_plan:
+        modes.append(("fast path off", "0",
+                      args.runs if args.runs_off is None else args.runs_off))
     try:
         stack.start_services()
         stack.create_workloads()
         stack.start_traffic()
         assert stack.prometheus is not None and stack.canary_app is not None
         window = max(5.0, 5 * interval)
-        stack.apply(slo_policy("platform", stack.service, stack.prometheus.url, extra={
-            "slos": [{"name": "api_availability", "objective": 99, "window": "1h",
-                      "sli": {"ratio": {"bad": _bad(), "total": _total()}},
-                      "burnRateAlerts": [{"severity": "critical", "factor": 14.4,
-                                          "long": f"{int(window * 6)}s",
-                                          "short": f"{int(window)}s"}]}]}))
-        stack.apply(rollout_plan(stack.service, "platform", hold="1h", interval=args.interval,
-                                 window=f"{int(window)}s", rollback_after="10m",
-                                 min_samples=5))
-        ctl = stack.start_controller("bench")
-        ctl.wait_ready()
+        if args.default_plan:
+            slo = {"name": "api_availability", "objective": 99.9, "window": "30d",
+                   "sli": {"ratio": {"bad": _bad(), "total": _total()}},
+                   "burnRateAlerts": PLATFORM_ALERTS}
+            plan = rollout_plan(stack.service, "platform", hold="1h", interval="60s",
+                                window="5m", rollback_after="5m", min_samples=20)
+        else:
+            slo = {"name": "api_availability", "objective": 99, "window": "1h",
+                   "sli": {"ratio": {"bad": _bad(), "total": _total()}},
+                   "burnRateAlerts": [{"severity": "critical", "factor": 14.4,
+                                       "long": f"{int(window * 6)}s",
+                                       "short": f"{int(window)}s"}]}
+            plan = rollout_plan(stack.service, "platform", hold="1h", interval=args.interval,
+                                window=f"{int(window)}s", rollback_after="10m", min_samples=5)
+        if args.ceiling:
+            plan["spec"]["analysis"]["errorRatioCeiling"] = args.ceiling
+        settle = args.settle if args.settle is not None else (
+            20.0 if args.default_plan else window + interval)
+        stack.apply(slo_policy("platform", stack.service, stack.prometheus.url,
+                               extra={"slos": [slo]}))
+        stack.apply(plan)
         routes = RouteWatch(api, namespace, stack.service)
-        for n in range(args.runs):
+        for mode, fast_interval, runs in modes:
+            controller_side, end_to_end = figures.setdefault(mode, ([], []))
+            ctl = stack.start_controller(f"bench-{len(figures)}",
+                                         extra=["--fast-interval", fast_interval])
+            ctl.wait_ready()
+            print(f"{mode} (--fast-interval {fast_interval}): {runs} runs", flush=True)
+            # With analyses alone the fault must land anywhere in the interval: a fixed
+            # settle would always put it at the same distance from the next analysis.
+            rng = random.Random(7)
+            spread = interval if fast_interval in ("0", "0.0") else 0.0
+            run_mode(stack, routes, runs,
+                     lambda r=rng, w=spread: settle + r.uniform(0, w),  # type: ignore[misc]
+                     controller_side, end_to_end,
+                     offset=sum(len(v[1]) for v in figures.values()))
+            ctl.kill(signal.SIGTERM)
+            ctl.process.wait(30)
+        routes.stop()
+    finally:
+        stack.stop()
+        if own:
+            cl.stop()
+    print(f"machine: {describe()}")
+    print(f"analysis interval {args.interval}; fault: every canary request fails"
+          + (f"; errorRatioCeiling {args.ceiling}" if args.ceiling else ""))
+    for mode, (controller_side, end_to_end) in figures.items():
+        if not end_to_end:
+            continue
+        print(f"{mode}: runs {len(end_to_end)}; controller (failing evaluation -> weight 0 "
+              f"in the API server): p50 {1000 * median(controller_side):.0f} ms, "
+              f"p99 {1000 * percentile(controller_side, 99):.0f} ms; end to end (fault -> "
+              f"weight 0): p50 {median(end_to_end):.2f} s, "
+              f"p99 {percentile(end_to_end, 99):.2f} s")
+    on, off = figures.get("fast path on"), figures.get("fast path off")
+    if on and off and on[1] and off[1]:
+        print(f"fast path on / off, end to end: p50 {median(on[1]) / median(off[1]):.3f}, "
+              f"p99 {percentile(on[1], 99) / percentile(off[1], 99):.3f} "
+              f"(goal: p99 on <= 2 scrape intervals + 1 s = 3 s)")
+
+
+def run_mode(stack: Stack, routes: RouteWatch, runs: int, settle: Callable[[], float],
+             controller_side: list[float], end_to_end: list[float], offset: int = 0) -> None:
+    assert stack.canary_app is not None
+    if runs:
+        for n in range(runs):
             stack.canary_app.configure(error_rate=0.0)
             run_before = stack.status().get("run", 0)
-            stack.release(f"v{n + 2}")
+            stack.release(f"v{offset + n + 2}")
             stack.wait_for(lambda rb=run_before: stack.status().get("run") == rb + 1
                            and stack.status().get("canaryWeight") == 10
                            and stack.route_weight() == 10, 120, "the first step")
-            time.sleep(window + interval)  # healthy evaluations first
+            time.sleep(settle())  # healthy evaluations first
             fault = time.time()
             stack.canary_app.configure(error_rate=1.0)
             stack.wait_for(lambda: stack.status().get("phase") == "RolledBack", 120,
@@ -140,19 +223,8 @@ def main() -> None:
             controller_side.append(zero - decided)
             end_to_end.append(zero - fault)
             print(f"run {n + 1:2d}: controller {1000 * (zero - decided):7.1f} ms   "
-                  f"end to end {zero - fault:6.2f} s   ({decision['reason']})", flush=True)
-        routes.stop()
-    finally:
-        stack.stop()
-        if own:
-            cl.stop()
-    print(f"machine: {describe()}")
-    print(f"runs: {len(controller_side)}, analysis interval {args.interval}")
-    print(f"controller (failing evaluation -> weight 0 in the API server): "
-          f"p50 {1000 * median(controller_side):.0f} ms, "
-          f"p99 {1000 * percentile(controller_side, 99):.0f} ms (goal p99 <= 1000 ms)")
-    print(f"end to end (fault -> weight 0): p50 {median(end_to_end):.2f} s, "
-          f"p99 {percentile(end_to_end, 99):.2f} s")
+                  f"end to end {zero - fault:6.2f} s   ({decision['reason']}: "
+                  f"{decision['message'][:90]})", flush=True)
 
 
 def _bad() -> str:

@@ -150,6 +150,10 @@ class PlanReconciler:
     platform_policies: Callable[[str], list[dict[str, Any]]] = lambda namespace: []
     # Called after each pass with (key, decision, results): benchmarks and tests listen here.
     on_pass: Callable[[str, Decision, list[ActionResult]], None] | None = None
+    # the fast path's latest measurements (runtime.fastpath.FastBoard): a pass with no
+    # analysis due hands the plan's to the engine
+    fast_board: Any = None
+    fast_max_age: float = 30.0
 
     def reconcile(self, key: str) -> float | None:
         namespace, name = key.split("/", 1)
@@ -264,6 +268,10 @@ class PlanReconciler:
             measured = self.measure_gates(plan, policy, ctx, window,
                                           run_seconds(plan.status, now))
             obs = replace(obs, measurements=tuple(measured))
+        elif self.fast_board is not None:
+            fast = self.fast_board.take(plan.key, now, self.fast_max_age)
+            if fast is not None:
+                obs = replace(obs, fast=fast)
         return obs
 
     # -- act -----------------------------------------------------------------------------

@@ -14,17 +14,20 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from controller.adapters.metrics.analysis import measure_gates
+from controller.adapters.metrics.fastpath import FastTarget, measure_fast
 from controller.api.plan import Phase, RolloutPlan, RolloutPlanStatus
 from controller.api.policy import SLOPolicy
 from controller.engine.decide import (
     decide,
     evaluation_window,
+    fast_path_wants,
     gates_due,
+    is_stepping,
     record_results,
     run_seconds,
 )
 from controller.engine.freeze import SLOMeasurements, evaluate_services, freeze_input
-from controller.engine.measurements import BurnRateMeasurement, Track
+from controller.engine.measurements import BurnRateMeasurement, GateMeasurement, Track
 from controller.engine.observation import (
     ActionResult,
     ActionType,
@@ -37,6 +40,7 @@ from controller.ports import MetricsSource, QueryContext
 
 FINAL = {Phase.SUCCEEDED, Phase.ROLLED_BACK, Phase.FAILED}
 MAX_FREEZE_EVALUATIONS = 500
+DEFAULT_FAST_INTERVAL = 10.0
 
 
 @dataclass
@@ -80,8 +84,12 @@ def simulate(
     *,
     freeze: bool = True,
     progress: Callable[[datetime], None] | None = None,
+    fast_interval: float = DEFAULT_FAST_INTERVAL,
 ) -> SimulationResult:
-    """The decisions the controller would have made between ``start`` and ``end``."""
+    """The decisions the controller would have made between ``start`` and ``end``.
+
+    Like the controller, the fast path checks the plan every ``fast_interval`` seconds
+    between analyses (0: off) and hands a measurement that needs a pass to the engine."""
     stable = WorkloadState(revision="stable", replicas=1, ready_replicas=1, updated_replicas=1)
     canary = WorkloadState(revision="candidate", replicas=1, ready_replicas=1,
                            updated_replicas=1)
@@ -93,7 +101,29 @@ def simulate(
                if freeze and policy else None)
     now = start
     seen_seq = 0
-    while now <= end:
+    recent = max(10.0, 3 * (fast_interval or DEFAULT_FAST_INTERVAL))
+    fast_on = fast_interval > 0 and policy is not None and hasattr(source, "query_vectors")
+    next_regular = start
+    next_fast = start + timedelta(seconds=fast_interval) if fast_on else None
+    while True:
+        fast: tuple[GateMeasurement, ...] | None = None
+        if next_fast is not None and next_fast < next_regular:
+            now = next_fast
+            next_fast = now + timedelta(seconds=fast_interval)
+            if now > end:
+                break
+            if not is_stepping(plan.status) or plan.status.step_started_at is None:
+                continue
+            assert policy is not None
+            seen = measure_fast(source, [FastTarget(plan.key, plan, policy)],  # type: ignore[arg-type]
+                                now, recent).get(plan.key)
+            if not seen or not fast_path_wants(plan, policy, seen):
+                continue
+            fast = seen
+        else:
+            now = next_regular
+            if now > end:
+                break
         result.passes += 1
         if progress is not None:
             progress(now)
@@ -110,8 +140,10 @@ def simulate(
             measured = measure_gates(source, plan, policy, ctx,
                                      evaluation_window(st, plan.spec.analysis.window.seconds,
                                                        now),
-                                     run_seconds(st, now))
+                                     run_seconds(st, now), recent_seconds=recent)
             obs = replace(obs, measurements=tuple(measured))
+        elif fast is not None:
+            obs = replace(obs, fast=fast)
         decision = decide(obs)
         results = []
         for action in decision.actions:
@@ -148,7 +180,8 @@ def simulate(
         wait = decision.requeue_after
         interval = plan.spec.analysis.interval.seconds
         wait = interval if wait is None else min(max(wait, 1.0), interval)
-        now = now + timedelta(seconds=wait)
+        if fast is None or now + timedelta(seconds=wait) < next_regular:
+            next_regular = now + timedelta(seconds=wait)
     return result
 
 

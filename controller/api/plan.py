@@ -16,6 +16,7 @@ from controller.api.types import (
     LabelValue,
     Name,
     ObjectMeta,
+    Percent,
     SloName,
     Wire,
     duration_between,
@@ -261,6 +262,9 @@ class Analysis(Wire):
     # How long the canary (at a step) or the stable (during promotion) may take to become
     # ready; past it the run ends with reason ProgressDeadlineExceeded.
     progress_deadline: Duration = Duration("10m")
+    # A hard ceiling on the canary's error ratio over the fast path's recent window: above it
+    # the canary rolls back at once (FastBurn), whatever the burn-rate alerts say.
+    error_ratio_ceiling: Percent | None = None
 
 
 class PromotionMode(StrEnum):
@@ -419,6 +423,9 @@ class GateStatus(Wire):
     evaluated_at: datetime | None = None
     failing_since: datetime | None = None
     inconclusive_since: datetime | None = None
+    # the first evaluation of an unbroken stretch where a critical alert's short window and
+    # the recent window both burn above its factor (the fast-burn episode rule)
+    burning_since: datetime | None = None
 
 
 class RunOutcome(StrEnum):

@@ -151,6 +151,14 @@ def _plan_semantics(plan: RolloutPlan) -> list[Problem]:
         ))
     problems += _routing_support(spec)
 
+    ceiling = spec.analysis.error_ratio_ceiling
+    if ceiling is not None and ceiling.value <= 0:
+        problems.append(Problem(
+            "spec.analysis.errorRatioCeiling",
+            "must be above 0% (0% would roll back on the first failed request); e.g. 20%, "
+            "or leave it out for no ceiling",
+        ))
+
     routers = spec.traffic.routers()
     if len(routers) != 1:
         found = ", ".join(routers) if routers else "none"

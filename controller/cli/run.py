@@ -102,6 +102,11 @@ def run(
     http_max_connections: Annotated[int, typer.Option(
         envvar="ROLLOUTCTL_HTTP_MAX_CONNECTIONS", min=1,
         help="Connections the metrics/health server serves at once")] = 64,
+    fast_interval: Annotated[float, typer.Option(
+        envvar="ROLLOUTCTL_FAST_INTERVAL", min=0,
+        help="Seconds between fast-path checks of every plan at a step (fast burn and "
+        "errorRatioCeiling, one query per SLO template); set it to the Prometheus scrape "
+        "interval; 0 turns the fast path off")] = 10.0,
 ) -> None:
     """Run the controller: watch RolloutPlans and SLOPolicies and drive them."""
     if log_format not in ("json", "text"):
@@ -121,6 +126,7 @@ def run(
     from controller.adapters.kube.objects import ObjectStore
     from controller.adapters.kube.workloads import Workloads
     from controller.adapters.metrics.analysis import measure_gates, probe_specs
+    from controller.adapters.metrics.fastpath import FastTarget, measure_fast
     from controller.adapters.metrics.probe import ProbeRegistry
     from controller.adapters.metrics.prometheus import PrometheusSource
     from controller.adapters.notify import (
@@ -132,6 +138,7 @@ def run(
     from controller.adapters.traffic.registry import router_for
     from controller.api.policy import SLOPolicy
     from controller.reconciler import PlanReconciler, PolicyReconciler, Slots, policy_view
+    from controller.runtime.fastpath import FastBoard, FastLoop
     from controller.runtime.manager import Manager, default_identity, is_platform_policy
     from controller.telemetry import Telemetry
 
@@ -178,6 +185,9 @@ def run(
             return sources[key]
 
     probes = ProbeRegistry(max_per_namespace=max_probes_per_namespace)
+    # the recent window: three fast intervals (30 s at the default 10 s), at least 10 s
+    recent_seconds = max(10.0, 3 * (fast_interval or 10.0))
+    board = FastBoard() if fast_interval > 0 else None
     config = DispatcherConfig(cluster_name=cluster_name, identity=me)
     if slack_base_url:
         config = dataclasses.replace(config, slack_base_url=slack_base_url)
@@ -205,10 +215,11 @@ def run(
         router_for=lambda plan: router_for(plan, api),
         measure_gates=lambda plan, policy, ctx, window, run_s: measure_gates(
             source_for(policy), plan, policy, ctx, window, run_s,
-            probes.for_owner(plan.key, probe_specs(plan, policy, ctx))),
+            probes.for_owner(plan.key, probe_specs(plan, policy, ctx)), recent_seconds),
         policy_lookup=lambda ns, name: policies.get(f"{ns}/{name}"),
         clock=clock, telemetry=telemetry, events=events, submit=dispatcher.submit,
-        slots=slots, leading=manager.leading,
+        slots=slots, leading=manager.leading, fast_board=board,
+        fast_max_age=max(10.0, 3 * fast_interval),
         platform_policies=lambda ns: [
             p for p in policies.objects()
             if p["metadata"].get("namespace") == ns and is_platform_policy(p)],
@@ -218,8 +229,26 @@ def run(
         events=events, submit=dispatcher.submit, leading=manager.leading,
         plans_in=lambda ns: [p for p in plans.objects() if p["metadata"].get("namespace") == ns],
     )
-    manager.add_plans_controller(plan_reconciler, workers, is_own_write=store.is_own_write,
-                                 policy_view=policy_view)
+    plans_queue = manager.add_plans_controller(
+        plan_reconciler, workers, is_own_write=store.is_own_write, policy_view=policy_view)
+    fast_loop = None
+    if board is not None:
+        def measure_fast_targets(targets: list[FastTarget], at: datetime
+                                 ) -> dict[str, Any]:
+            out: dict[str, Any] = {}
+            by_source: dict[int, tuple[PrometheusSource, list[FastTarget]]] = {}
+            for t in targets:
+                src = source_for(t.policy)
+                by_source.setdefault(id(src), (src, []))[1].append(t)
+            for src, group in by_source.values():
+                out.update(measure_fast(src, group, at, recent_seconds))
+            return out
+
+        fast_loop = FastLoop(
+            plans=plans.objects, policy_lookup=lambda ns, name: policies.get(f"{ns}/{name}"),
+            measure=measure_fast_targets, target=FastTarget, board=board,
+            enqueue=plans_queue.add, clock=clock, interval=fast_interval,
+            leading=manager.leading, registry=registry)
     manager.add_policies_controller(policy_reconciler, max(1, min(2, workers)))
     log.info("rolloutctl controller %s starting (pid %d, namespaces: %s, leader election: %s)",
              me, os.getpid(), ", ".join(namespace) if namespace else "all", leader_elect)
@@ -232,10 +261,14 @@ def run(
             probes.reap(set(seed_slots()))
 
     threading.Thread(target=reap_probers, name="probe-reaper", daemon=True).start()
+    if fast_loop is not None:
+        fast_loop.start()
     try:
         manager.run()
     finally:
         reaping.set()
+        if fast_loop is not None:
+            fast_loop.stop()
         dispatcher.stop(timeout=5.0)
         probes.stop_all()
         for source in sources.values():

@@ -38,6 +38,10 @@ def simulate(
     output: Annotated[str, typer.Option("-o", "--output", help="table or json")] = "table",
     freeze: Annotated[bool, typer.Option(
         help="Replay the policy's error-budget freeze too")] = True,
+    fast_interval: Annotated[float, typer.Option(
+        "--fast-interval", min=0,
+        help="Seconds between fast-path checks, as `rolloutctl run --fast-interval` (0: off)")
+    ] = 10.0,
 ) -> None:
     """Replay a plan over a past time range with the controller's engine; print the decisions.
 
@@ -84,7 +88,8 @@ def simulate(
                if policy and policy.spec.prometheus else 10.0)
     # the user's own command, from their machine: no tenant egress policy applies
     with PrometheusSource(url, timeout_seconds=timeout, trusted=True) as source:
-        result = run_simulation(plan, policy, source, t0, t1, freeze=freeze)
+        result = run_simulation(plan, policy, source, t0, t1, freeze=freeze,
+                                fast_interval=fast_interval)
     if output == "json":
         typer.echo(json.dumps(result.to_json(), indent=2))
         return

@@ -47,6 +47,7 @@ from controller.api.plan import (
 )
 from controller.api.policy import InFlight
 from controller.engine import verdicts
+from controller.engine.measurements import GateMeasurement
 from controller.engine.observation import (
     Action,
     ActionResult,
@@ -619,6 +620,16 @@ class _Pass:
     def judge_gates(self) -> list[GateStatus]:
         obs, spec = self.obs, self.spec
         previous = {g.name: g for g in self.s["gates"]}
+        if obs.measurements is None and obs.fast is not None:
+            fast = {m.gate: m for m in obs.fast}
+            gates = []
+            for gate in spec.gates:
+                prev = previous.get(gate.name) or verdicts.initial(gate)
+                m = fast.get(gate.name)
+                gates.append(prev if m is None else verdicts.judge_fast(
+                    gate, _slo_of(obs, gate), m, prev, spec.analysis, self.now))
+            self.s["gates"] = gates
+            return gates
         if obs.measurements is None:
             gates = [previous.get(g.name) or verdicts.initial(g) for g in spec.gates]
             self.s["gates"] = gates
@@ -1012,6 +1023,37 @@ class _Pass:
 
 
 _REQUEST_KINDS = ("promote", "resume", "abort", "retry", "drill")
+
+
+def _slo_of(obs: Observation, gate: Any) -> Any:
+    policy = obs.policy
+    if policy is None or gate.slo_name is None:
+        return None
+    return policy.spec.slo(gate.slo_name)
+
+
+def fast_path_wants(obs_plan: Any, policy: Any, fast: tuple[GateMeasurement, ...]) -> bool:
+    """Should the fast path hand this measurement to a reconcile? When a gate's ceiling is
+    breached or its episode rule holds, or when the status remembers an episode (a pass must
+    then clear or confirm it). A plan not at a step never needs one."""
+    st = obs_plan.status
+    if not is_stepping(st) or st.step_started_at is None:
+        return False
+    if any(g.burning_since is not None for g in st.gates):
+        return True
+    analysis = obs_plan.spec.analysis
+    by_name = {g.name: g for g in obs_plan.spec.gates}
+    for m in fast:
+        gate = by_name.get(m.gate)
+        if gate is None:
+            continue
+        slo = (policy.spec.slo(gate.slo_name)
+               if policy is not None and gate.slo_name is not None else None)
+        if verdicts.ceiling_breached(analysis, m):
+            return True
+        if verdicts.burning(gate, slo, m, analysis.min_samples) is not None:
+            return True
+    return False
 
 
 def _unchanged(old: RolloutPlanStatus, new: dict[str, Any]) -> bool:

@@ -61,3 +61,11 @@ class GateMeasurement:
     stable: Measurement | None = None
     burn_rates: tuple[BurnRateMeasurement, ...] = field(default_factory=tuple)
     window_seconds: float = 0.0
+    # the canary over the fast path's recent window (a few scrape intervals): is it burning
+    # right now? (the fast-burn episode rule and ``analysis.errorRatioCeiling``)
+    recent: Measurement | None = None
+    recent_seconds: float = 0.0
+
+
+#: a window the fast path does not measure (the alert's long window)
+NOT_MEASURED = Measurement(MeasurementStatus.NO_DATA, message="not measured by the fast path")

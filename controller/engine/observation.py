@@ -105,6 +105,8 @@ class Observation:
     canary: WorkloadState
     router: RouterObservation
     measurements: tuple[GateMeasurement, ...] | None = None  # None: analysis not due
+    # the fast path's latest measurement (recent and short windows) when no analysis is due
+    fast: tuple[GateMeasurement, ...] | None = None
     policy: SLOPolicy | None = None
     freeze: FreezeInput | None = None
     slot_available: bool = True  # below the controller's maxConcurrentRollouts

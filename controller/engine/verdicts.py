@@ -10,10 +10,25 @@
 
 ``failingSince`` survives Inconclusive verdicts (an outage is not a recovery) and clears
 on Pass; ``inconclusiveSince`` marks the start of an unbroken Inconclusive stretch.
+
+Fast burn (``FastBurn``) is any of:
+
+1. the Workbook's multi-window rule: a critical alert's long window (clipped to the run)
+   and its short window both burn above its factor;
+2. the episode rule, which does not depend on when in the step the fault began: the alert's
+   short window *and* the recent window (the last few scrape intervals, measured by the fast
+   path and by every analysis) both burn above the factor at two evaluations in a row
+   (``burningSince`` holds the first; any evaluation without it clears it). The short window
+   proves the budget spent (as much as the factor spends over the short window), the recent
+   window that it is still being spent now, the second evaluation that it is no one-off
+   answer. A late fault is no longer diluted by the step's healthy past in the long window;
+3. ``analysis.errorRatioCeiling``: the canary's bad ratio over the recent window above the
+   ceiling (at least ``RECENT_MIN_EVENTS`` events), at once.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from controller.api.plan import Analysis, Gate, GateKind, GateReason, GateStatus, Verdict
@@ -23,6 +38,8 @@ from controller.engine import budget
 from controller.engine.measurements import GateMeasurement, Measurement, MeasurementStatus
 
 MIN_PROBES = 3
+#: events the recent window needs before the episode rule or the ceiling may fire
+RECENT_MIN_EVENTS = 10
 
 _INCONCLUSIVE_REASON = {
     MeasurementStatus.ERROR: GateReason.PROMETHEUS_ERROR,
@@ -84,7 +101,11 @@ def judge(
     now: datetime,
 ) -> GateStatus:
     """The gate's verdict at ``now`` from this pass's measurement."""
-    verdict, reason, message, evidence = _verdict(gate, slo, m, analysis.min_samples)
+    episode = burning(gate, slo, m, analysis.min_samples)
+    burning_since = _burning_since(episode, previous, now)
+    confirmed = episode if episode is not None and _confirmed(burning_since, now) else None
+    verdict, reason, message, evidence = _verdict(
+        gate, slo, m, analysis.min_samples, _ceiling(analysis), confirmed)
     failing_since = None
     inconclusive_since = None
     prev_failing = previous.failing_since if previous is not None else None
@@ -103,16 +124,149 @@ def judge(
         evaluated_at=now,
         failing_since=failing_since,
         inconclusive_since=inconclusive_since,
+        burning_since=burning_since,
         window=Duration.of_seconds(round(m.window_seconds)) if m and m.window_seconds else None,
         **evidence,
     )
+
+
+def judge_fast(
+    gate: Gate,
+    slo: SLO | None,
+    m: GateMeasurement,
+    previous: GateStatus,
+    analysis: Analysis,
+    now: datetime,
+) -> GateStatus:
+    """A fast-path evaluation: only the recent and short windows are measured. A fast burn
+    (episode rule confirmed, or the ceiling) fails the gate with ``FastBurn``; otherwise the
+    gate keeps the verdict of its last analysis and only ``burningSince`` follows."""
+    episode = burning(gate, slo, m, analysis.min_samples)
+    burning_since = _burning_since(episode, previous, now)
+    confirmed = episode if episode is not None and _confirmed(burning_since, now) else None
+    fired = _fast_fail(slo, m, _ceiling(analysis), confirmed) if slo is not None else None
+    if fired is None:
+        if burning_since == previous.burning_since:
+            return previous
+        return previous.model_copy(update={"burning_since": burning_since})
+    burn, message, value = fired
+    recent = m.recent
+    return GateStatus(
+        name=gate.name, kind=gate.kind, verdict=Verdict.FAIL, reason=GateReason.FAST_BURN,
+        message=message, value=value, objective=slo.objective if slo else None,
+        burn_rate=round(burn, 6),
+        samples=recent.samples if recent else None,
+        numerator=recent.numerator if recent else None,
+        denominator=recent.denominator if recent else None,
+        query=(recent.query or None) if recent else None,
+        window=Duration.of_seconds(round(m.recent_seconds)) if m.recent_seconds else None,
+        evaluated_at=now, failing_since=previous.failing_since or now,
+        burning_since=burning_since,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Episode:
+    """A critical alert's short window and the recent window both above its factor."""
+
+    factor: float
+    short_burn: float
+    recent_burn: float
+    short_seconds: float
+    recent_seconds: float
+
+
+def burning(gate: Gate, slo: SLO | None, m: GateMeasurement | None,
+            min_samples: int) -> Episode | None:
+    """The episode rule's condition at this evaluation (see the module doc), or None."""
+    if (m is None or slo is None or slo.objective is None or gate.kind != GateKind.SLO
+            or m.recent is None or not m.recent.ok
+            or (m.recent.samples or 0) < RECENT_MIN_EVENTS):
+        return None
+    assert m.recent.value is not None
+    recent_burn = budget.burn_rate(m.recent.value, slo.objective)
+    for burn in m.burn_rates:
+        if burn.alert >= len(slo.burn_rate_alerts):
+            continue
+        alert = slo.burn_rate_alerts[burn.alert]
+        if alert.severity != AlertSeverity.CRITICAL or not burn.short.ok:
+            continue
+        if (burn.short.samples or 0) < min_samples:
+            continue
+        assert burn.short.value is not None
+        short_burn = budget.burn_rate(burn.short.value, slo.objective)
+        if short_burn > alert.factor and recent_burn > alert.factor:
+            return Episode(alert.factor, short_burn, recent_burn, burn.short_seconds,
+                           m.recent_seconds)
+    return None
+
+
+def ceiling_breached(analysis: Analysis, m: GateMeasurement | None) -> bool:
+    """The recent window's bad ratio is above ``analysis.errorRatioCeiling``."""
+    ceiling = _ceiling(analysis)
+    return ceiling is not None and m is not None and _over_ceiling(m, ceiling) is not None
+
+
+def _ceiling(analysis: Analysis) -> float | None:
+    c = analysis.error_ratio_ceiling
+    return c.value / 100.0 if c is not None else None
+
+
+def _burning_since(episode: Episode | None, previous: GateStatus | None,
+                   now: datetime) -> datetime | None:
+    if episode is None:
+        return None
+    prev = previous.burning_since if previous is not None else None
+    return prev if prev is not None and prev <= now else now
+
+
+def _confirmed(burning_since: datetime | None, now: datetime) -> bool:
+    """Two evaluations in a row: the stretch began at an earlier one."""
+    return burning_since is not None and (now - burning_since).total_seconds() >= 0.5
+
+
+def _over_ceiling(m: GateMeasurement, ceiling: float) -> tuple[float, str] | None:
+    r = m.recent
+    if r is None or not r.ok or (r.samples or 0) < RECENT_MIN_EVENTS:
+        return None
+    assert r.value is not None
+    if r.value <= ceiling:
+        return None
+    return r.value, (f"error ratio {100 * r.value:.3g}% over the last "
+                     f"{Duration.of_seconds(round(m.recent_seconds))} exceeds the ceiling "
+                     f"{100 * ceiling:g}% (analysis.errorRatioCeiling)")
+
+
+def _episode_message(e: Episode, since: str = "") -> str:
+    return (f"fast burn: {e.short_burn:.1f}x over "
+            f"{Duration.of_seconds(round(e.short_seconds))} and {e.recent_burn:.1f}x over the "
+            f"last {Duration.of_seconds(round(e.recent_seconds))} exceed {e.factor:g}x at two "
+            f"evaluations in a row{since}")
+
+
+def _fast_fail(slo: SLO, m: GateMeasurement, ceiling: float | None,
+               episode: Episode | None) -> tuple[float, str, float | None] | None:
+    """(burn rate, message, percent good) of a fast-path failure: the ceiling first, then a
+    confirmed episode."""
+    if ceiling is not None:
+        over = _over_ceiling(m, ceiling)
+        if over is not None:
+            burn = (budget.burn_rate(over[0], slo.objective) if slo.objective is not None
+                    else 0.0)
+            return burn, over[1], _percent_good(over[0])
+    if episode is not None:
+        value = m.recent.value if m.recent is not None else None
+        return (episode.short_burn, _episode_message(episode),
+                _percent_good(value) if value is not None else None)
+    return None
 
 
 Evidence = dict[str, float | str | None]
 
 
 def _verdict(
-    gate: Gate, slo: SLO | None, m: GateMeasurement | None, min_samples: int
+    gate: Gate, slo: SLO | None, m: GateMeasurement | None, min_samples: int,
+    ceiling: float | None = None, episode: Episode | None = None,
 ) -> tuple[Verdict, GateReason, str, Evidence]:
     if m is None:
         return Verdict.INCONCLUSIVE, GateReason.NO_DATA, "not measured", {}
@@ -166,6 +320,9 @@ def _verdict(
     # ratio, latency, probe SLIs: judged by the bad ratio against the error budget
     assert slo.objective is not None
     fast = _fast_burn(slo, m, min_samples)
+    if fast is None:
+        extra = _fast_fail(slo, m, ceiling, episode)
+        fast = (extra[0], extra[1]) if extra is not None else None
     if fast is not None:
         evidence |= {"burn_rate": round(fast[0], 6), "objective": slo.objective}
         if c.ok and c.value is not None:

@@ -48,7 +48,7 @@ def policy(url: str, fast_burn: bool = True) -> dict[str, Any]:
     }
 
 
-def plan(service: str) -> dict[str, Any]:
+def plan(service: str, hold: str = "10m") -> dict[str, Any]:
     return {
         "apiVersion": "rolloutctl.dev/v1alpha1", "kind": "RolloutPlan",
         "metadata": {"name": service, "namespace": "shop"},
@@ -56,7 +56,7 @@ def plan(service: str) -> dict[str, Any]:
             "service": service,
             "target": {"stable": {"name": service}, "canary": {"name": f"{service}-canary"}},
             "traffic": {"replicas": {}},
-            "steps": [{"weight": w, "hold": "10m"} for w in (10, 25, 50, 100)],
+            "steps": [{"weight": w, "hold": hold} for w in (10, 25, 50, 100)],
             "sloPolicyRef": {"name": "platform"},
             "gates": [{"slo": "api_availability"}, {"slo": "auth_latency"}],
             "analysis": {"interval": "60s", "window": "2m", "rollbackAfter": "5m",
@@ -66,14 +66,15 @@ def plan(service: str) -> dict[str, Any]:
 
 
 def backtest(tmp_path: Path, url: str, service: str, minutes: int = 60,
-             fast_burn: bool = True) -> dict[str, Any]:
+             fast_burn: bool = True, hold: str = "10m", fast_interval: str = "10"
+             ) -> dict[str, Any]:
     plan_file = tmp_path / "plan.yaml"
     policy_file = tmp_path / "policy.yaml"
-    plan_file.write_text(yaml.safe_dump(plan(service)))
+    plan_file.write_text(yaml.safe_dump(plan(service, hold)))
     policy_file.write_text(yaml.safe_dump(policy(url, fast_burn)))
     result = CliRunner().invoke(app, [
         "simulate", str(plan_file), "--policy", str(policy_file), "--start", str(T0),
-        "--end", str(T0 + minutes * MIN), "-o", "json"])
+        "--end", str(T0 + minutes * MIN), "--fast-interval", fast_interval, "-o", "json"])
     assert result.exit_code == 0, result.output
     out: dict[str, Any] = json.loads(result.output)
     assert set(out) == {"outcome", "rolledBackAt", "completedAt", "events"}
@@ -198,3 +199,35 @@ def test_prometheus_unreachable_holds_and_never_rolls_back(tmp_path: Path) -> No
     assert out["rolledBackAt"] is None
     reasons = {e["reason"] for e in out["events"] if e["type"] == "GateEvaluated"}
     assert reasons == {"PrometheusError"}
+
+
+# -- the fast path: a severe fault is a fast burn wherever in the step it starts ------------
+
+
+def test_a_50x_burn_from_15_minutes_into_a_step_rolls_back_within_two_evaluations(
+        tmp_path: Path, prometheus_backfilled: BackfilledFactory) -> None:
+    # steps of 30 minutes from T0: the fault starts 15 minutes into the first step, where the
+    # long window (clipped to the run) holds 15 healthy minutes
+    fault = 15 * MIN
+    url = serve(prometheus_backfilled, "late",
+                TrackShape(rate=20, error_ratio=after(10 * MIN + fault, 0.05, 0.0002)))
+    out = backtest(tmp_path, url, "late", minutes=40, hold="30m")
+    assert out["outcome"] == "RolledBack"
+    rollback = next(e for e in out["events"] if e["type"] == "RollbackStarted")
+    assert rollback["reason"] == "FastBurn"
+    # two analysis intervals (60 s each) of the fault at most; the rule alone needs 86 s of
+    # 50x for the 5-minute window to pass 14.4x
+    assert T0 + fault < out["rolledBackAt"] <= T0 + fault + 2 * MIN
+    # without the fast path the analyses apply the same rule, at their own cadence
+    slow = backtest(tmp_path, url, "late", minutes=40, hold="30m", fast_interval="0")
+    assert slow["outcome"] == "RolledBack"
+    assert out["rolledBackAt"] <= slow["rolledBackAt"] <= T0 + fault + 3 * MIN
+
+
+def test_a_60_second_spike_of_3_percent_is_no_fast_burn(
+        tmp_path: Path, prometheus_backfilled: BackfilledFactory) -> None:
+    url = serve(prometheus_backfilled, "spike", TrackShape(
+        rate=20, error_ratio=between(10 * MIN + JUMP, 10 * MIN + JUMP + 60, 0.03, 0.0002)))
+    out = backtest(tmp_path, url, "spike")  # fast burn on, fast path on
+    assert out["outcome"] == "Succeeded" and out["rolledBackAt"] is None
+    assert not [e for e in out["events"] if e.get("reason") == "FastBurn"]

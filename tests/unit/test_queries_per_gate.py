@@ -70,10 +70,13 @@ def test_an_slo_gate_measures_the_window_and_the_critical_burn_windows() -> None
     assert [(b.alert, b.long_seconds, b.short_seconds) for b in m.burn_rates] == [
         (0, 3600, 300), (2, 21600, 1800),  # the warning alert (index 1) is not measured
     ]
-    # the 5m short window equals the evaluation window: measured once
+    # the 5m short window equals the evaluation window: measured once; the recent window
+    # (30 s by default) feeds the fast-burn episode rule
+    assert m.recent == OK and m.recent_seconds == 30
     assert sorted(source.asked) == sorted([
         ("availability", Track.CANARY, 300), ("availability", Track.CANARY, 3600),
         ("availability", Track.CANARY, 21600), ("availability", Track.CANARY, 1800),
+        ("availability", Track.CANARY, 30),
     ])
 
 
@@ -83,7 +86,7 @@ def test_burn_windows_longer_than_the_run_are_clipped_to_its_start() -> None:
                         window_seconds=300, run_seconds=1200)
     assert [(b.long_seconds, b.short_seconds) for b in m.burn_rates] == [(1200, 300),
                                                                          (1200, 1200)]
-    assert sorted(w for _, _, w in source.asked) == [300, 1200]
+    assert sorted(w for _, _, w in source.asked) == [30, 300, 1200]
 
 
 def test_the_evaluation_window_never_exceeds_the_run() -> None:
@@ -110,7 +113,8 @@ def test_gates_sharing_an_slo_share_its_measurements() -> None:
                                      {"canaryVsStable": {"slo": "availability"}}),
                         policy(), CTX, window_seconds=300, run_seconds=600)
     assert [m.gate for m in out] == ["availability", "canaryVsStable:availability"]
-    assert len(source.asked) == len(set(source.asked)) == 3  # canary 300, 600; stable 300
+    # canary 300, 600, 30 (recent); stable 300
+    assert len(source.asked) == len(set(source.asked)) == 4
 
 
 def test_an_slo_missing_from_the_policy_is_an_error_measurement() -> None:

@@ -41,6 +41,9 @@ from controller.ports import MetricsSource, QueryContext
 
 __all__ = ["measure_gates", "probe_specs"]
 
+#: the recent window of the fast-burn episode rule and the ceiling: 3 fast intervals of 10 s
+DEFAULT_RECENT_SECONDS = 30.0
+
 NO_PROBES = "probes are not run here (no probe runner): a probe gate cannot pass"
 
 
@@ -111,6 +114,7 @@ def measure_gates(
     window_seconds: float,
     run_seconds: float,
     probes: ProbeRegistry | None = None,
+    recent_seconds: float = DEFAULT_RECENT_SECONDS,
 ) -> list[GateMeasurement]:
     """This pass's measurements for every gate of ``plan``, in the plan's order.
 
@@ -120,6 +124,8 @@ def measure_gates(
     """
     run = max(1.0, run_seconds)
     window = max(1.0, min(window_seconds, run))
+    recent = max(1.0, min(recent_seconds, run))
+    ceiling = plan.spec.analysis.error_ratio_ceiling is not None
     memo: dict[tuple[str, Track, int], Measurement] = {}
     if isinstance(source, BatchingSource):
         # First learn what the gates will ask for, then measure it all at once.
@@ -131,7 +137,7 @@ def measure_gates(
             return _PENDING
 
         for gate in plan.spec.gates:
-            _measure_gate(gate, policy, ctx, window, run, probes, want)
+            _measure_gate(gate, policy, ctx, window, run, probes, want, recent, ceiling)
         if wanted:
             memo.update(zip(wanted, source.measure_all(list(wanted.values()), ctx),
                             strict=True))
@@ -144,7 +150,8 @@ def measure_gates(
 
     out: list[GateMeasurement] = []
     for gate in plan.spec.gates:
-        out.append(_measure_gate(gate, policy, ctx, window, run, probes, measure))
+        out.append(_measure_gate(gate, policy, ctx, window, run, probes, measure, recent,
+                                 ceiling))
     return out
 
 
@@ -156,6 +163,8 @@ def _measure_gate(
     run: float,
     probes: ProbeRegistry | None,
     measure: Callable[[SLO, Track, float], Measurement],
+    recent: float = DEFAULT_RECENT_SECONDS,
+    ceiling: bool = False,
 ) -> GateMeasurement:
     if gate.kind == GateKind.PROBE:
         return GateMeasurement(
@@ -190,8 +199,11 @@ def _measure_gate(
             long_seconds=long_s,
             short_seconds=short_s,
         ))
+    wants_recent = (burn_rates or ceiling) and slo.objective is not None
     return GateMeasurement(
-        gate=gate.name, canary=canary, burn_rates=tuple(burn_rates), window_seconds=window
+        gate=gate.name, canary=canary, burn_rates=tuple(burn_rates), window_seconds=window,
+        recent=measure(slo, Track.CANARY, recent) if wants_recent else None,
+        recent_seconds=recent if wants_recent else 0.0,
     )
 
 

@@ -325,6 +325,28 @@ class PrometheusSource:
         return [p if isinstance(p, Measurement) else self._measure_planned(p, at, answers)
                 for p in planned]
 
+    def query_vectors(self, exprs: Sequence[str], at: float
+                      ) -> list[list[dict[str, Any]] | None]:
+        """The instant-vector result (its series, labels kept) of each of EXPRS at AT, sent
+        together as batches (:func:`batch_query`); None for an expression Prometheus could
+        not answer. The fast path's grouped queries use it."""
+        out: dict[str, list[dict[str, Any]] | None] = {}
+        for chunk in _chunks(list(dict.fromkeys(exprs)), BATCH_MAX_CHARS):
+            started = time.monotonic()
+            result = (self._send_result(batch_query(chunk), at) if len(chunk) > 1
+                      else self._send_result(chunk[0], at))
+            self._metrics.seconds.observe(time.monotonic() - started)
+            if len(chunk) == 1:
+                ok = isinstance(result, list) and all(isinstance(r, dict) for r in result)
+                split = [result] if ok else None
+            else:
+                split = None if isinstance(result, _Answer) else split_batch(result, len(chunk))
+            self._metrics.queries.labels(
+                status=(_Outcome.OK if split is not None else _Outcome.ERROR).value).inc()
+            for i, expr in enumerate(chunk):
+                out[expr] = split[i] if split is not None else None
+        return [out.get(e) for e in exprs]
+
     def _plan(self, slo: SLO, track: Track, window_seconds: float, ctx: QueryContext
               ) -> _Planned | Measurement:
         try:

@@ -108,11 +108,28 @@ def analysis_due(obs_plan_status: RolloutPlanStatus, interval: float, hold: floa
     return now >= hold_end and (last is None or last < hold_end)
 
 
+def unrecorded_step_start(obs: Observation) -> bool:
+    """The route already carries the current step while the status never recorded its
+    start: the controller shifted the traffic and crashed before writing the status. The
+    canary has served since some moment the engine cannot know, so its gates are judged
+    before the step (re)starts, over the whole window (never on less evidence)."""
+    spec, st, route = obs.plan.spec, obs.plan.status, obs.router
+    if (not is_stepping(st) or st.step_started_at is not None or st.current_step is None
+            or st.current_step >= len(spec.steps) or route.weight is None):
+        return False
+    step = spec.steps[st.current_step]
+    mirror = step.mirror or 0
+    return (step.weight > 0 or mirror > 0) and route.weight == step.weight \
+        and route.mirror == mirror
+
+
 def gates_due(obs: Observation) -> bool:
     """``analysis_due`` for an observation's plan (the reconciler asks before measuring)."""
     spec, st = obs.plan.spec, obs.plan.status
     if st.current_step is None or st.current_step >= len(spec.steps):
         return False
+    if unrecorded_step_start(obs):
+        return True
     if (is_stepping(st) and st.step_started_at is not None and obs.router.weight is not None
             and obs.router.weight != st.canary_weight):
         return True  # the route disagrees with the plan: decide on fresh verdicts
@@ -121,7 +138,9 @@ def gates_due(obs: Observation) -> bool:
 
 
 def evaluation_window(status: RolloutPlanStatus, window: float, now: datetime) -> float:
-    """The sliding evaluation window, clipped so it never reaches back before the step."""
+    """The sliding evaluation window, clipped so it never reaches back before the step.
+    With no step start recorded (``unrecorded_step_start``) it is the whole window, which
+    the measurement clips to the run's start."""
     since_step = _elapsed(status.step_started_at, now)
     return max(1.0, min(window, since_step)) if status.step_started_at else window
 
@@ -528,7 +547,10 @@ class _Pass:
         obs, spec = self.obs, self.spec
         if self.s["step_started_at"] is None:
             self.begin_step_if_ready()
-            return
+            if self.s["step_started_at"] is None or obs.measurements is None:
+                return
+            # Measured because the route already carried this step (unrecorded_step_start):
+            # judge what the canary served before the crash now, before holding.
         index = self.s["current_step"]
         step = spec.steps[index]
         analysis = spec.analysis

@@ -580,3 +580,25 @@ def test_a_revision_superseded_into_a_freeze_waits_with_no_pods() -> None:
     assert d.status.phase == Phase.FROZEN and d.status.current_step is None
     assert [(a.type, a.weight, a.replicas) for a in d.actions] == [
         (ActionType.SET_WEIGHT, 0, None), (ActionType.SCALE_CANARY, None, 0)]
+
+
+def test_a_shift_whose_status_write_was_lost_is_judged_before_the_step_restarts() -> None:
+    """The route already carries step 1 while the status still waits for the canary (a
+    crash between the two writes): what the canary served since is judged in this pass,
+    over the whole window, before the step's hold starts again."""
+    p = b.plan(analysis={"interval": "10s", "window": "30s", "rollbackAfter": "0s"})
+    first = p.spec.steps[0].weight
+    st = running(p, 0).model_copy(update={"reason": "WaitingForCanary", "canary_weight": 0,
+                                         "step_started_at": None})
+    assert not gates_due(b.observation(p, b.at(11), status=st, router_weight=0))
+    assert gates_due(b.observation(p, b.at(11), status=st, router_weight=first))
+    gate = p.spec.gates[0].name
+    bad = (b.gate_measurement(gate, b.ratio(0.5), stable=b.ratio(0.0), window=30),)
+    d = decide(b.observation(p, b.at(11), status=st, router_weight=first, measurements=bad))
+    assert d.status.phase == Phase.ROLLING_BACK and weights(d) == [0]
+    assert d.status.gates[0].verdict == Verdict.FAIL
+    good = (b.gate_measurement(gate, b.ratio(0.0), stable=b.ratio(0.0), window=30),)
+    d = decide(b.observation(p, b.at(11), status=st, router_weight=first, measurements=good))
+    assert d.status.phase == Phase.PROGRESSING and d.status.step_started_at == b.at(11)
+    assert d.status.gates[0].verdict == Verdict.PASS
+    assert d.status.last_analysis_at == b.at(11)

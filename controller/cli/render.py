@@ -204,7 +204,7 @@ def steps_grid(plan: RolloutPlan, now: datetime) -> Table:
         label, style = marks[p.state]
         fraction = 1.0 if p.state == StepState.DONE else (
             p.fraction if p.state == StepState.CURRENT else 0.0)
-        grid.add_row(Text(f"step {p.index + 1}", style=style), f"{p.weight:>3}%",
+        grid.add_row(Text(f"step {p.index + 1}", style=style), p.share_text,
                      f"hold {p.hold_text}", _bar(fraction), Text(label, style=style))
         if p.state == StepState.CURRENT:
             current = p
@@ -226,6 +226,10 @@ def weight_line(plan: RolloutPlan) -> Table:
     grid = Table.grid(padding=(0, 1))
     grid.add_row(Text("weight", style="bold"), f"canary {weight}%", _bar(weight / 100),
                  f"stable {100 - weight}%")
+    if plan.status.canary_mirror:  # a mirror step: copies, responses discarded
+        mirror = plan.status.canary_mirror
+        grid.add_row(Text("mirror", style="bold"), f"copies {mirror}%", _bar(mirror / 100),
+                     "to the canary (responses discarded)")
     return grid
 
 

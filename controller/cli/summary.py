@@ -93,6 +93,12 @@ class StepProgress:
     hold_text: str
     state: str
     elapsed: float  # seconds of the hold elapsed (the hold for done steps, 0 to come)
+    mirror: int = 0  # a mirror step: percent of requests copied to the canary
+
+    @property
+    def share_text(self) -> str:
+        """What the step sends the canary: ``mirror 50%`` or `` 25%``."""
+        return f"mirror {self.mirror}%" if self.mirror else f"{self.weight:>3}%"
 
     @property
     def fraction(self) -> float:
@@ -118,7 +124,8 @@ def steps(plan: RolloutPlan, now: datetime) -> list[StepProgress]:
             elapsed = hold_elapsed(plan, now)
         else:
             state, elapsed = StepState.TO_COME, 0.0
-        out.append(StepProgress(i, step.weight, hold, step.hold.text, state, elapsed))
+        out.append(StepProgress(i, step.weight, hold, step.hold.text, state, elapsed,
+                                step.mirror or 0))
     return out
 
 

@@ -105,6 +105,22 @@ def test_mid_run_view_shows_step_bars_the_hold_the_weight_and_the_gates() -> Non
     assert "last 3 decisions" in text and "StepAdvanced" in text
 
 
+def test_a_mirror_step_shows_its_mirror_share_not_zero() -> None:
+    d = Drive(steps=[(10, "10m"), (100, "10m")])
+    raw = d.store.get("RolloutPlan", "shop", "checkout")
+    assert raw is not None
+    raw["spec"]["steps"].insert(0, {"mirror": 50, "hold": "10m"})
+    d.store.put(raw)
+    plan = d.run(30).plan()
+    assert plan.status.current_step == 0 and plan.status.canary_mirror == 50
+    lines = text_of(render.status_view(plan, d.clock.now(), d.policy())).splitlines()
+    step1 = next(x for x in lines if x.startswith("step 1"))
+    assert "mirror 50%" in step1 and step1.endswith("current")
+    assert " 10%" in next(x for x in lines if x.startswith("step 2"))
+    assert "canary 0%" in next(x for x in lines if x.startswith("weight"))
+    assert "copies 50%" in next(x for x in lines if x.startswith("mirror"))
+
+
 def test_a_failing_gate_shows_its_value_below_the_objective() -> None:
     d = Drive(bad=0.02, steps=STEPS).run(15)  # 98 % good against 99.9 %, not yet rolled back
     plan = d.plan()

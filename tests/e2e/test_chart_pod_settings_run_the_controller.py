@@ -73,7 +73,8 @@ def pod_environment(docs: list[dict[str, Any]], namespace: str, port: int) -> di
     fields = {"metadata.name": "rolloutctl-7f9c-readonly", "metadata.namespace": namespace}
     out = {}
     for var in c["env"]:
-        out[var["name"]] = var.get("value") or fields[var["valueFrom"]["fieldRef"]["fieldPath"]]
+        out[var["name"]] = (var["value"] if "value" in var
+                            else fields[var["valueFrom"]["fieldRef"]["fieldPath"]])
     assert out["ROLLOUTCTL_METRICS_ADDRESS"] == "0.0.0.0:8080"
     # a shared test machine: loopback and a free port instead of every interface's 8080
     out["ROLLOUTCTL_METRICS_ADDRESS"] = f"127.0.0.1:{port}"

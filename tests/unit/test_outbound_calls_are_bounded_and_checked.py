@@ -340,3 +340,38 @@ def test_a_dns_lookup_that_never_answers_is_cut_at_the_deadline(
         assert result.error == "timed out after 0.3s"
     finally:
         release.set()
+
+
+# ------------------------------------------------------------------ the Slack Web API
+
+
+def slack_answer(body: bytes) -> bytes:
+    return (b"HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=utf-8\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n")
+
+
+AUTH_OK = b'{"ok": true, "user_id": "U1", "team_id": "T1", "url": "https://x/"}'
+
+
+def test_a_slack_that_drips_its_answer_is_cut_at_the_deadline(servers) -> None:
+    from controller.adapters.notify.errors import DeliveryError
+    from controller.adapters.notify.slack import SlackBot
+
+    # a whole, valid answer, one byte every 0.1 s: each read is well within slack-sdk's
+    # per-read timeout, so only a total deadline ends the call
+    server = serve(servers, [(slack_answer(AUTH_OK), 0.0), *drip(AUTH_OK, 0.1)])
+    bot = SlackBot("xoxb-test", base_url=server.url("/api/"), timeout=1)
+    with pytest.raises(DeliveryError) as caught:
+        bot.check()
+    assert caught.value.reason == "Timeout"
+    assert not server.sent_all.is_set()
+
+
+def test_a_prompt_slack_answer_is_read_through_slack_sdk(servers) -> None:
+    from controller.adapters.notify.slack import SlackBot
+
+    server = serve(servers, [(slack_answer(AUTH_OK) + AUTH_OK, 0.0)])
+    SlackBot("xoxb-test", base_url=server.url("/api/"), timeout=5).check()
+    request = server.requests[0]
+    assert request.startswith(b"POST /api/auth.test HTTP/1.1\r\n")
+    assert b"Authorization: Bearer xoxb-test" in request

@@ -6,7 +6,9 @@ module as a :class:`DeliveryError`; no ``slack_sdk`` exception escapes.
 from __future__ import annotations
 
 import http.client
+import io
 import json
+import logging
 import re
 import socket
 import threading
@@ -16,13 +18,13 @@ from collections.abc import Iterator
 from typing import Any
 
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.errors import SlackApiError, SlackClientError, SlackRequestError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 from slack_sdk.http_retry.request import HttpRequest
 from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
 
-from controller.adapters.egress import EgressRefused, fetch
+from controller.adapters.egress import TRUSTED, EgressRefused, fetch
 from controller.adapters.notify.errors import DeliveryError
 from controller.adapters.notify.redact import redacting_logger
 from controller.adapters.notify.render import METADATA_EVENT_TYPE, Rendered
@@ -124,6 +126,40 @@ def map_error(channel: str, what: str, exc: BaseException) -> DeliveryError:
     return DeliveryError(channel, "Rejected", f"{what}: {type(exc).__name__}")
 
 
+#: The largest Web API answer read (conversations.history pages are the largest).
+MAX_ANSWER_BYTES = 4 * 1024 * 1024
+
+
+class BoundedWebClient(WebClient):
+    """slack-sdk's client, its HTTP requests sent through :func:`egress.fetch`: one total
+    deadline per request (slack-sdk's ``timeout`` bounds each socket read only, so a Slack
+    that drips its answer would hold a delivery worker for as long as it drips), an answer
+    capped at :data:`MAX_ANSWER_BYTES` and no redirects. The base URL is the platform's
+    (``--slack-base-url``), not a tenant's, so no egress rule applies to it. Everything
+    above the HTTP request (retry handlers, rate limits, parsing) is slack-sdk's own: this
+    overrides the one method that opens the connection, answering as it does (an
+    ``HTTPError`` for 4xx and 5xx, which its retry handlers read)."""
+
+    def _perform_urllib_http_request_internal(self, url: str, req: Any) -> dict[str, Any]:
+        if not url.lower().startswith("http"):
+            raise SlackRequestError(f"Invalid URL detected: {url}")
+        reply = fetch(url, timeout=float(self.timeout), field_name="slack base URL",
+                      method=req.get_method(), headers=dict(req.header_items()),
+                      body=req.data, max_bytes=MAX_ANSWER_BYTES, policy=TRUSTED,
+                      ssl_context=self.ssl, proxy=self.proxy)
+        if reply.status >= 400:
+            raise urllib.error.HTTPError(url, reply.status, reply.reason, reply.headers,
+                                         io.BytesIO(reply.body))
+        body: str | bytes = reply.body
+        if reply.headers.get_content_type() != "application/gzip":
+            body = reply.body.decode(reply.headers.get_content_charset() or "utf-8")
+        if self._logger.level <= logging.DEBUG:  # as slack-sdk logs it (through redaction)
+            self._logger.debug(
+                "Received the following response - status: %s, headers: %s, body: %s",
+                reply.status, dict(reply.headers), body if isinstance(body, str) else "(binary)")
+        return {"status": reply.status, "headers": reply.headers, "body": body}
+
+
 class SlackBot:
     """The Slack Web API with a bot token: post, update, and find messages by dedup key.
 
@@ -139,7 +175,7 @@ class SlackBot:
         timeout: float = 10.0,
         max_inline_wait: float = 5.0,
     ) -> None:
-        self._client = WebClient(
+        self._client = BoundedWebClient(
             token=token,
             base_url=base_url,
             timeout=max(1, round(timeout)),

@@ -168,8 +168,19 @@ def duration_between(low: float | None = None, high: float | None = None) -> Any
     return AfterValidator(check)
 
 
+#: The 1 s minimum as the API server checks it (CEL, before the controller sees the object):
+#: CEL's duration() reads Go durations (``1m30s``, ``500ms``), not days, so a value with a
+#: day part only needs one non-zero number.
+MIN_ONE_SECOND_RULE = {
+    "rule": "self.contains('d') ? !self.matches('^(0+(ms|s|m|h|d))+$')"
+            " : duration(self) >= duration('1s')",
+    "message": "must be at least 1s (e.g. 10s, 1m)",
+}
+
 #: an interval or hold: 1 s at least (the engine asks to be requeued after it)
-AtLeastOneSecond = Annotated[Duration, duration_between(1.0)]
+AtLeastOneSecond = Annotated[
+    Duration, duration_between(1.0),
+    Field(json_schema_extra={"x-kubernetes-validations": [MIN_ONE_SECOND_RULE]})]
 
 
 _PERCENT_RE = re.compile(r"^\s*([0-9]+(\.[0-9]+)?)\s*%?\s*$")

@@ -54,6 +54,30 @@ def test_the_schema_rejects_weight_150_and_names_the_field(
     assert "spec.steps[1].weight" in str(err.value.body)
 
 
+@pytest.mark.parametrize(("field", "value", "refused"), [
+    ("hold", "500ms", True), ("hold", "0s", True), ("hold", "0d", True),
+    ("hold", "1s", False), ("hold", "1m30s", False), ("hold", "1d", False),
+    ("interval", "999ms", True), ("interval", "1000ms", False),
+])
+def test_the_schema_refuses_intervals_and_holds_under_a_second(
+    plans: client.CustomObjectsApi, namespace: str, field: str, value: str, refused: bool
+) -> None:
+    doc = a_plan(namespace, f"{field}-{value}".replace("m", "mi").lower())
+    if field == "hold":
+        doc["spec"]["steps"][0]["hold"] = value
+        where = "spec.steps[0].hold"
+    else:
+        doc["spec"]["analysis"]["interval"] = value
+        where = "spec.analysis.interval"
+    if not refused:
+        plans.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, doc)
+        return
+    with pytest.raises(client.ApiException) as err:
+        plans.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, doc)
+    assert err.value.status == 422
+    assert where in str(err.value.body) and "must be at least 1s" in str(err.value.body)
+
+
 def test_status_is_written_only_through_the_subresource_with_a_fresh_resource_version(
     plans: client.CustomObjectsApi, namespace: str
 ) -> None:

@@ -325,3 +325,22 @@ def prometheus_live(tmp_path: Path) -> Iterator[LiveFactory]:
     finally:
         for server in servers:
             server.stop()
+
+
+@pytest.fixture
+def stack(cluster: TestCluster, namespace: str, tmp_path: Path) -> Iterator[Any]:
+    """The demo services with a live Prometheus scraping them, traffic running, the two
+    Deployments, and the platform SLOPolicy applied in NAMESPACE: a ``controller.testing.
+    stack.Stack`` ready for a plan and ``start_controller`` (stopped afterwards)."""
+    from controller.testing.stack import Stack, slo_policy
+
+    s = Stack(Path(cluster.kubeconfig), cluster.api_client(), namespace, tmp_path / "stack")
+    try:
+        s.start_services()
+        s.create_workloads()
+        s.start_traffic()
+        assert s.prometheus is not None
+        s.apply(slo_policy("platform", s.service, s.prometheus.url))
+        yield s
+    finally:
+        s.stop()

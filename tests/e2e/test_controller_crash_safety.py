@@ -12,34 +12,17 @@ from __future__ import annotations
 import random
 import signal
 import time
-from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
 
-from controller.testing.fixtures import TestCluster
-from controller.testing.stack import ControllerProcess, Stack, rollout_plan, slo_policy
+from controller.testing.stack import ControllerProcess, Stack, rollout_plan
 
 pytestmark = [pytest.mark.cluster, pytest.mark.prometheus, pytest.mark.slow]
 
 LEASE = "rolloutctl-controller"
-
-
-@pytest.fixture
-def stack(cluster: TestCluster, namespace: str, tmp_path: Path) -> Iterator[Stack]:
-    s = Stack(Path(cluster.kubeconfig), cluster.api_client(), namespace, tmp_path / "stack")
-    try:
-        s.start_services()
-        s.create_workloads()
-        s.start_traffic()
-        assert s.prometheus is not None
-        s.apply(slo_policy("platform", s.service, s.prometheus.url))
-        yield s
-    finally:
-        s.stop()
 
 
 def check_run(decisions: list[dict[str, Any]], outcome: str) -> None:

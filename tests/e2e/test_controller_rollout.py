@@ -4,30 +4,13 @@ HTTPRoute's weights."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from controller.testing.fixtures import TestCluster
-from controller.testing.stack import Stack, rollout_plan, slo_policy
+from controller.testing.stack import Stack, rollout_plan
 
 pytestmark = [pytest.mark.cluster, pytest.mark.prometheus]
-
-
-@pytest.fixture
-def stack(cluster: TestCluster, namespace: str, tmp_path: Path) -> Iterator[Stack]:
-    s = Stack(Path(cluster.kubeconfig), cluster.api_client(), namespace, tmp_path / "stack")
-    try:
-        s.start_services()
-        s.create_workloads()
-        s.start_traffic()
-        assert s.prometheus is not None
-        s.apply(slo_policy("platform", s.service, s.prometheus.url))
-        yield s
-    finally:
-        s.stop()
 
 
 def advances(status: dict[str, Any], run: int | None = None) -> list[int]:

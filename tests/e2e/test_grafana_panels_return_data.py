@@ -13,35 +13,19 @@ import math
 import re
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from controller.testing.fixtures import TestCluster
 from controller.testing.smtp_stub import SmtpServer
-from controller.testing.stack import Stack, rollout_plan, slo_policy
+from controller.testing.stack import Stack, rollout_plan
 
 pytestmark = [pytest.mark.cluster, pytest.mark.prometheus]
 
 DASHBOARDS = sorted((Path(__file__).resolve().parents[2] / "helm" / "rolloutctl" / "files"
                      / "dashboards").glob("*.json"))
 INSTANT = {"stat", "bargauge", "table"}
-
-
-@pytest.fixture
-def stack(cluster: TestCluster, namespace: str, tmp_path: Path) -> Iterator[Stack]:
-    s = Stack(Path(cluster.kubeconfig), cluster.api_client(), namespace, tmp_path / "stack")
-    try:
-        s.start_services()
-        s.create_workloads()
-        s.start_traffic()
-        assert s.prometheus is not None
-        s.apply(slo_policy("platform", s.service, s.prometheus.url))
-        yield s
-    finally:
-        s.stop()
 
 
 def substitute(expr: str, namespace: str, span: int) -> str:

@@ -129,6 +129,12 @@ class System:
     version: str = ""
     first_step_timeout: float = 180.0
     restore_timeout: float = 900.0
+    # Every release of a system reuses the same canary demo service (same labels): a query
+    # over the last minute would still see the previous run's fault. The peers' queries use
+    # a 1-minute window, so their next release waits that long; rolloutctl clips its windows
+    # to the step's age and needs no wait.
+    cooldown: float = 0.0
+    spikes: list[float | None] = field(default_factory=list)
     results: dict[float, list[float]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     cpu_start: tuple[float, float] = (0.0, 0.0)
@@ -201,6 +207,37 @@ class System:
                 print(f"{self.name:10s} fault {100 * fault:5.1f} % run {n}: restored in "
                       f"{took:6.1f} s  {self.describe_restore()}", flush=True)
                 self.canary_app.configure(error_rate=0.0)
+                time.sleep(self.cooldown)
+
+    def spike(self, runs: int, settle: float, rate: float, length: float,
+              watch: float) -> None:
+        """False rollbacks: a short error spike on a canary otherwise healthy. Each run
+        releases, waits for the first step, raises the error rate to RATE for LENGTH
+        seconds, then watches WATCH seconds more: did the system restore?"""
+        for n in range(runs):
+            self.canary_app.configure(error_rate=0.0)
+            self.version = f"s{n + 1}"
+            self.release(self.version)
+            wait_for(self.at_first_step, self.first_step_timeout,
+                     f"{self.name}: canary {self.version} at its first step")
+            time.sleep(settle)
+            start = time.time()
+            self.canary_app.configure(error_rate=rate)
+            rolled_back: float | None = None
+            while time.time() - start < length + watch:
+                if time.time() - start >= length:
+                    self.canary_app.configure(error_rate=0.0)
+                if self.restored():
+                    rolled_back = time.time() - start
+                    break
+                time.sleep(POLL)
+            self.canary_app.configure(error_rate=0.0)
+            self.spikes.append(rolled_back)
+            what = (f"rolled back after {rolled_back:.1f} s {self.describe_restore()}"
+                    if rolled_back is not None else f"kept the canary ({watch:.0f} s after)")
+            print(f"{self.name:10s} spike {100 * rate:g} % for {length:.0f} s, run {n + 1}: "
+                  f"{what}", flush=True)
+            time.sleep(self.cooldown)
 
     def usage(self) -> tuple[float, int]:
         assert self.process is not None
@@ -270,6 +307,8 @@ ARGO = ("argoproj.io", "v1alpha1")
 
 
 class Argo(System):
+    cooldown: float = 70.0
+
     def setup(self) -> None:
         ns = self.namespace
         for doc in render("argo-analysis-template.yaml", SERVICE=self.label,
@@ -348,6 +387,7 @@ FLAGGER = ("flagger.app", "v1beta1")
 
 class Flagger(System):
     first_step_timeout: float = 600.0
+    cooldown: float = 70.0
 
     def setup(self) -> None:
         ns = self.namespace
@@ -394,7 +434,9 @@ class Flagger(System):
                     and self.weight() == 10)
 
     def restored(self) -> bool:
-        return self.weight() == 0
+        # weight 0 also ends a promotion (Finalising, Succeeded): not a rollback
+        return self.weight() == 0 and self.canary().get("status", {}).get("phase") not in (
+            "Promoting", "Finalising", "Succeeded")
 
     def describe_restore(self) -> str:
         status = self.canary().get("status", {})
@@ -426,6 +468,13 @@ def main() -> None:
     parser.add_argument("--systems", default="rolloutctl,argo,flagger")
     parser.add_argument("--settle", type=float, default=20.0,
                         help="seconds at the first step, healthy, before the fault")
+    parser.add_argument("--system-runs", default="",
+                        help="runs for some systems, e.g. flagger=1 (Flagger's restore takes "
+                             "its threshold x its interval, minutes per run)")
+    parser.add_argument("--spike-runs", type=int, default=0,
+                        help="false rollbacks: runs of a 60 s spike of 3 %% errors")
+    parser.add_argument("--spike-watch", type=float, default=150.0,
+                        help="seconds watched after the spike ends")
     parser.add_argument("--quick", action="store_true", help="one run, the 100 %% fault")
     parser.add_argument("--cluster", help="an existing `controller.testing.cluster` dir")
     parser.add_argument("--no-build", action="store_true",
@@ -433,6 +482,8 @@ def main() -> None:
     args = parser.parse_args()
     faults = [1.0] if args.quick else [float(f) for f in args.faults.split(",")]
     runs = 1 if args.quick else args.runs
+    per_system = {k.strip(): 1 if args.quick else int(v) for k, v in
+                  (part.split("=", 1) for part in args.system_runs.split(",") if "=" in part)}
     names = [s.strip() for s in args.systems.split(",") if s.strip()]
     unknown = [s for s in names if s not in SYSTEMS]
     if unknown:
@@ -468,7 +519,8 @@ def main() -> None:
 
         def go(s: System) -> None:
             try:
-                s.run(faults, runs, args.settle)
+                s.run(faults, per_system.get(s.name, runs), args.settle)
+                s.spike(args.spike_runs, args.settle, 0.03, 60.0, args.spike_watch)
             except Exception as exc:
                 failures[s.name] = f"{exc}\n{s.log_tail()}"
                 traceback.print_exc()
@@ -511,6 +563,13 @@ def report(systems: list[System], faults: list[float], usage: dict[str, tuple[fl
             if ours is not None and s is not ours and values and ours.results.get(fault):
                 line += f"   rolloutctl/{s.name} {median(ours.results[fault]) / median(values):.2f}"
             print(line)
+    if any(s.spikes for s in systems):
+        print("false rollbacks: a 60 s spike of 3 % canary errors on a canary otherwise "
+              "healthy (rolled back / runs):")
+        for s in systems:
+            back = [x for x in s.spikes if x is not None]
+            print(f"  {s.name:10s} {len(back)} / {len(s.spikes)}"
+                  + (f"   (after {', '.join(f'{x:.0f}' for x in back)} s)" if back else ""))
     print("controller cost with one canary each, over the whole invocation:")
     for s in systems:
         cpu, rss = usage.get(s.name, (float("nan"), 0))

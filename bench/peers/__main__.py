@@ -307,9 +307,8 @@ ARGO = ("argoproj.io", "v1alpha1")
 
 
 class Argo(System):
-    cooldown: float = 70.0
-
     def setup(self) -> None:
+        self.cooldown = 70.0
         ns = self.namespace
         for doc in render("argo-analysis-template.yaml", SERVICE=self.label,
                           PROMETHEUS_URL=self.prometheus_url):
@@ -386,10 +385,8 @@ FLAGGER = ("flagger.app", "v1beta1")
 
 
 class Flagger(System):
-    first_step_timeout: float = 600.0
-    cooldown: float = 70.0
-
     def setup(self) -> None:
+        self.first_step_timeout, self.cooldown = 600.0, 70.0
         ns = self.namespace
         self.apps.create_namespaced_deployment(
             ns, deployment("checkout", "stable", "registry.local/checkout:v1", 2))
@@ -460,6 +457,10 @@ def versions() -> dict[str, str]:
     return out
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="runs per system and fault")
@@ -480,6 +481,9 @@ def main() -> None:
     parser.add_argument("--no-build", action="store_true",
                         help="do not call tools/build-peers.sh")
     args = parser.parse_args()
+    # SIGTERM and SIGINT (even when started in the background) stop every process we started
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     faults = [1.0] if args.quick else [float(f) for f in args.faults.split(",")]
     runs = 1 if args.quick else args.runs
     per_system = {k.strip(): 1 if args.quick else int(v) for k, v in

@@ -23,7 +23,8 @@ started by PID with the admin kubeconfig:
   HTTPRoute Flagger drives has canary weight 0.
 
 Each run releases a new version, waits for the canary to carry 10 % of the traffic, lets it
-run healthy for ``--settle`` seconds (20 s), then raises the canary's error rate to the
+run healthy for ``--settle`` seconds (20 s) plus a random 0-60 s (``--spread``: the fault
+lands anywhere in the peers' 1-minute measurement cycle), then raises the canary's error rate to the
 fault (100 %, then 5 %) and measures fault -> restored, seen by polling the API server
 every 0.25 s. Prints every run, the median per system and fault, the ratio rolloutctl/peer,
 and each controller's CPU (average cores over the whole invocation) and peak RSS with one
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import signal
 import string
 import subprocess
@@ -187,7 +189,10 @@ class System:
         return ""
 
     # -- the runs ------------------------------------------------------------------------
-    def run(self, faults: list[float], runs: int, settle: float) -> None:
+    def run(self, faults: list[float], runs: int, settle: float, spread: float) -> None:
+        # The fault lands anywhere in the peers' 1-minute measurement cycle: a fixed settle
+        # would always put it at the same distance from Argo's next measurement.
+        rng = random.Random(7)
         n = 0
         for fault in faults:
             for _ in range(runs):
@@ -197,7 +202,7 @@ class System:
                 self.release(self.version)
                 wait_for(self.at_first_step, self.first_step_timeout,
                          f"{self.name}: canary {self.version} at its first step")
-                time.sleep(settle)
+                time.sleep(settle + rng.uniform(0, spread))
                 start = time.time()
                 self.canary_app.configure(error_rate=fault)
                 wait_for(self.restored, self.restore_timeout,
@@ -209,7 +214,7 @@ class System:
                 self.canary_app.configure(error_rate=0.0)
                 time.sleep(self.cooldown)
 
-    def spike(self, runs: int, settle: float, rate: float, length: float,
+    def spike(self, runs: int, settle: float, spread: float, rate: float, length: float,
               watch: float) -> None:
         """False rollbacks: a short error spike on a canary otherwise healthy. Each run
         releases, waits for the first step, raises the error rate to RATE for LENGTH
@@ -220,7 +225,7 @@ class System:
             self.release(self.version)
             wait_for(self.at_first_step, self.first_step_timeout,
                      f"{self.name}: canary {self.version} at its first step")
-            time.sleep(settle)
+            time.sleep(settle + random.Random(n).uniform(0, spread))
             start = time.time()
             self.canary_app.configure(error_rate=rate)
             rolled_back: float | None = None
@@ -476,6 +481,8 @@ def main() -> None:
                         help="false rollbacks: runs of a 60 s spike of 3 %% errors")
     parser.add_argument("--spike-watch", type=float, default=150.0,
                         help="seconds watched after the spike ends")
+    parser.add_argument("--spread", type=float, default=60.0,
+                        help="plus a random 0..SPREAD seconds (the peers' 1 m cycle)")
     parser.add_argument("--quick", action="store_true", help="one run, the 100 %% fault")
     parser.add_argument("--cluster", help="an existing `controller.testing.cluster` dir")
     parser.add_argument("--no-build", action="store_true",
@@ -523,8 +530,9 @@ def main() -> None:
 
         def go(s: System) -> None:
             try:
-                s.run(faults, per_system.get(s.name, runs), args.settle)
-                s.spike(args.spike_runs, args.settle, 0.03, 60.0, args.spike_watch)
+                s.run(faults, per_system.get(s.name, runs), args.settle, args.spread)
+                s.spike(args.spike_runs, args.settle, args.spread, 0.03, 60.0,
+                        args.spike_watch)
             except Exception as exc:
                 failures[s.name] = f"{exc}\n{s.log_tail()}"
                 traceback.print_exc()

@@ -145,51 +145,52 @@ def _summary_lines(plan: RolloutPlan, now: datetime) -> list[tuple[str, str]]:
 # ----------------------------------------------------------------------------- markdown
 
 
-def _md_cell(text: str) -> str:
+def md_cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def _md_table(head: list[str], rows: list[list[str]]) -> str:
+def md_table(head: list[str], rows: list[list[str]], empty: str = "_none recorded_") -> str:
+    """A Markdown table (cells escaped), or EMPTY when there are no rows."""
     if not rows:
-        return "_none recorded_\n"
+        return empty + "\n"
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(md_cell(c) for c in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 
 def markdown(plan: RolloutPlan, policy: SLOPolicy | None, now: datetime) -> str:
     sections = _sections(plan, policy, now)
     out = [f"# Rollout report: {plan.key}\n"]
-    out += [f"- **{k}**: {_md_cell(v)}" for k, v in _summary_lines(plan, now)]
+    out += [f"- **{k}**: {md_cell(v)}" for k, v in _summary_lines(plan, now)]
     out.append("\n## Timeline of the canary weight\n")
-    out.append(_md_table(["from", "weight"], [[f"{at:%Y-%m-%d %H:%M:%SZ}", f"{w}%"]
+    out.append(md_table(["from", "weight"], [[f"{at:%Y-%m-%d %H:%M:%SZ}", f"{w}%"]
                                               for at, w in weight_series(plan, now)]))
     out.append("\n## Timeline of the gate values\n")
-    out.append(_md_table(["gate", "at", "value", "objective", "verdict"], [
+    out.append(md_table(["gate", "at", "value", "objective", "verdict"], [
         [p.gate, f"{p.at:%Y-%m-%d %H:%M:%SZ}", f"{p.value:g}", _num(p.objective), p.verdict]
         for p in gate_points(plan)]))
     out.append("\n## Decisions\n")
-    out.append(_md_table(DECISION_HEAD, sections["decisions"]))
+    out.append(md_table(DECISION_HEAD, sections["decisions"]))
     out.append("\n## Gates now (evidence)\n")
-    out.append(_md_table(EVIDENCE_HEAD, sections["gates"]))
+    out.append(md_table(EVIDENCE_HEAD, sections["gates"]))
     out.append("\n## Runs\n")
-    out.append(_md_table(RUN_HEAD, sections["runs"]))
+    out.append(md_table(RUN_HEAD, sections["runs"]))
     for run in plan.status.history:
         if run.evidence:
             out.append(f"\n### Run {run.run}: {run.outcome.value} ({run.reason}) — evidence\n")
             if run.message:
-                out.append(f"{_md_cell(run.message)}\n")
-            out.append(_md_table(EVIDENCE_HEAD, [_evidence_row(g) for g in run.evidence]))
+                out.append(f"{md_cell(run.message)}\n")
+            out.append(md_table(EVIDENCE_HEAD, [_evidence_row(g) for g in run.evidence]))
     out.append("\n## Error budget used\n")
     if policy is not None:
         frozen = "frozen" if policy.status.frozen else "not frozen"
         out.append(f"SLOPolicy {policy.metadata.name}: {frozen}"
                    + (f", {policy.status.budget_remaining:.2f}% of the budget left"
                       if policy.status.budget_remaining is not None else "") + "\n")
-    out.append(_md_table(["SLO", "objective", "window", "budget left", "budget used"],
+    out.append(md_table(["SLO", "objective", "window", "budget left", "budget used"],
                          sections["budget"]))
     out.append("\n## Drills\n")
-    out.append(_md_table(DRILL_HEAD, sections["drills"]))
+    out.append(md_table(DRILL_HEAD, sections["drills"]))
     return "\n".join(out)
 
 

@@ -34,6 +34,7 @@ from typing import Any
 
 from controller.api.plan import RolloutPlan, RunOutcome, Verdict
 from controller.api.policy import SLOPolicy
+from controller.cli.runreport import md_cell, md_table
 
 PLATFORM_LABEL = "rolloutctl.dev/platform"
 WORST_PERIODS = 3
@@ -359,24 +360,16 @@ def _headline(r: PolicyReport) -> list[tuple[str, str]]:
 # ----------------------------------------------------------------------------- markdown
 
 
-def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
 def _md_table(head: list[str], rows: list[list[str]]) -> str:
-    if not rows:
-        return "_none_\n"
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
+    return md_table(head, rows, empty="_none_")
 
 
 def markdown(reports: Sequence[PolicyReport]) -> str:
     out: list[str] = []
     for r in reports:
         out.append(f"# SLO compliance report: {r.namespace}/{r.policy}\n")
-        out += [f"- **{k}**: {_md_cell(v)}" for k, v in _headline(r)]
-        out += [f"- **error**: {_md_cell(e)}" for e in r.errors]
+        out += [f"- **{k}**: {md_cell(v)}" for k, v in _headline(r)]
+        out += [f"- **error**: {md_cell(e)}" for e in r.errors]
         out.append("\n## Compliance per SLO\n")
         out.append(_md_table(SLO_HEAD, [_slo_row(s) for s in r.slos]))
         out.append(f"\n## Worst burn periods ({duration_text(r.step_seconds)} buckets)\n")
@@ -384,7 +377,7 @@ def markdown(reports: Sequence[PolicyReport]) -> str:
         out.append("\n## Freezes\n")
         out.append(_md_table(FREEZE_HEAD, _freeze_rows(r)))
         out.append("\n## Releases\n")
-        out += [f"- **{k}**: {_md_cell(v)}" for k, v in _release_lines(r)]
+        out += [f"- **{k}**: {md_cell(v)}" for k, v in _release_lines(r)]
         out.append("\n### Drills\n")
         out.append(_md_table(DRILL_HEAD, _drill_rows(r)))
         out.append("")

@@ -372,6 +372,13 @@ ACTIVE_PHASES = frozenset(
 )
 
 
+def is_in_run(phase: str | None, current_step: int | None) -> bool:
+    """Whether a plan with this status phase and step is in a run (``RolloutPlanStatus.
+    in_run``), from the raw fields: callers that scan every cached plan need not build
+    the whole status model."""
+    return phase in ACTIVE_PHASES or (phase == Phase.FROZEN and current_step is not None)
+
+
 class WorkloadReason(StrEnum):
     """Why a run ended on its workloads (rather than on its gates)."""
 
@@ -580,9 +587,7 @@ class RolloutPlanStatus(Wire):
 
     @property
     def in_run(self) -> bool:
-        return self.phase in ACTIVE_PHASES or (
-            self.phase == Phase.FROZEN and self.current_step is not None
-        )
+        return is_in_run(self.phase.value, self.current_step)
 
 
 class RolloutPlan(Wire):

@@ -195,15 +195,14 @@ def run(
                             metrics=NotifyMetrics(registry)).start()
 
     def seed_slots() -> list[str]:
-        from controller.api.plan import RolloutPlanStatus
+        """Plans in a run, from the cache's raw status (also read every 5 s by the probe
+        reaper: no status model is built per plan)."""
+        from controller.api.plan import is_in_run
 
         active = []
         for obj in plans.objects():
-            try:
-                st = RolloutPlanStatus.model_validate(obj.get("status") or {})
-            except ValueError:
-                continue
-            if st.in_run:
+            status = obj.get("status") or {}
+            if is_in_run(status.get("phase"), status.get("currentStep")):
                 meta = obj["metadata"]
                 active.append(f"{meta['namespace']}/{meta['name']}")
         return active

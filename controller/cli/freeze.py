@@ -4,7 +4,7 @@
 An override is appended to ``spec.overrides`` of the SLOPolicy with a JSON merge patch that
 carries the resourceVersion read (a merge patch replaces the whole list, so a concurrent
 writer would otherwise be lost); on a conflict the policy is read again and the patch
-retried.
+retried (``controller.adapters.retrying``, up to ``CONFLICT_RETRIES`` tries).
 """
 
 from __future__ import annotations
@@ -130,6 +130,7 @@ def freeze_override(
 ) -> None:
     """Break glass: let runs start despite the freeze until it expires (recorded with who,
     why and until when)."""
+    from controller.adapters.retrying import retry_conflicts
     from controller.cli.session import request_id, session
     from controller.errors import Conflict, NotFound
 
@@ -138,21 +139,21 @@ def freeze_override(
         _validate_early(reason, expires, allowed)
     with session(ClusterOptions(kubeconfig, context, namespace)) as s:
         entry = override_entry(reason, expires, allowed, s.user(), _now(), request_id())
-        for attempt in range(CONFLICT_RETRIES):
+
+        def write_once() -> None:
             raw = s.raw("SLOPolicy", policy)
             current = list((raw.get("spec") or {}).get("overrides") or [])
             kept = _room_for_one(current, _now())
-            try:
-                s.store.patch_spec("SLOPolicy", s.namespace, policy,
-                                   {"overrides": [*kept, entry]},
-                                   resource_version=raw["metadata"]["resourceVersion"])
-                break
-            except Conflict:
-                if attempt == CONFLICT_RETRIES - 1:
-                    raise CliError(f"SLOPolicy {policy} kept changing while the override was "
-                                   f"written ({CONFLICT_RETRIES} tries); try again") from None
-            except NotFound:
-                raise CliError(s._not_found("SLOPolicy", policy)) from None
+            s.store.patch_spec("SLOPolicy", s.namespace, policy, {"overrides": [*kept, entry]},
+                               resource_version=raw["metadata"]["resourceVersion"])
+
+        try:
+            retry_conflicts(write_once, attempts=CONFLICT_RETRIES)
+        except Conflict:
+            raise CliError(f"SLOPolicy {policy} kept changing while the override was "
+                           f"written ({CONFLICT_RETRIES} tries); try again") from None
+        except NotFound:
+            raise CliError(s._not_found("SLOPolicy", policy)) from None
         allow_text = ", ".join(allowed) if allowed else "all plans"
         typer.echo(f"override {entry['id']} on SLOPolicy {s.namespace}/{policy} by {s.user()} "
                    f"until {entry['expires']} for {allow_text}: {entry['reason']}")

@@ -61,11 +61,8 @@ Every request is counted in ``rolloutctl_prometheus_queries_total{status}`` (``o
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import json
 import math
-import re
 import time
 import weakref
 from collections.abc import Mapping, Sequence
@@ -75,7 +72,6 @@ from typing import Any
 
 import requests
 from prometheus_api_client import PrometheusConnect
-from prometheus_api_client.exceptions import PrometheusApiClientException
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from urllib3.util.retry import Retry
 
@@ -202,28 +198,55 @@ def _answer_of(result: Any) -> _Answer:
         return _Answer(_Outcome.ERROR, message="unexpected answer: the sample is not a number")
 
 
-_HTTP_STATUS_RE = re.compile(r"^HTTP Status Code (\d+) \((.*)\)$", re.DOTALL)
+class PrometheusHttpError(Exception):
+    """A non-200 answer: its HTTP status and, when the body is a Prometheus API error
+    document (``{"status": "error", "errorType": ..., "error": ...}``), those two fields."""
+
+    def __init__(self, status: int, error_type: str | None, error: str | None) -> None:
+        super().__init__(f"HTTP {status}" + (f": {error_type}: {error}" if error_type else ""))
+        self.status = status
+        self.error_type = error_type
+        self.error = error
 
 
-def _http_error_message(exc: PrometheusApiClientException, where: str) -> str:
-    """``HTTP 400 from HOST: bad_data: parse error ...`` from the client's exception text."""
-    match = _HTTP_STATUS_RE.match(str(exc))
-    if match is None:
-        return f"unexpected answer from {where}"
-    code = match.group(1)
-    detail = ""
+def _api_error(response: requests.Response) -> PrometheusHttpError:
+    """The structured error of a non-200 answer (its JSON ``errorType`` and ``error``)."""
+    error_type: str | None = None
+    error: str | None = None
     try:
-        body = ast.literal_eval(match.group(2))
-        doc = json.loads(body)
-        if isinstance(doc, dict) and doc.get("status") == "error":
-            detail = f": {doc.get('errorType', 'error')}: {doc.get('error', '')}"
-    except (ValueError, SyntaxError, TypeError):
-        detail = ""
-    if not detail:
+        doc = response.json()
+    except ValueError:
+        doc = None
+    if isinstance(doc, dict) and doc.get("status") == "error":
+        error_type = str(doc.get("errorType") or "error")
+        error = str(doc.get("error") or "")
+    return PrometheusHttpError(response.status_code, error_type, error)
+
+
+def instant_query(client: PrometheusConnect, query: str, params: Mapping[str, str],
+                  timeout: Any) -> Any:
+    """The ``data.result`` of ``/api/v1/query``: the request ``custom_query`` sends, through
+    the client's session (its headers, auth, TLS and adapters), but a non-200 answer raises
+    :class:`PrometheusHttpError` from the answer's JSON: the client's own exception keeps
+    only a message with the body's repr in it."""
+    session: requests.Session = client._session
+    response = session.request(
+        method="GET", url=f"{client.url}/api/v1/query",
+        params={"query": str(query), **params}, verify=session.verify,
+        headers=client.headers, auth=client.auth, cert=session.cert, timeout=timeout)
+    if response.status_code != 200:
+        raise _api_error(response)
+    return response.json()["data"]["result"]
+
+
+def _http_error_message(exc: PrometheusHttpError, where: str) -> str:
+    """``HTTP 400 from HOST: bad_data: parse error ...`` from Prometheus's error document."""
+    if exc.error_type is None:
         # not a Prometheus API answer: the class of the status only, never the code or the
         # body (a tenant's URL must not make the controller a port scanner)
-        return f"HTTP {code[0]}xx from {where} (not a Prometheus API answer: check the URL)"
-    return _clip(f"HTTP {code} from {where}{detail}")
+        return (f"HTTP {str(exc.status)[0]}xx from {where} (not a Prometheus API answer: "
+                "check the URL)")
+    return _clip(f"HTTP {exc.status} from {where}: {exc.error_type}: {exc.error}")
 
 
 def _clip(text: str) -> str:
@@ -536,7 +559,8 @@ class PrometheusSource:
         timeout = self.timeout_seconds
         connect = min(timeout, CONNECT_TIMEOUT_CAP_SECONDS)
         try:
-            result = self._client.custom_query(
+            result = instant_query(
+                self._client,
                 expr,
                 params={"time": f"{at:.3f}", "timeout": f"{timeout:g}"},
                 timeout=(connect, timeout + 1.0),
@@ -561,7 +585,7 @@ class PrometheusSource:
             why = "connection refused" if "refused" in str(exc).lower() else "connection failed"
             return _Answer(_Outcome.ERROR, transport=True,
                            message=f"cannot reach {self.where}: {why}")
-        except PrometheusApiClientException as exc:
+        except PrometheusHttpError as exc:
             return _Answer(_Outcome.ERROR, message=_http_error_message(exc, self.where))
         except requests.exceptions.RequestException as exc:
             return _Answer(

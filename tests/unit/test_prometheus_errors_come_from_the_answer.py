@@ -49,7 +49,8 @@ class Answers:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever,
+                                       kwargs={"poll_interval": 0.02}, daemon=True)
         self.thread.start()
 
     def close(self) -> None:
@@ -125,3 +126,32 @@ def test_a_value_is_still_a_measurement(answers: Answers) -> None:
     status, _ = measure(answers, 200, {"status": "success", "data": {
         "resultType": "vector", "result": [{"metric": {}, "value": [0, "2"]}]}})
     assert status == MeasurementStatus.OK
+
+
+def test_range_queries_report_prometheus_error_too(answers: Answers) -> None:
+    from controller.adapters.metrics.history import HistoryError, PrometheusHistory
+    from controller.adapters.metrics.series import SeriesReader
+
+    answers.answer = (400, "application/json", json.dumps({
+        "status": "error", "errorType": "bad_data",
+        "error": "exceeded maximum resolution of 11,000 points per timeseries"}).encode())
+    reader = SeriesReader(answers.url)
+    try:
+        answer = reader.range("up", 1000, 2000, 0.01)
+    finally:
+        reader.close()
+    assert answer.error == (f"Prometheus at {answers.url} refused the query: HTTP 400: "
+                            "bad_data: exceeded maximum resolution of 11,000 points per "
+                            "timeseries")
+    assert answers.paths == ["/api/v1/query_range"]
+
+    history = PrometheusHistory(answers.url, timeout_seconds=5)
+    try:
+        with pytest.raises(HistoryError) as caught:
+            history.buckets(RATIO, CTX, datetime(2026, 2, 1, tzinfo=UTC),
+                            datetime(2026, 3, 1, tzinfo=UTC), 3600)
+    finally:
+        history.close()
+    assert str(caught.value) == (f"Prometheus at {answers.url} refused a query: HTTP 400: "
+                                 "bad_data: exceeded maximum resolution of 11,000 points per "
+                                 "timeseries")

@@ -18,10 +18,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_api_client import PrometheusConnect
-from prometheus_api_client.exceptions import PrometheusApiClientException
 from requests.exceptions import RequestException
 from urllib3.util.retry import Retry
 
+from controller.adapters.metrics.prometheus import PrometheusHttpError, range_query
 from controller.adapters.metrics.queries import QueryError, SLIQueries, budget_queries
 from controller.api.policy import SLO
 from controller.ports import QueryContext
@@ -91,11 +91,10 @@ class PrometheusHistory:
 
     def _range(self, expr: str, first: float, last: float, step: int) -> dict[float, float]:
         try:
-            result: Any = self._client.custom_query_range(
-                expr, start_time=datetime.fromtimestamp(first, UTC),
-                end_time=datetime.fromtimestamp(last, UTC), step=f"{step}s",
-                params={"timeout": f"{int(self._timeout)}s"})
-        except PrometheusApiClientException as exc:
+            result: Any = range_query(
+                self._client, expr, first, last, f"{step}s",
+                params={"timeout": f"{int(self._timeout)}s"}, timeout=self._timeout)
+        except PrometheusHttpError as exc:
             raise HistoryError(f"Prometheus at {self.url} refused a query: "
                                f"{str(exc)[:300]}") from None
         except RequestException as exc:

@@ -223,20 +223,35 @@ def _api_error(response: requests.Response) -> PrometheusHttpError:
     return PrometheusHttpError(response.status_code, error_type, error)
 
 
-def instant_query(client: PrometheusConnect, query: str, params: Mapping[str, str],
-                  timeout: Any) -> Any:
-    """The ``data.result`` of ``/api/v1/query``: the request ``custom_query`` sends, through
-    the client's session (its headers, auth, TLS and adapters), but a non-200 answer raises
+def api_result(client: PrometheusConnect, path: str, params: Mapping[str, Any],
+               timeout: Any) -> Any:
+    """The ``data.result`` of the API at PATH (``/api/v1/query``, ``/api/v1/query_range``):
+    the request ``custom_query`` and ``custom_query_range`` send, through the client's session
+    (its headers, auth, TLS and adapters), but a non-200 answer raises
     :class:`PrometheusHttpError` from the answer's JSON: the client's own exception keeps
-    only a message with the body's repr in it."""
+    only a message with the body's repr in it (prometheus-api-client 0.7)."""
     session: requests.Session = client._session
     response = session.request(
-        method="GET", url=f"{client.url}/api/v1/query",
-        params={"query": str(query), **params}, verify=session.verify,
+        method="GET", url=f"{client.url}{path}", params=dict(params), verify=session.verify,
         headers=client.headers, auth=client.auth, cert=session.cert, timeout=timeout)
     if response.status_code != 200:
         raise _api_error(response)
     return response.json()["data"]["result"]
+
+
+def instant_query(client: PrometheusConnect, query: str, params: Mapping[str, str],
+                  timeout: Any) -> Any:
+    """An instant query's ``result`` (see :func:`api_result`)."""
+    return api_result(client, "/api/v1/query", {"query": str(query), **params}, timeout)
+
+
+def range_query(client: PrometheusConnect, query: str, start: float, end: float, step: str,
+                params: Mapping[str, str], timeout: Any) -> Any:
+    """A range query's ``result`` from START to END (unix seconds, rounded as the client
+    rounds them) every STEP (see :func:`api_result`)."""
+    return api_result(client, "/api/v1/query_range", {
+        "query": str(query), "start": round(start), "end": round(end), "step": step,
+        **params}, timeout)
 
 
 def _http_error_message(exc: PrometheusHttpError, where: str) -> str:

@@ -11,10 +11,10 @@ import math
 from dataclasses import dataclass, field
 
 from prometheus_api_client import PrometheusConnect
-from prometheus_api_client.exceptions import PrometheusApiClientException
 from requests.exceptions import RequestException
 from urllib3.util.retry import Retry
 
+from controller.adapters.metrics.prometheus import PrometheusHttpError, range_query
 from controller.adapters.metrics.redact import safe_url
 
 Point = tuple[float, float]
@@ -56,11 +56,11 @@ class SeriesReader:
     def range(self, expr: str, start: float, end: float, step: float) -> SeriesAnswer:
         """EXPR evaluated every STEP seconds from START to END (unix seconds)."""
         try:
-            result = self._client.custom_query_range(
-                expr, start_time=_dt(start), end_time=_dt(end), step=f"{step:g}s",
+            result = range_query(
+                self._client, expr, start, end, f"{step:g}s",
                 params={"timeout": f"{self.timeout_seconds:g}s"},
                 timeout=(min(self.timeout_seconds, 3.0), self.timeout_seconds + 1.0))
-        except PrometheusApiClientException as exc:
+        except PrometheusHttpError as exc:
             return SeriesAnswer(error=f"Prometheus at {self.where} refused the query: "
                                       f"{str(exc)[:200]}")
         except (RequestException, OSError, ValueError) as exc:
@@ -75,9 +75,3 @@ class SeriesReader:
                     points.append((float(t), value))
             out.append(Series(dict(item.get("metric", {})), points))
         return SeriesAnswer(out)
-
-
-def _dt(ts: float):  # type: ignore[no-untyped-def]
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(ts, UTC)

@@ -107,6 +107,10 @@ class ExponentialBackoff:
         return float(min(self.cap, self.base * (2**failures)))
 
 
+def _condition_wait(cond: threading.Condition, timeout: float | None) -> bool:
+    return cond.wait(timeout)
+
+
 class WorkQueue:
     """A thread-safe, deduplicating, delaying, rate-limited queue of string keys."""
 
@@ -117,6 +121,7 @@ class WorkQueue:
         *,
         backoff: ExponentialBackoff | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wait: Callable[[threading.Condition, float | None], object] | None = None,
         latency_samples: int = 4096,
         on_latency: Callable[[str, float], None] | None = None,
         max_per_namespace: int | None = None,
@@ -126,6 +131,8 @@ class WorkQueue:
         self._busy: dict[str, int] = {}  # namespace -> keys being processed
         self._backoff = backoff or ExponentialBackoff()
         self._clock = clock
+        # how a getter waits (COND held, a timeout or None): a fake clock's wait in tests
+        self._wait = wait or _condition_wait
         self._cond = threading.Condition()
         self._queue: deque[str] = deque()
         self._dirty: set[str] = set()
@@ -239,7 +246,7 @@ class WorkQueue:
                 if self._waiting:
                     until_due = max(0.0, self._waiting[0][0] - now)
                     wait = until_due if wait is None else min(wait, until_due)
-                self._cond.wait(wait)
+                self._wait(self._cond, wait)
         if self._on_latency is not None:
             self._on_latency(key, latency)
         return key

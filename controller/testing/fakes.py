@@ -5,19 +5,27 @@ from __future__ import annotations
 import copy
 import threading
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from controller.engine.observation import MISSING, WorkloadState
 from controller.errors import Conflict
 
+#: where a FakeClock starts when not told
+CLOCK_START = datetime(2030, 1, 1, tzinfo=UTC)
+
 
 class FakeClock:
-    """A clock that moves only when told."""
+    """The one fake clock of the tests (``controller.ports.Clock``, and a plain
+    ``Callable[[], float]`` of monotonic seconds for the work queue): it moves only when
+    told, or when the code under test sleeps or waits with a timeout on it (``sleep``,
+    ``wait``: the time passes at once instead). Unit tests never sleep."""
 
-    def __init__(self, start: datetime) -> None:
+    def __init__(self, start: datetime = CLOCK_START, monotonic: float = 1000.0) -> None:
         self._now = start
-        self._mono = 1000.0
+        self._mono = monotonic
+        self._changed = threading.Condition()
+        self.blocked = 0  #: threads in ``wait`` without a timeout (blocked until notified)
 
     def now(self) -> datetime:
         return self._now
@@ -25,9 +33,52 @@ class FakeClock:
     def monotonic(self) -> float:
         return self._mono
 
+    def __call__(self) -> float:
+        return self._mono
+
+    def time(self) -> float:
+        """Wall-clock seconds since the epoch (``time.time``)."""
+        return self._now.timestamp()
+
     def advance(self, seconds: float) -> None:
+        """Both clocks move on by SECONDS."""
         self._now += timedelta(seconds=seconds)
         self._mono += seconds
+
+    def advance_to(self, monotonic: float) -> None:
+        """The monotonic clock reads exactly MONOTONIC (the wall clock moves alike)."""
+        self._now += timedelta(seconds=monotonic - self._mono)
+        self._mono = monotonic
+
+    def step_wall(self, seconds: float) -> None:
+        """Only the wall clock jumps (an NTP step, a VM resumed); monotonic time does not."""
+        self._now += timedelta(seconds=seconds)
+
+    def sleep(self, seconds: float) -> None:
+        """``time.sleep`` on this clock: the time passes at once."""
+        self.advance(max(0.0, seconds))
+
+    def wait(self, cond: threading.Condition, timeout: float | None) -> bool:
+        """``cond.wait(timeout)`` on this clock (COND held by the caller): with a timeout
+        the time passes at once and the wait times out (the caller looks again); without
+        one the thread really blocks until notified (see :meth:`until_blocked`)."""
+        if timeout is not None:
+            self.advance(max(0.0, timeout))
+            return False
+        with self._changed:
+            self.blocked += 1
+            self._changed.notify_all()
+        try:
+            return cond.wait()
+        finally:
+            with self._changed:
+                self.blocked -= 1
+
+    def until_blocked(self, threads: int, deadline_seconds: float = 30.0) -> bool:
+        """Wait until THREADS threads are blocked in :meth:`wait` (True), or give up after
+        DEADLINE_SECONDS of real time (False)."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self.blocked >= threads, deadline_seconds)
 
 
 class MemoryStore:

@@ -13,17 +13,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry
 
 from controller.runtime.workqueue import WorkQueue
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from controller.testing.fakes import FakeClock
 
 
 def test_a_delayed_key_taken_late_reports_the_time_since_it_was_due() -> None:

@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import threading
-import time
 from collections import Counter as Tally
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from controller.runtime.workqueue import ExponentialBackoff, WorkQueue
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from controller.testing.fakes import FakeClock
 
 
 def drain(queue: WorkQueue) -> list[str]:
@@ -66,7 +56,7 @@ def test_no_key_is_ever_processed_by_two_worker_threads_at_once() -> None:
     in_flight: set[str] = set()
     overlaps: list[str] = []
     processed: Tally[str] = Tally()
-    lock = threading.Lock()
+    lock = threading.Condition()
     stop = threading.Event()
 
     def worker() -> None:
@@ -78,11 +68,13 @@ def test_no_key_is_ever_processed_by_two_worker_threads_at_once() -> None:
                 if key in in_flight:
                     overlaps.append(key)
                 in_flight.add(key)
-            time.sleep(0.001)  # let other workers run meanwhile
+            os.sched_yield()  # let other workers run meanwhile (gives up the GIL too)
             with lock:
                 in_flight.discard(key)
                 processed[key] += 1
             queue.done(key)
+            with lock:
+                lock.notify_all()
 
     workers = [threading.Thread(target=worker) for _ in range(8)]
     for t in workers:
@@ -90,14 +82,14 @@ def test_no_key_is_ever_processed_by_two_worker_threads_at_once() -> None:
     for _ in range(300):
         for key in keys:
             queue.add(key)
-        time.sleep(0.0005)
-    deadline = time.monotonic() + 5
-    while (len(queue) or queue.processing()) and time.monotonic() < deadline:
-        time.sleep(0.01)
+        os.sched_yield()
+    with lock:  # wait for the state: everything added was processed
+        drained = lock.wait_for(lambda: not len(queue) and not queue.processing(), 30)
     stop.set()
     for t in workers:
         t.join()
 
+    assert drained, "the workers did not drain the queue"
     assert overlaps == []
     assert set(processed) == set(keys)
     # dedup: far fewer reconciles than adds (1500), at least one per key
@@ -134,13 +126,14 @@ def test_an_earlier_add_after_wins_over_a_later_one_for_the_same_key() -> None:
 
 
 def test_add_after_wakes_a_blocked_getter_when_due() -> None:
-    queue = WorkQueue("plans")
-    started = time.monotonic()
+    clock = FakeClock()
+    queue = WorkQueue("plans", clock=clock, wait=clock.wait)
+    started = clock.monotonic()
     queue.add_after("ns/a", 0.2)
     key = queue.get(timeout=5)
-    waited = time.monotonic() - started
+    waited = clock.monotonic() - started
     assert key == "ns/a"
-    assert 0.19 <= waited < 1.0
+    assert 0.19 <= waited < 1.0  # it waited until the key was due, not for its timeout
 
 
 def test_backoff_doubles_per_failure_from_a_tenth_of_a_second_up_to_five_minutes() -> None:
@@ -153,10 +146,10 @@ def test_backoff_doubles_per_failure_from_a_tenth_of_a_second_up_to_five_minutes
 
 def becomes_due_after(queue: WorkQueue, clock: FakeClock, key: str, seconds: float) -> bool:
     """True when KEY is not handed out 10 ms before SECONDS from now, and is at SECONDS."""
-    start = clock.now
-    clock.now = start + seconds - 0.01
+    start = clock.monotonic()
+    clock.advance_to(start + seconds - 0.01)
     early = drain(queue)
-    clock.now = start + seconds
+    clock.advance_to(start + seconds)
     return early == [] and drain(queue) == [key]
 
 
@@ -186,7 +179,8 @@ def test_rate_limited_backoff_grows_to_five_minutes_and_stays_there() -> None:
 
 
 def test_shutdown_unblocks_every_waiting_getter() -> None:
-    queue = WorkQueue("plans")
+    clock = FakeClock()
+    queue = WorkQueue("plans", clock=clock, wait=clock.wait)
     results: list[str | None] = []
 
     def getter() -> None:
@@ -195,23 +189,22 @@ def test_shutdown_unblocks_every_waiting_getter() -> None:
     threads = [threading.Thread(target=getter) for _ in range(3)]
     for t in threads:
         t.start()
-    time.sleep(0.1)
-    started = time.monotonic()
+    assert clock.until_blocked(3), "the getters did not block"
     queue.shutdown()
     for t in threads:
-        t.join(timeout=2)
+        t.join(timeout=10)
     assert not any(t.is_alive() for t in threads)
-    assert time.monotonic() - started < 0.5
     assert results == [None, None, None]
     queue.add("ns/a")
     assert queue.get(timeout=0) is None, "a shut-down queue hands out nothing"
 
 
 def test_get_with_a_timeout_returns_none_when_nothing_arrives() -> None:
-    queue = WorkQueue("plans")
-    started = time.monotonic()
+    clock = FakeClock()
+    queue = WorkQueue("plans", clock=clock, wait=clock.wait)
+    started = clock.monotonic()
     assert queue.get(timeout=0.1) is None
-    assert 0.09 <= time.monotonic() - started < 0.5
+    assert 0.09 <= clock.monotonic() - started < 0.5
 
 
 def test_queue_latency_is_the_time_from_add_to_get() -> None:
@@ -273,7 +266,8 @@ def test_a_resync_queues_only_keys_nobody_has_scheduled() -> None:
     """A resync re-delivers every object; a key already queued, in progress or waiting for
     its requeue is not queued again (1,000 plans would otherwise all be queued at once in
     front of the due ones), and a key with nothing scheduled is."""
-    q = WorkQueue("resync")
+    clock = FakeClock()
+    q = WorkQueue("resync", clock=clock, wait=clock.wait)
     q.add("queued")
     q.add("busy")
     assert q.get(timeout=1) == "queued"

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from controller.adapters.metrics.probe import Prober, ProbeRegistry, ProbeSpec
 from controller.engine.measurements import MeasurementStatus
+from controller.testing.fakes import FakeClock
+
+#: real seconds a test waits for a state before it fails (never a sleep)
+DEADLINE = 30.0
 
 
 class Site:
@@ -20,14 +23,15 @@ class Site:
     def __init__(self) -> None:
         self.status = 200
         self.sent: list[tuple[str, int]] = []
-        self.lock = threading.Lock()
+        self.lock = threading.Condition()
+        self.release = threading.Event()  # /slow answers once the test is done with it
         site = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 path = self.path.split("?")[0]
                 if path == "/slow":
-                    time.sleep(2.0)
+                    site.release.wait(DEADLINE)  # held until the test lets it go
                     code = 200
                 elif path.startswith("/code/"):
                     code = int(path.rsplit("/", 1)[1])
@@ -35,6 +39,7 @@ class Site:
                     code = site.status
                 with site.lock:
                     site.sent.append((path, code))
+                    site.lock.notify_all()
                 self.send_response(code)
                 if 300 <= code < 400:
                     self.send_header("Location", "/code/500")
@@ -53,10 +58,17 @@ class Site:
         )
         self.thread.start()
 
+    def until(self, predicate: Callable[[list[tuple[str, int]]], bool]) -> None:
+        """Wait for what the server sent to satisfy PREDICATE (fails after DEADLINE)."""
+        with self.lock:
+            assert self.lock.wait_for(lambda: predicate(self.sent), DEADLINE), (
+                f"not reached; sent: {self.sent}")
+
     def url(self, path: str = "/healthz") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
     def close(self) -> None:
+        self.release.set()
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=5)
@@ -69,20 +81,6 @@ def site() -> Iterator[Site]:
         yield s
     finally:
         s.close()
-
-
-class ManualClock:
-    def __init__(self) -> None:
-        self.t = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-    def now(self) -> datetime:
-        return self.t
-
-    def monotonic(self) -> float:
-        return self.t.timestamp()
-
-    def advance(self, seconds: float) -> None:
-        self.t += timedelta(seconds=seconds)
 
 
 @pytest.mark.parametrize(
@@ -104,12 +102,11 @@ def test_a_redirect_is_the_answer_and_is_not_followed(site: Site) -> None:
 
 
 def test_a_slow_answer_fails_within_the_timeout(site: Site) -> None:
-    started = time.monotonic()
     result = Prober(ProbeSpec(site.url("/slow"), timeout_seconds=0.3)).probe_once()
-    elapsed = time.monotonic() - started
     assert not result.ok and result.status is None
     assert result.error == "timed out after 0.3s"
-    assert elapsed < 1.5
+    # the server holds its answer until the test ends: the probe gave up on its own
+    assert site.sent == []
 
 
 def test_nothing_listening_is_connection_refused(site: Site) -> None:
@@ -120,7 +117,7 @@ def test_nothing_listening_is_connection_refused(site: Site) -> None:
 
 
 def test_the_ratio_counts_only_probes_inside_the_window(site: Site) -> None:
-    clock = ManualClock()
+    clock = FakeClock(datetime(2026, 3, 1, 12, 0, tzinfo=UTC))
     prober = Prober(ProbeSpec(site.url(), interval_seconds=10), clock=clock)
     for status in (500, 500, 200, 200, 200, 503, 200, 200):
         site.status = status
@@ -138,7 +135,7 @@ def test_the_ratio_counts_only_probes_inside_the_window(site: Site) -> None:
 
 
 def test_no_probe_in_the_window_is_no_data_and_an_idle_prober_is_stale(site: Site) -> None:
-    clock = ManualClock()
+    clock = FakeClock(datetime(2026, 3, 1, 12, 0, tzinfo=UTC))
     prober = Prober(ProbeSpec(site.url(), interval_seconds=10, timeout_seconds=2), clock=clock)
     assert prober.measure(60, clock.now()).status == MeasurementStatus.NO_DATA
     prober.probe_once()
@@ -151,7 +148,7 @@ def test_no_probe_in_the_window_is_no_data_and_an_idle_prober_is_stale(site: Sit
 
 
 def test_results_older_than_the_retention_are_dropped(site: Site) -> None:
-    clock = ManualClock()
+    clock = FakeClock(datetime(2026, 3, 1, 12, 0, tzinfo=UTC))
     prober = Prober(ProbeSpec(site.url()), clock=clock, retention_seconds=100)
     for _ in range(30):
         prober.probe_once()
@@ -162,34 +159,33 @@ def test_results_older_than_the_retention_are_dropped(site: Site) -> None:
 def test_the_background_prober_reports_what_the_server_sent(site: Site) -> None:
     prober = Prober(ProbeSpec(site.url(), interval_seconds=0.05, timeout_seconds=1)).start()
     try:
-        deadline = time.monotonic() + 10
-        while len(site.sent) < 6 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        site.until(lambda sent: len(sent) >= 6)
         site.status = 500
-        while len([c for _, c in site.sent if c == 500]) < 4 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        site.until(lambda sent: len([c for _, c in sent if c == 500]) >= 4)
     finally:
         prober.stop()
     assert not prober.running
+    assert not probe_threads(), "stopped means no more requests"
     sent = list(site.sent)
     m = prober.measure(3600, datetime.now(UTC))
     assert m.status == MeasurementStatus.OK
     assert m.denominator == len(sent)
     assert m.numerator == sum(1 for _, code in sent if code >= 500)
     assert m.value == pytest.approx(m.numerator / m.denominator)
-    count = len(sent)
-    time.sleep(0.2)
-    assert len(site.sent) == count  # stopped means no more requests
+
+
+def probe_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("probe ") and t.is_alive()]
 
 
 def test_stop_is_prompt_even_with_a_long_interval(site: Site) -> None:
     prober = Prober(ProbeSpec(site.url(), interval_seconds=3600)).start()
-    deadline = time.monotonic() + 5
-    while not site.sent and time.monotonic() < deadline:
-        time.sleep(0.01)
-    started = time.monotonic()
+    site.until(lambda sent: len(sent) >= 1)
+    (thread,) = probe_threads()
+    # stop() waits for the thread at most timeout + 1 s (11 s), far less than the 3600 s
+    # interval: a loop that slept its interval would still be alive after it
     prober.stop()
-    assert time.monotonic() - started < 1.0
+    assert not thread.is_alive()
     assert not prober.running
 
 
@@ -205,10 +201,8 @@ def test_the_registry_runs_one_prober_per_spec_and_stops_unwanted_ones(site: Sit
         assert set(registry.specs()) == {a, b}
         registry.retain([a])
         assert registry.specs() == [a] and not pb.running
-        deadline = time.monotonic() + 5
-        while registry.measure(a, 60, datetime.now(UTC)).samples is None:
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        # a second GET of /a starts only after the first one's result was recorded
+        site.until(lambda sent: len([p for p, _ in sent if p == "/a"]) >= 2)
         assert registry.measure(a, 60, datetime.now(UTC)).status == MeasurementStatus.OK
     finally:
         registry.stop_all()

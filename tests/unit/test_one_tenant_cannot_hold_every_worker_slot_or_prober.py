@@ -4,11 +4,11 @@ the health server caps its connections."""
 
 from __future__ import annotations
 
+import select
 import socket
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, generate_latest
 
@@ -21,11 +21,22 @@ from controller.runtime.workqueue import WorkQueue
 from controller.telemetry import Telemetry
 
 
-def eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.02)
+#: real seconds a test waits for a state before it fails (never a sleep)
+DEADLINE = 30.0
+
+
+def until_closed(sockets: list[socket.socket], count: int) -> list[socket.socket]:
+    """Wait until COUNT of SOCKETS were closed by the server (they read end-of-file); those."""
+    deadline = time.monotonic() + DEADLINE
+    closed: list[socket.socket] = []
+    while len(closed) < count:
+        left = deadline - time.monotonic()
+        assert left > 0, f"only {len(closed)} of {count} connections were closed"
+        readable, _, _ = select.select([s for s in sockets if s not in closed], [], [], left)
+        for s in readable:
+            assert s.recv(1) == b"", "an idle client got an answer"
+            closed.append(s)
+    return closed
 
 
 def test_a_namespace_at_its_worker_bound_lets_another_namespace_go_first() -> None:
@@ -128,9 +139,12 @@ def test_idle_connections_beyond_the_cap_get_no_thread_and_are_dropped() -> None
     idle = [socket.create_connection(server.address) for _ in range(60)]
     try:
         # the cap's four idle clients have a thread each; the others were closed at once
-        eventually(lambda: server._server.refused >= 56)  # type: ignore[attr-defined]
+        refused = until_closed(idle, 56)
+        assert server._server.refused >= 56  # type: ignore[attr-defined]
         assert threading.active_count() <= before + 4
         # the idle ones are dropped after the per-connection timeout; health answers again
+        until_closed([s for s in idle if s not in refused], 4)
+
         def healthy() -> bool:
             try:
                 with urllib.request.urlopen(f"{server.url}/healthz", timeout=2) as r:
@@ -138,7 +152,10 @@ def test_idle_connections_beyond_the_cap_get_no_thread_and_are_dropped() -> None
             except OSError:
                 return False
 
-        eventually(healthy)
+        # a dropped client's slot is freed just after its socket closes: ask until it is
+        deadline = time.monotonic() + DEADLINE
+        while not healthy():
+            assert time.monotonic() < deadline, "health never answered again"
     finally:
         for s in idle:
             s.close()

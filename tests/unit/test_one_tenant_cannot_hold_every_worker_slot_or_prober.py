@@ -20,7 +20,6 @@ from controller.runtime.http import HealthServer
 from controller.runtime.workqueue import WorkQueue
 from controller.telemetry import Telemetry
 
-
 #: real seconds a test waits for a state before it fails (never a sleep)
 DEADLINE = 30.0
 
@@ -30,9 +29,9 @@ def until_closed(sockets: list[socket.socket], count: int) -> list[socket.socket
     deadline = time.monotonic() + DEADLINE
     closed: list[socket.socket] = []
     while len(closed) < count:
-        left = deadline - time.monotonic()
-        assert left > 0, f"only {len(closed)} of {count} connections were closed"
-        readable, _, _ = select.select([s for s in sockets if s not in closed], [], [], left)
+        assert time.monotonic() < deadline, f"only {len(closed)} of {count} were closed"
+        readable, _, _ = select.select([s for s in sockets if s not in closed], [], [],
+                                       max(0.0, deadline - time.monotonic()))
         for s in readable:
             assert s.recv(1) == b"", "an idle client got an answer"
             closed.append(s)

@@ -10,12 +10,26 @@ from typing import Any
 from controller.adapters.kube.objects import ObjectStore
 
 
+class ObservedCondition(threading.Condition):
+    """A condition that tells when a thread has started waiting on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting = threading.Event()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waiting.set()
+        return super().wait(timeout)
+
+
 class EchoFirst:
     """A CustomObjectsApi whose status write delivers the watch event (on another thread,
     as the informer would) before it returns its response."""
 
     def __init__(self, store: ObjectStore) -> None:
         self.store = store
+        self.lock = ObservedCondition()
+        store._written_lock = self.lock
         self.verdicts: list[bool] = []
         self.echoes: list[threading.Thread] = []
         self.version = 100
@@ -33,7 +47,9 @@ class EchoFirst:
             self.store.is_own_write(written)))
         echo.start()
         self.echoes.append(echo)
-        echo.join(0.2)  # the event is being handled while the response is still unread
+        # the response is returned once the event is being handled (the echo waits for it)
+        assert self.lock.waiting.wait(30), "the echo did not wait for the write's response"
+        self.lock.waiting.clear()
         return written
 
 

@@ -15,17 +15,9 @@ from datetime import UTC, datetime
 from controller.adapters.kube.lease import LeaseRecord
 from controller.errors import Transient
 from controller.runtime.leader import ElectionTimings, LeaderElector
+from controller.testing.fakes import FakeClock
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.mono = 100.0
-
-    def now(self) -> datetime:
-        return datetime(2030, 1, 1, tzinfo=UTC)
-
-    def monotonic(self) -> float:
-        return self.mono
+T0 = datetime(2030, 1, 1, tzinfo=UTC)
 
 
 class Store:
@@ -56,22 +48,22 @@ class Store:
 
 
 def test_a_standby_retries_every_retry_period_while_the_api_server_is_down() -> None:
-    clock, store = Clock(), Store()
+    clock, store = FakeClock(T0, monotonic=100.0), Store()
     elector = LeaderElector(store, "me", ElectionTimings(), clock=clock)
     assert elector.step() == 2.0  # a healthy standby, lease fresh
-    clock.mono += 14.0
+    clock.advance(14.0)
     wait = elector.step()
     assert 0.9 < wait <= 1.02  # looks again right when the holder's lease expires
     store.down = True
-    clock.mono += 16.0  # expired, and the API server is gone
+    clock.advance(16.0)  # expired, and the API server is gone
     waits = [elector.step() for _ in range(5)]
     assert waits == [2.0] * 5
     assert not elector.is_leader()
 
 
 def test_a_standby_still_takes_an_expired_lease_at_once_when_the_api_answers() -> None:
-    clock, store = Clock(), Store()
+    clock, store = FakeClock(T0, monotonic=100.0), Store()
     elector = LeaderElector(store, "me", ElectionTimings(), clock=clock)
     elector.step()
-    clock.mono += 14.5
+    clock.advance(14.5)
     assert elector.step() <= 0.52  # wakes at the expiry, not a retry period later

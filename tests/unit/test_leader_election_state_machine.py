@@ -10,22 +10,7 @@ import pytest
 from controller.adapters.kube.lease import LeaseRecord
 from controller.errors import Conflict, Permanent, Transient
 from controller.runtime.leader import ElectionTimings, LeaderElector
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.mono = 500.0
-        self.wall = datetime(2030, 1, 1, tzinfo=UTC)
-
-    def now(self) -> datetime:
-        return self.wall
-
-    def monotonic(self) -> float:
-        return self.mono
-
-    def advance(self, seconds: float) -> None:
-        self.mono += seconds
-        self.wall += timedelta(seconds=seconds)
+from controller.testing.fakes import FakeClock
 
 
 class FakeLeaseStore:
@@ -101,7 +86,7 @@ class Replica:
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(datetime(2030, 1, 1, tzinfo=UTC), monotonic=500.0)
 
 
 @pytest.fixture
@@ -120,7 +105,7 @@ def test_the_first_candidate_creates_the_lease_and_leads(
     assert store.record is not None
     assert store.record.holder_identity == "a"
     assert store.record.lease_duration_seconds == 15
-    assert store.record.renew_time == clock.wall
+    assert store.record.renew_time == clock.now()
     assert a.elector.leader() == "a"
 
 
@@ -134,7 +119,7 @@ def test_the_leader_renews_every_retry_period_and_keeps_leading(
         clock.advance(a.step())
         assert a.elector.is_leader()
     assert store.record is not None
-    assert store.record.renew_time == clock.wall - timedelta(seconds=2)
+    assert store.record.renew_time == clock.now() - timedelta(seconds=2)
     assert store.record.acquire_time == acquired, "renewals keep the acquire time"
     assert store.writes == 101
     assert a.events == ["leader=a", "started"], "no callbacks while nothing changes"
@@ -162,9 +147,9 @@ def test_the_leader_gives_up_when_renewals_fail_for_the_renew_deadline(
     a.step()
     clock.advance(2)
     a.step()  # the last successful renewal, sent now
-    last_renewal = clock.mono
+    last_renewal = clock.monotonic()
     store.unreachable.add("a")
-    while clock.mono - last_renewal < 9.5:
+    while clock.monotonic() - last_renewal < 9.5:
         clock.advance(0.5)
         a.step()
         assert a.elector.is_leader(), "failed renewals are retried until the deadline"
@@ -182,18 +167,18 @@ def test_a_standby_takes_over_only_after_the_record_stayed_unchanged_for_the_lea
     a, b = Replica(store, clock, "a"), Replica(store, clock, "b")
     a.step()
     b.step()  # b observes a's record now
-    observed = clock.mono
+    observed = clock.monotonic()
     a_stopped_at = b_started_at = None
     # a dies: no more renewals. b keeps trying; both are sampled every 50 ms.
     next_b = 0.0
-    while clock.mono - observed < 30:
+    while clock.monotonic() - observed < 30:
         clock.advance(0.05)
         if a_stopped_at is None and not a.elector.is_leader():
-            a_stopped_at = clock.mono - observed
-        if clock.mono >= next_b:
-            next_b = clock.mono + b.step()
+            a_stopped_at = clock.monotonic() - observed
+        if clock.monotonic() >= next_b:
+            next_b = clock.monotonic() + b.step()
         if b_started_at is None and b.elector.is_leader():
-            b_started_at = clock.mono - observed
+            b_started_at = clock.monotonic() - observed
         assert not (a.elector.is_leader() and b.elector.is_leader())
     assert a_stopped_at == pytest.approx(10.0, abs=0.06)
     assert b_started_at is not None
@@ -207,7 +192,7 @@ def test_a_standby_takes_over_only_after_the_record_stayed_unchanged_for_the_lea
 def test_expiry_is_judged_on_the_local_clock_not_on_the_renew_time_written_in_the_lease(
     store: FakeLeaseStore, clock: FakeClock
 ) -> None:
-    long_ago = clock.wall - timedelta(days=365)
+    long_ago = clock.now() - timedelta(days=365)
     store.record = LeaseRecord("crashed", 15, long_ago, long_ago, 3, "1")
     store.version = 1
     b = Replica(store, clock, "b")
@@ -227,7 +212,7 @@ def test_a_wall_clock_jump_does_not_end_leadership(
 ) -> None:
     a = Replica(store, clock, "a")
     a.step()
-    clock.wall += timedelta(hours=3)  # NTP step, or a VM resumed
+    clock.step_wall(3 * 3600)  # NTP step, or a VM resumed
     assert a.elector.is_leader()
     clock.advance(2)
     a.step()
@@ -258,7 +243,7 @@ def test_release_on_stop_hands_the_lease_over_at_once(
 def test_of_two_candidates_writing_from_the_same_read_only_one_leads(
     store: FakeLeaseStore, clock: FakeClock
 ) -> None:
-    long_ago = clock.wall - timedelta(days=1)
+    long_ago = clock.now() - timedelta(days=1)
     store.record = LeaseRecord("", 1, long_ago, long_ago, 0, "1")
     store.version = 1
     a, b = Replica(store, clock, "a"), Replica(store, clock, "b")
@@ -293,15 +278,15 @@ def test_a_partitioned_leader_stops_before_the_standby_starts(
     b.step()
     store.unreachable.add("a")
     overlap = []
-    next_a = next_b = clock.mono
+    next_a = next_b = clock.monotonic()
     for _ in range(1000):  # 50 s in 50 ms samples
         clock.advance(0.05)
-        if clock.mono >= next_a:
-            next_a = clock.mono + a.step()
-        if clock.mono >= next_b:
-            next_b = clock.mono + b.step()
+        if clock.monotonic() >= next_a:
+            next_a = clock.monotonic() + a.step()
+        if clock.monotonic() >= next_b:
+            next_b = clock.monotonic() + b.step()
         if a.elector.is_leader() and b.elector.is_leader():
-            overlap.append(clock.mono)
+            overlap.append(clock.monotonic())
     assert overlap == []
     assert b.elector.is_leader()
     assert "stopped" in a.events

@@ -24,6 +24,7 @@ from controller.api.policy import SLOPolicy
 from controller.engine import verdicts
 from controller.engine.measurements import GateMeasurement, MeasurementStatus
 from controller.ports import QueryContext
+from controller.testing.fakes import FakeClock
 from controller.testing.fixtures import BackfilledFactory
 from controller.testing.traces import Trace, TrackShape, after, series_of
 
@@ -119,17 +120,6 @@ def judge_all(p: RolloutPlan, ms: list[GateMeasurement], at: float) -> dict[str,
     return out
 
 
-class FrozenClock:
-    def __init__(self, at: float) -> None:
-        self.at = datetime.fromtimestamp(at, UTC)
-
-    def now(self) -> datetime:
-        return self.at
-
-    def monotonic(self) -> float:
-        return self.at.timestamp()
-
-
 def wait_for_probes(registry: ProbeRegistry, p: RolloutPlan, ctx: QueryContext,
                     count: int) -> None:
     deadline = time.monotonic() + 10
@@ -149,7 +139,7 @@ def test_one_pass_measures_every_gate_and_the_engine_judges_it(
     run_started = T0 + HOUR - 1500  # the run is 40 minutes old
     # Probes are live; their clock reads the evaluation time, so the results land in the
     # same window as the backfilled history.
-    registry = ProbeRegistry(clock=FrozenClock(at))
+    registry = ProbeRegistry(clock=FakeClock(datetime.fromtimestamp(at, UTC), monotonic=at))
     try:
         with PrometheusSource(prom.url) as source:
             results = {}

@@ -8,10 +8,16 @@ end. A RolloutPlan mid-run (step 2/4 at 25 %, a gate, decisions: a status the re
 reconciler produced) and its SLOPolicy are created in a fresh namespace; then the installed
 ``rolloutctl`` console script is run as a subprocess, each run timed from fork to exit:
 
-- ``status`` with the token kubeconfig (read without the Kubernetes client);
-- ``status`` with the same user behind an exec credential plugin, which only the official
-  client handles: the baseline, what every status cost before the quick read;
+- ``status`` with the token kubeconfig: the figure the goal is about;
+- ``status`` with the same user behind an exec credential plugin (the plugin, a Python
+  script, runs on every call): the same official client and kubeconfig loader, plus the
+  plugin's own start;
 - ``version``: the floor every command pays (interpreter start and the CLI's own imports).
+
+Every ``status`` goes through the official Kubernetes client (its kubeconfig loader and
+ApiClient). Until issue 22 a token kubeconfig was read by a second, hand-written reader that
+skipped the client's import; it was removed because its fixes were the two paths
+disagreeing, and the goal holds without it (the README's figures give both).
 
 The three are interleaved, one of each per round, RUNS rounds after a warm-up.
 """
@@ -112,28 +118,27 @@ def main() -> None:
         namespace = create_objects(kubeconfig)
         exe = str(Path(sys.executable).with_name("rolloutctl"))
         status = [exe, "status", "checkout", "-n", namespace, "--kubeconfig"]
-        quick = Timed([*status, str(kubeconfig)], "phase Progressing")
-        through_client = Timed([*status, str(exec_plugin_kubeconfig(kubeconfig, scratch))],
-                               "phase Progressing")
+        token = Timed([*status, str(kubeconfig)], "phase Progressing")
+        exec_plugin = Timed([*status, str(exec_plugin_kubeconfig(kubeconfig, scratch))],
+                            "phase Progressing")
         floor = Timed([exe, "version"], "rolloutctl")
-        time_interleaved([quick, through_client, floor], args.runs)
+        time_interleaved([token, exec_plugin, floor], args.runs)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         if started is not None:
             cluster_mod.stop_cluster(started)
             shutil.rmtree(started, ignore_errors=True)
-    goal = "ok" if median(quick.wall) < GOAL_SECONDS else "MISSED"
+    goal = "ok" if median(token.wall) < GOAL_SECONDS else "MISSED"
     print(f"machine: {describe()}; load average {os.getloadavg()[0]:.2f} (other work on the "
           "machine slows every run)")
     print(f"command: rolloutctl status checkout -n {namespace} (a plan mid-run, 1 gate; "
           f"{args.runs} rounds after a warm-up, the three commands interleaved)")
-    print("runs (s): " + ", ".join(f"{t:.3f}" for t in quick.wall))
-    print(f"status median: {median(quick.wall):.3f} s, p90: {percentile(quick.wall, 90):.3f} s"
-          f", CPU {median(quick.cpu):.3f} s (goal < {GOAL_SECONDS:g} s): {goal}")
-    print(f"status through the Kubernetes client (an exec-plugin kubeconfig) median: "
-          f"{median(through_client.wall):.3f} s, p90: "
-          f"{percentile(through_client.wall, 90):.3f} s, CPU {median(through_client.cpu):.3f} s"
-          f"; ratio {median(through_client.wall) / median(quick.wall):.2f}x the quick read")
+    print("runs (s): " + ", ".join(f"{t:.3f}" for t in token.wall))
+    print(f"status median: {median(token.wall):.3f} s, p90: {percentile(token.wall, 90):.3f} s"
+          f", CPU {median(token.cpu):.3f} s (goal < {GOAL_SECONDS:g} s): {goal}")
+    print(f"status with an exec-plugin kubeconfig median: {median(exec_plugin.wall):.3f} s, "
+          f"p90: {percentile(exec_plugin.wall, 90):.3f} s, CPU {median(exec_plugin.cpu):.3f} s"
+          f"; ratio {median(exec_plugin.wall) / median(token.wall):.2f}x the token one")
     print(f"version median: {median(floor.wall):.3f} s, p90: {percentile(floor.wall, 90):.3f} s"
           f", CPU {median(floor.cpu):.3f} s (interpreter start + the CLI's own imports)")
 

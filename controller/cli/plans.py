@@ -153,10 +153,6 @@ def status(
     with reported():
         seconds = parse_timeout(timeout)
     opts = ClusterOptions(kubeconfig, context, namespace)
-    if not watch:
-        code = _status_quick(plan, output, opts)
-        if code is not None:
-            raise typer.Exit(code)
     from controller.cli import render
     from controller.cli.session import session
 
@@ -184,37 +180,6 @@ def _show_status(raw: dict[str, Any], output: Document | None,
         render.emit(render.status_view(current, _now(), _policy_from(current, read_policy)),
                     render.console())
     return summary.exit_code(current)
-
-
-def _status_quick(name: str, output: Document | None, opts: ClusterOptions) -> int | None:
-    """``status`` without ``--watch`` through the quick reader, which does not import the
-    Kubernetes client (``controller.adapters.kube.quickread``): the exit code, or None when
-    the reader steps aside (a kubeconfig it does not handle, any answer but 200) and the
-    official client must do it. The output is the same either way."""
-    from controller.adapters.kube import quickread
-
-    try:
-        target = quickread.load(opts.kubeconfig, opts.context)
-    except quickread.Unsupported:
-        return None
-    ns = opts.namespace or target.namespace or "default"
-
-    def read(kind: str, namespace: str, obj: str) -> dict[str, Any]:
-        return quickread.get_json(target, quickread.object_path(kind, namespace, obj),
-                                  f"get {kind} {namespace}/{obj}")
-
-    def read_policy(namespace: str, policy: str) -> dict[str, Any] | None:
-        try:
-            return read("SLOPolicy", namespace, policy)
-        except quickread.Unsupported:
-            return None
-
-    with reported(target.server, target.user):
-        try:
-            raw = read("RolloutPlan", ns, name)
-        except quickread.Unsupported:
-            return None
-        return _show_status(raw, output, read_policy)
 
 
 def watch_status(s: Session, name: str, plan: RolloutPlan, policy: SLOPolicy | None,

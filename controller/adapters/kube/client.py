@@ -25,7 +25,7 @@ class ClusterConfig:
 def api_client(cfg: ClusterConfig | None = None) -> client.ApiClient:
     """An ApiClient for ``cfg``: an explicit kubeconfig, $KUBECONFIG, ~/.kube/config, or
     the in-cluster service account, in that order (see :func:`_pin_proxy`)."""
-    return _pin_proxy(_api_client(cfg))
+    return _trim_token(_pin_proxy(_api_client(cfg)))
 
 
 def _pin_proxy(api: client.ApiClient) -> client.ApiClient:
@@ -39,6 +39,36 @@ def _pin_proxy(api: client.ApiClient) -> client.ApiClient:
     """
     conf = api.configuration
     conf.proxy = conf.proxy
+    return api
+
+
+def _trim_token(api: client.ApiClient) -> client.ApiClient:
+    """Send the token without the whitespace around it, as kubectl does (client-go trims a
+    ``tokenFile``'s content): the Python client sends a file's trailing newline as is and
+    urllib3 refuses the header. The kubeconfig loader's hook sets the token before every
+    request and installs itself again each time: the trim wraps whatever hook is there,
+    after it has run."""
+
+    def strip(conf: client.Configuration) -> None:
+        for name, value in list(conf.api_key.items()):
+            if isinstance(value, str):
+                conf.api_key[name] = value.strip()
+
+    def trimmed(conf: client.Configuration) -> None:
+        hook = conf.refresh_api_key_hook
+        if hook is None:
+            return
+
+        def trim(c: client.Configuration) -> None:
+            hook(c)
+            strip(c)
+            if c.refresh_api_key_hook is not trim:  # the loader's hook put itself back
+                trimmed(c)
+
+        conf.refresh_api_key_hook = trim
+
+    strip(api.configuration)
+    trimmed(api.configuration)
     return api
 
 

@@ -1,7 +1,9 @@
-"""`rolloutctl status` reads the plan without importing the Kubernetes client when the
-kubeconfig is a common one (token, token file, CA file or data), and prints exactly what it
-prints through the official client (an exec-plugin kubeconfig, which only the client
-handles), on the real API server with a plan mid-run."""
+"""`rolloutctl status` reads the plan through the official Kubernetes client whatever the
+kubeconfig's shape (token, token file, CA file or data, tls-server-name, an exec plugin,
+several files): one kubeconfig loader, so the shapes print exactly the same, on the real API
+server with a plan mid-run. (A second, hand-written reader that skipped the client's import
+was removed in issue 22: its fixes were the two paths disagreeing; bench.cli_status keeps
+the wall time under its goal of 1 s.)"""
 
 from __future__ import annotations
 
@@ -9,8 +11,6 @@ import base64
 import json
 import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +20,6 @@ from kubernetes import client
 
 from controller.testing import midrun
 from controller.testing.fixtures import TestCluster
-from controller.testing.stack import rolloutctl_binary
 
 from .test_cli_harness import rolloutctl
 
@@ -71,31 +70,19 @@ def without_clock(text: str) -> str:
     return re.sub(r"\b(\d+[hms])+\b", "<d>", text)
 
 
-def imports_client(kubeconfig: Path, namespace: str) -> bool:
-    """Whether `rolloutctl status` imported the Kubernetes client (python -X importtime)."""
-    done = subprocess.run([sys.executable, "-X", "importtime", rolloutctl_binary(), "status",
-                           "checkout", "-n", namespace, "--kubeconfig", str(kubeconfig)],
-                          capture_output=True, text=True, timeout=60, check=False)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return re.search(r"\|\s+kubernetes$", done.stderr, re.MULTILINE) is not None
-
-
-def test_status_reads_without_the_client_and_prints_what_the_client_path_prints(
+def test_a_token_and_an_exec_plugin_kubeconfig_print_the_same(
         cluster: TestCluster, namespace: str, plan: str, tmp_path: Path) -> None:
-    quick = rolloutctl(None, "status", plan, "-n", namespace, "--kubeconfig",
+    token = rolloutctl(None, "status", plan, "-n", namespace, "--kubeconfig",
                        str(cluster.kubeconfig))
     exec_kubeconfig = exec_plugin_kubeconfig(cluster, tmp_path)
     through_client = rolloutctl(None, "status", plan, "-n", namespace, "--kubeconfig",
                                 str(exec_kubeconfig))
-    assert quick.returncode == through_client.returncode == 0, (quick.stderr,
+    assert token.returncode == through_client.returncode == 0, (token.stderr,
                                                                 through_client.stderr)
-    assert quick.stderr == through_client.stderr == ""
-    assert "phase Progressing  HoldingStep: step 2/4 at 25%" in quick.stdout
-    assert "api_availability  Pass     99.98%  >= 99.9%" in quick.stdout
-    assert without_clock(quick.stdout) == without_clock(through_client.stdout)
-
-    assert not imports_client(Path(cluster.kubeconfig), namespace)
-    assert imports_client(exec_kubeconfig, namespace)
+    assert token.stderr == through_client.stderr == ""
+    assert "phase Progressing  HoldingStep: step 2/4 at 25%" in token.stdout
+    assert "api_availability  Pass     99.98%  >= 99.9%" in token.stdout
+    assert without_clock(token.stdout) == without_clock(through_client.stdout)
 
     as_json = [json.loads(rolloutctl(None, "status", plan, "-n", namespace, "-o", "json",
                                      "--kubeconfig", str(k)).stdout)
@@ -104,13 +91,12 @@ def test_status_reads_without_the_client_and_prints_what_the_client_path_prints(
     assert as_json[0]["canaryWeight"] == 25 and as_json[0]["phase"] == "Progressing"
 
 
-def test_a_token_file_and_an_inline_ca_are_read_without_the_client(
+def test_a_token_file_and_an_inline_ca_are_read(
         cluster: TestCluster, namespace: str, plan: str, tmp_path: Path) -> None:
     kubeconfig = token_file_kubeconfig(cluster, tmp_path)
     done = rolloutctl(None, "status", plan, "-n", namespace, "--kubeconfig", str(kubeconfig))
     assert done.returncode == 0, done.stderr
     assert "step 2  25% hold 10m" in done.stdout
-    assert not imports_client(kubeconfig, namespace)
 
 
 @pytest.mark.parametrize("server_name", ["kubernetes.default", "kubernetes"])
@@ -126,7 +112,6 @@ def test_tls_server_name_is_checked_against_the_certificate(
     done = rolloutctl(None, "status", plan, "-n", namespace, "--kubeconfig", str(kubeconfig))
     assert done.returncode == 0, done.stderr
     assert "step 2  25% hold 10m" in done.stdout
-    assert not imports_client(kubeconfig, namespace)
 
     doc["clusters"][0]["cluster"]["tls-server-name"] = "not-the-server.example"  # type: ignore[index]
     wrong = write(tmp_path / "kubeconfig-wrong-name", doc)

@@ -58,6 +58,10 @@ def test_no_key_is_ever_processed_by_two_worker_threads_at_once() -> None:
     processed: Tally[str] = Tally()
     lock = threading.Condition()
     stop = threading.Event()
+    # Each reconcile lasts while the producer adds every key twice more (no sleeping: the
+    # worker waits for the producer's rounds), so keys are re-added while being processed.
+    rounds = [0]
+    produced = threading.Event()
 
     def worker() -> None:
         while not stop.is_set():
@@ -68,8 +72,8 @@ def test_no_key_is_ever_processed_by_two_worker_threads_at_once() -> None:
                 if key in in_flight:
                     overlaps.append(key)
                 in_flight.add(key)
-            os.sched_yield()  # let other workers run meanwhile (gives up the GIL too)
-            with lock:
+                seen = rounds[0]
+                lock.wait_for(lambda s=seen: rounds[0] >= s + 2 or produced.is_set(), 30)
                 in_flight.discard(key)
                 processed[key] += 1
             queue.done(key)
@@ -82,8 +86,13 @@ def test_no_key_is_ever_processed_by_two_worker_threads_at_once() -> None:
     for _ in range(300):
         for key in keys:
             queue.add(key)
-        os.sched_yield()
+        with lock:
+            rounds[0] += 1
+            lock.notify_all()
+        os.sched_yield()  # let the workers take keys between rounds
     with lock:  # wait for the state: everything added was processed
+        produced.set()
+        lock.notify_all()
         drained = lock.wait_for(lambda: not len(queue) and not queue.processing(), 30)
     stop.set()
     for t in workers:

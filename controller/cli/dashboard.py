@@ -12,8 +12,7 @@ from typing import Annotated
 import typer
 
 from controller.cli.options import ClusterOptions, Context, Kubeconfig
-
-DEFAULT_PORT = 7420
+from controller.constants import DASHBOARD_PORT
 
 
 def dashboard(
@@ -25,7 +24,7 @@ def dashboard(
              "Also where to look when you may not list namespaces.")] = None,
     port: Annotated[int, typer.Option(
         "--port", min=0, max=65535,
-        help="Port on 127.0.0.1 (0: any free port)")] = DEFAULT_PORT,
+        help="Port on 127.0.0.1 (0: any free port)")] = DASHBOARD_PORT,
     no_browser: Annotated[bool, typer.Option(
         "--no-browser", help="Print the URL only; do not open a browser")] = False,
     prometheus_url: Annotated[str | None, typer.Option(

@@ -19,6 +19,7 @@ import typer
 
 from controller.cli.errors import EXIT_BAD, EXIT_ERROR, EXIT_OK
 from controller.cli.options import ClusterOptions, Context, Kubeconfig, Namespace
+from controller.constants import LEASE_NAME, LEASE_NAMESPACE, SERVICE_ACCOUNT
 
 if TYPE_CHECKING:
     from controller.adapters.kube.objects import Access
@@ -438,9 +439,9 @@ def run_checks(s: Session, *, lease_namespace: str, lease_name: str,
 def doctor(
     controller_namespace: Annotated[str, typer.Option(
         "--controller-namespace", help="Where the controller's leader Lease lives.")
-    ] = "rolloutctl-system",
+    ] = LEASE_NAMESPACE,
     lease: Annotated[str, typer.Option(
-        "--lease", help="The controller's leader Lease.")] = "rolloutctl-controller",
+        "--lease", help="The controller's leader Lease.")] = LEASE_NAME,
     controller_user: Annotated[str | None, typer.Option(
         "--controller-user", help="The controller's identity for the RBAC check (default: "
         "its ServiceAccount rolloutctl in --controller-namespace).")] = None,
@@ -459,7 +460,7 @@ def doctor(
     from controller.cli import render
     from controller.cli.session import session
 
-    user = controller_user or f"system:serviceaccount:{controller_namespace}:rolloutctl"
+    user = controller_user or f"system:serviceaccount:{controller_namespace}:{SERVICE_ACCOUNT}"
     out = render.console()
     checks: list[Check] = []
     with session(ClusterOptions(kubeconfig, context, namespace)) as s:

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from controller.clock import SystemClock
+from controller.constants import LEASE_NAME, LEASE_NAMESPACE, METRICS_ADDRESS
 
 log = logging.getLogger("rolloutctl")
 
@@ -60,10 +61,10 @@ def run(
         envvar="ROLLOUTCTL_LEADER_ELECT", help="Elect a leader on a Lease (for replicas > 1)")
     ] = True,
     lease_namespace: Annotated[str, typer.Option(
-        envvar="POD_NAMESPACE", help="Namespace of the leader Lease")] = "rolloutctl-system",
+        envvar="POD_NAMESPACE", help="Namespace of the leader Lease")] = LEASE_NAMESPACE,
     lease_name: Annotated[str, typer.Option(
         envvar="ROLLOUTCTL_LEASE_NAME", help="Name of the leader Lease")
-    ] = "rolloutctl-controller",
+    ] = LEASE_NAME,
     identity: Annotated[str | None, typer.Option(
         envvar="POD_NAME", help="This replica's name in the Lease (default: host-pid)")] = None,
     prometheus_url: Annotated[str | None, typer.Option(
@@ -71,7 +72,7 @@ def run(
         help="Prometheus for SLOPolicies without spec.prometheus")] = None,
     metrics_address: Annotated[str, typer.Option(
         envvar="ROLLOUTCTL_METRICS_ADDRESS",
-        help="host:port of /metrics, /healthz and /readyz")] = "127.0.0.1:8080",
+        help="host:port of /metrics, /healthz and /readyz")] = METRICS_ADDRESS,
     log_format: Annotated[str, typer.Option(
         envvar="ROLLOUTCTL_LOG_FORMAT", help="json or text")] = "json",
     log_level: Annotated[str, typer.Option(envvar="ROLLOUTCTL_LOG_LEVEL")] = "info",

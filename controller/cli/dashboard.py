@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from controller.cli.errors import ExitCode
 from controller.cli.options import ClusterOptions, Context, Kubeconfig
 from controller.constants import DASHBOARD_PORT
 
@@ -47,7 +48,7 @@ def dashboard(
         except OSError as exc:
             echo_error(f"cannot listen on 127.0.0.1:{port} ({exc.strerror}); choose another "
                        "with --port (0 picks a free one)")
-            raise typer.Exit(2) from None
+            raise typer.Exit(ExitCode.ERROR) from None
         url = f"http://127.0.0.1:{server.server_address[1]}/"
         typer.echo(f"dashboard: {url}  (read-only, as {s.user()}; Ctrl-C to stop)")
         if not no_browser:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from controller.cli.errors import EXIT_BAD, EXIT_ERROR, EXIT_OK
+from controller.cli.errors import ExitCode
 from controller.cli.options import ClusterOptions, Context, Kubeconfig, Namespace
 from controller.constants import LEASE_NAME, LEASE_NAMESPACE, SERVICE_ACCOUNT
 
@@ -44,9 +44,9 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def exit_code(checks: list[Check]) -> int:
+def exit_code(checks: list[Check]) -> ExitCode:
     levels = {c.level for c in checks}
-    return EXIT_ERROR if FAIL in levels else EXIT_BAD if WARN in levels else EXIT_OK
+    return ExitCode.ERROR if FAIL in levels else ExitCode.BAD if WARN in levels else ExitCode.OK
 
 
 # ----------------------------------------------------------------------------- checks
@@ -470,7 +470,7 @@ def doctor(
             checks.append(check)
             out.print(render.check_line(check.level, check.name, check.message), soft_wrap=True)
     code = exit_code(checks)
-    verdict = {EXIT_OK: "healthy", EXIT_BAD: "degraded", EXIT_ERROR: "unhealthy"}[code]
+    verdict = {ExitCode.OK: "healthy", ExitCode.BAD: "degraded", ExitCode.ERROR: "unhealthy"}[code]
     out.print(f"{verdict}: {sum(c.level == OK for c in checks)} ok, "
               f"{sum(c.level == WARN for c in checks)} warning(s), "
               f"{sum(c.level == FAIL for c in checks)} failure(s)")

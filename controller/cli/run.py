@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from controller.cli.errors import ExitCode
 from controller.clock import SystemClock
 from controller.constants import LEASE_NAME, LEASE_NAMESPACE, METRICS_ADDRESS
 
@@ -147,7 +148,7 @@ def run(
         api = api_client(ClusterConfig(kubeconfig, context))
     except NoCluster as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(ExitCode.ERROR) from None
     egress.set_api_server(api.configuration.host)
     me = identity or default_identity()
     registry = CollectorRegistry()

@@ -295,36 +295,20 @@ def cli_needs(namespace: str) -> list[tuple[Access, bool]]:
 
 def controller_needs(namespace: str, lease_namespace: str, lease_name: str,
                      plans: list[RolloutPlan], policies: list[SLOPolicy]) -> list[Access]:
-    """What the controller does for the plans and policies in NAMESPACE (as the Helm chart
-    grants it): its ServiceAccount's RBAC must allow all of it."""
+    """What the controller does for the plans and policies in NAMESPACE (``controller.rbac``,
+    as the Helm chart grants it): its ServiceAccount's RBAC must allow all of it."""
+    from controller import rbac
     from controller.adapters.kube.objects import Access
-    from controller.api.plan import RouterKind
 
-    g, ns = "rolloutctl.dev", namespace
-    needs = [Access(v, r, g, ns) for r in ("rolloutplans", "slopolicies")
-             for v in ("get", "list", "watch")]
-    needs += [Access(v, r, g, ns, "status") for r in ("rolloutplans", "slopolicies")
-              for v in ("update", "patch")]
-    needs += [Access(v, "deployments", "apps", ns) for v in ("get", "list", "watch", "patch")]
-    needs += [Access("patch", "deployments", "apps", ns, "scale")]
-    needs += [Access("list", "pods", "", ns),
-              Access("list", "horizontalpodautoscalers", "autoscaling", ns)]
-    needs += [Access("create", "events", "", ns)]
     routers = {k for p in plans for k in p.spec.traffic.routers()}
-    if RouterKind.GATEWAY_API in routers:
-        needs += [Access(v, "httproutes", "gateway.networking.k8s.io", ns)
-                  for v in ("get", "patch")]
-    if RouterKind.ISTIO in routers:
-        needs += [Access(v, "virtualservices", "networking.istio.io", ns)
-                  for v in ("get", "patch")]
-    if RouterKind.NGINX in routers:
-        needs += [Access(v, "ingresses", "networking.k8s.io", ns)
-                  for v in ("get", "create", "update", "delete")]
-    for secret in sorted(_secret_names(plans, policies)):
-        needs.append(Access("get", "secrets", "", ns, name=secret))
-    needs += [Access("create", "leases", "coordination.k8s.io", lease_namespace)]
-    needs += [Access(v, "leases", "coordination.k8s.io", lease_namespace, name=lease_name)
-              for v in ("get", "watch", "patch")]
+    needs = [Access(v, r.plural, r.group, namespace, r.subresource)
+             for r in rbac.namespaced(routers) for v in r.verbs]
+    needs += [Access(v, rbac.SECRETS.plural, rbac.SECRETS.group, namespace, name=secret)
+              for secret in sorted(_secret_names(plans, policies)) for v in rbac.SECRETS.verbs]
+    needs += [Access(v, rbac.LEASE_CREATE.plural, rbac.LEASE_CREATE.group, lease_namespace)
+              for v in rbac.LEASE_CREATE.verbs]
+    needs += [Access(v, rbac.LEASE_BY_NAME.plural, rbac.LEASE_BY_NAME.group, lease_namespace,
+                     name=lease_name) for v in rbac.LEASE_BY_NAME.verbs]
     return needs
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+from pathlib import Path
 
 import pytest
 import typer.main
@@ -65,3 +67,49 @@ def test_run_refuses_a_bad_egress_list_before_touching_a_cluster() -> None:
         root.handlers[:], root.level = handlers, level
     assert result.exit_code == 2
     assert "--egress-allow" in result.output
+
+
+def test_run_without_a_cluster_says_so_in_one_line() -> None:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        result = CliRunner().invoke(app, ["run", "--kubeconfig", "/nonexistent/kubeconfig"])
+    finally:
+        root.handlers[:], root.level = handlers, level
+    assert result.exit_code == 2
+    assert result.output.startswith("error: ") and len(result.output.splitlines()) == 1
+
+
+KUBECONFIG = """\
+apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: u, user: {token: not-a-secret}}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+current-context: c
+"""
+
+
+@pytest.mark.parametrize("fast_interval", [0.0, 10.0])
+def test_build_wires_both_controllers_and_stops_without_having_started(
+    fast_interval: float, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from controller.adapters import egress
+    from controller.app import build
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(KUBECONFIG)
+    # build() sets the process's egress policy: keep it to this test
+    monkeypatch.setenv(egress.ALLOW_ENV, os.environ.get(egress.ALLOW_ENV, ""))
+    monkeypatch.setattr(egress, "_api_server", set(egress._api_server))
+    built = build(Config(kubeconfig=str(kubeconfig), identity="pod-a", workers=3,
+                         leader_elect=False, metrics_address=None,
+                         fast_interval=fast_interval))
+    assert built.identity == built.manager.identity == "pod-a"
+    assert built.manager.max_workers_per_namespace == 2  # all workers but one
+    assert built.manager.queue("plans") is not None
+    assert built.manager.queue("policies") is not None
+    assert (built.fast_loop is not None) == (fast_interval > 0)
+    assert built.plan_reconciler.leading() and built.policy_reconciler.leading()
+    built.stop()
+    built.stop()  # idempotent

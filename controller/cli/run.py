@@ -10,10 +10,12 @@ from typing import Annotated, Any
 
 import typer
 
+from controller.app import Config
 from controller.cli.errors import ExitCode
-from controller.constants import LEASE_NAME, LEASE_NAMESPACE, METRICS_ADDRESS
+from controller.constants import METRICS_ADDRESS
 
-log = logging.getLogger("rolloutctl")
+#: the flags' defaults are the composition root's
+DEFAULT = Config()
 
 
 class JsonFormatter(logging.Formatter):
@@ -53,15 +55,15 @@ def run(
         "--namespace", "-n", envvar="ROLLOUTCTL_NAMESPACES",
         help="Namespace to watch (repeat for several; default: all)")] = None,
     workers: Annotated[int, typer.Option(
-        envvar="ROLLOUTCTL_WORKERS", min=1, help="Reconcile workers for plans")] = 4,
+        envvar="ROLLOUTCTL_WORKERS", min=1, help="Reconcile workers for plans")] = DEFAULT.workers,
     leader_elect: Annotated[bool, typer.Option(
         envvar="ROLLOUTCTL_LEADER_ELECT", help="Elect a leader on a Lease (for replicas > 1)")
-    ] = True,
+    ] = DEFAULT.leader_elect,
     lease_namespace: Annotated[str, typer.Option(
-        envvar="POD_NAMESPACE", help="Namespace of the leader Lease")] = LEASE_NAMESPACE,
+        envvar="POD_NAMESPACE", help="Namespace of the leader Lease")] = DEFAULT.lease_namespace,
     lease_name: Annotated[str, typer.Option(
         envvar="ROLLOUTCTL_LEASE_NAME", help="Name of the leader Lease")
-    ] = LEASE_NAME,
+    ] = DEFAULT.lease_name,
     identity: Annotated[str | None, typer.Option(
         envvar="POD_NAME", help="This replica's name in the Lease (default: host-pid)")] = None,
     prometheus_url: Annotated[str | None, typer.Option(
@@ -77,16 +79,18 @@ def run(
         envvar="ROLLOUTCTL_MAX_CONCURRENT_ROLLOUTS", min=1,
         help="Runs beyond this wait in Pending (default: no limit)")] = None,
     cluster_name: Annotated[str, typer.Option(
-        envvar="ROLLOUTCTL_CLUSTER_NAME", help="Shown in Slack messages")] = "",
+        envvar="ROLLOUTCTL_CLUSTER_NAME", help="Shown in Slack messages")] = DEFAULT.cluster_name,
     slack_base_url: Annotated[str | None, typer.Option(
         envvar="ROLLOUTCTL_SLACK_BASE_URL", help="Slack Web API base URL (for a stand-in)")
     ] = None,
     resync: Annotated[float, typer.Option(
-        envvar="ROLLOUTCTL_RESYNC_SECONDS", help="Seconds between full resyncs")] = 600.0,
+        envvar="ROLLOUTCTL_RESYNC_SECONDS", help="Seconds between full resyncs")
+    ] = DEFAULT.resync_seconds,
     egress_allow: Annotated[str, typer.Option(
         envvar="ROLLOUTCTL_EGRESS_ALLOW",
         help="Hosts and CIDRs tenant URLs may reach, comma-separated (default: any address "
-        "but loopback, link-local and the API server's; '*' adds those to a list)")] = "",
+        "but loopback, link-local and the API server's; '*' adds those to a list)")
+    ] = DEFAULT.egress_allow,
     max_concurrent_rollouts_per_namespace: Annotated[int | None, typer.Option(
         envvar="ROLLOUTCTL_MAX_CONCURRENT_ROLLOUTS_PER_NAMESPACE", min=1,
         help="Runs of one namespace beyond this wait in Pending (default: no limit)")] = None,
@@ -96,15 +100,16 @@ def run(
         "(default: all workers but one)")] = None,
     max_probes_per_namespace: Annotated[int, typer.Option(
         envvar="ROLLOUTCTL_MAX_PROBES_PER_NAMESPACE", min=1,
-        help="Probers one namespace may run at once")] = 20,
+        help="Probers one namespace may run at once")] = DEFAULT.max_probes_per_namespace,
     http_max_connections: Annotated[int, typer.Option(
         envvar="ROLLOUTCTL_HTTP_MAX_CONNECTIONS", min=1,
-        help="Connections the metrics/health server serves at once")] = 64,
+        help="Connections the metrics/health server serves at once")
+    ] = DEFAULT.http_max_connections,
     fast_interval: Annotated[float, typer.Option(
         envvar="ROLLOUTCTL_FAST_INTERVAL", min=0,
         help="Seconds between fast-path checks of every plan at a step (fast burn and "
         "errorRatioCeiling, one query per SLO template); set it to the Prometheus scrape "
-        "interval; 0 turns the fast path off")] = 10.0,
+        "interval; 0 turns the fast path off")] = DEFAULT.fast_interval,
 ) -> None:
     """Run the controller: watch RolloutPlans and SLOPolicies and drive them."""
     if log_format not in ("json", "text"):

@@ -35,13 +35,13 @@ if TYPE_CHECKING:
 
     from prometheus_client import CollectorRegistry
 
-    from controller.adapters.metrics.fastpath import FastTarget
     from controller.adapters.metrics.probe import ProbeRegistry
     from controller.adapters.metrics.prometheus import PrometheusSource
     from controller.adapters.notify import Dispatcher
     from controller.api.policy import SLOPolicy
+    from controller.ports import Clock
     from controller.reconciler import PlanReconciler, PolicyReconciler
-    from controller.runtime.fastpath import FastLoop
+    from controller.runtime.fastpath import FastBoard, FastLoop
     from controller.runtime.manager import Manager
 
 __all__ = ["App", "Config", "ConfigError", "build"]
@@ -171,6 +171,7 @@ class App:
     fast_loop: FastLoop | None
     _sources: _Sources
     _plans_in_run: Callable[[], list[str]]
+    _close_api: Callable[[], None] = lambda: None
     _reaping: threading.Event = field(default_factory=threading.Event)
     _reaper: threading.Thread | None = None
     _stopped: bool = False
@@ -203,6 +204,7 @@ class App:
         self.dispatcher.stop(timeout=5.0)
         self.probes.stop_all()
         self._sources.close()
+        self._close_api()
 
     def _start_helpers(self) -> None:
         log.info("rolloutctl controller %s starting (pid %d, namespaces: %s, leader "
@@ -233,11 +235,6 @@ def build(config: Config) -> App:
 
     from controller.adapters import egress
     from controller.adapters.kube.client import ClusterConfig, api_client
-    from controller.adapters.kube.events import EventRecorder
-    from controller.adapters.kube.objects import ObjectStore
-    from controller.adapters.kube.workloads import Workloads
-    from controller.adapters.metrics.analysis import measure_gates, probe_specs
-    from controller.adapters.metrics.fastpath import FastTarget, measure_fast
     from controller.adapters.metrics.probe import ProbeRegistry
     from controller.adapters.notify import (
         Dispatcher,
@@ -245,13 +242,7 @@ def build(config: Config) -> App:
         KubeNotificationStore,
         NotifyMetrics,
     )
-    from controller.adapters.traffic.registry import router_for
-    from controller.api.plan import is_in_run
-    from controller.clock import SystemClock
-    from controller.reconciler import PlanReconciler, PolicyReconciler, Slots, policy_view
-    from controller.runtime.fastpath import FastBoard, FastLoop
-    from controller.runtime.manager import Manager, default_identity, is_platform_policy
-    from controller.telemetry import Telemetry
+    from controller.runtime.manager import Manager, default_identity
 
     os.environ[egress.ALLOW_ENV] = config.egress_allow  # read by every outbound call
     api = api_client(ClusterConfig(config.kubeconfig, config.context))
@@ -266,82 +257,130 @@ def build(config: Config) -> App:
         max_workers_per_namespace=config.workers_per_namespace(),
         http_max_connections=config.http_max_connections,
     )
-    clock = SystemClock()
-    telemetry = Telemetry(registry)
-    store = ObjectStore(api)
-    policies = manager.cache("slopolicies")
-    plans = manager.cache("rolloutplans")
-    # Deployments are read fresh on every pass: a decision must never rest on a cached copy
-    # that predates the controller's own last write (the cache still triggers the passes).
-    workloads = Workloads(api)
-    events = EventRecorder(api, instance=me)
-    sources = _Sources(config.prometheus_url, registry)
-    probes = ProbeRegistry(max_per_namespace=config.max_probes_per_namespace)
-    recent_seconds = config.recent_seconds()
-    board = FastBoard() if config.fast_interval > 0 else None
     notify_config = DispatcherConfig(cluster_name=config.cluster_name, identity=me)
     if config.slack_base_url:
         notify_config = dataclasses.replace(notify_config, slack_base_url=config.slack_base_url)
     dispatcher = Dispatcher(KubeNotificationStore(api, reporting_instance=me), notify_config,
                             metrics=NotifyMetrics(registry))
+    parts = _Parts(config=config, api=api, identity=me, registry=registry, manager=manager,
+                   dispatcher=dispatcher, sources=_Sources(config.prometheus_url, registry),
+                   probes=ProbeRegistry(max_per_namespace=config.max_probes_per_namespace))
+    plan_reconciler, policy_reconciler, fast_loop = _controllers(parts)
+    return App(config=config, identity=me, registry=registry, manager=manager,
+               dispatcher=dispatcher, plan_reconciler=plan_reconciler,
+               policy_reconciler=policy_reconciler, probes=parts.probes, fast_loop=fast_loop,
+               _sources=parts.sources, _plans_in_run=parts.plans_in_run,
+               _close_api=api.close)
 
-    def plans_in_run() -> list[str]:
+
+@dataclass(frozen=True)
+class _Parts:
+    """What :func:`build` made so far, for the reconcilers and the fast path."""
+
+    config: Config
+    api: Any  # kubernetes.client.ApiClient (only adapters name the client library)
+    identity: str
+    registry: CollectorRegistry
+    manager: Manager
+    dispatcher: Dispatcher
+    sources: _Sources
+    probes: ProbeRegistry
+
+    def policy(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.manager.cache("slopolicies").get(f"{namespace}/{name}")
+
+    def plans_of(self, namespace: str) -> list[dict[str, Any]]:
+        return [p for p in self.manager.cache("rolloutplans").objects()
+                if p["metadata"].get("namespace") == namespace]
+
+    def plans_in_run(self) -> list[str]:
         """Plans in a run, from the cache's raw status (also read every 5 s by the probe
         reaper: no status model is built per plan)."""
+        from controller.api.plan import is_in_run
+
         active = []
-        for obj in plans.objects():
+        for obj in self.manager.cache("rolloutplans").objects():
             status = obj.get("status") or {}
             if is_in_run(status.get("phase"), status.get("currentStep")):
                 meta = obj["metadata"]
                 active.append(f"{meta['namespace']}/{meta['name']}")
         return active
 
-    def policy_lookup(namespace: str, name: str) -> dict[str, Any] | None:
-        return policies.get(f"{namespace}/{name}")
 
-    slots = Slots(config.max_concurrent_rollouts, seed=plans_in_run,
-                  per_namespace=config.max_concurrent_rollouts_per_namespace)
+def _controllers(parts: _Parts) -> tuple[PlanReconciler, PolicyReconciler, FastLoop | None]:
+    """The plan and policy reconcilers on the manager's queues, and the fast path (when
+    ``--fast-interval`` is not 0) feeding the plans' queue."""
+    from controller.adapters.kube.events import EventRecorder
+    from controller.adapters.kube.objects import ObjectStore
+    from controller.adapters.kube.workloads import Workloads
+    from controller.adapters.metrics.analysis import measure_gates, probe_specs
+    from controller.adapters.traffic.registry import router_for
+    from controller.clock import SystemClock
+    from controller.reconciler import PlanReconciler, PolicyReconciler, Slots, policy_view
+    from controller.runtime.fastpath import FastBoard
+    from controller.runtime.manager import is_platform_policy
+    from controller.telemetry import Telemetry
+
+    config, api, manager, sources, probes = (parts.config, parts.api, parts.manager,
+                                             parts.sources, parts.probes)
+    clock = SystemClock()
+    telemetry = Telemetry(parts.registry)
+    store = ObjectStore(api)
+    events = EventRecorder(api, instance=parts.identity)
+    recent_seconds = config.recent_seconds()
+    board = FastBoard() if config.fast_interval > 0 else None
     plan_reconciler = PlanReconciler(
-        store=store, workloads=workloads,
+        # Deployments are read fresh on every pass: a decision must never rest on a cached
+        # copy that predates the controller's own last write (the cache still triggers).
+        store=store, workloads=Workloads(api),
         router_for=lambda plan: router_for(plan, api),
         measure_gates=lambda plan, policy, ctx, window, run_s: measure_gates(
             sources.for_policy(policy), plan, policy, ctx, window, run_s,
             probes.for_owner(plan.key, probe_specs(plan, policy, ctx)), recent_seconds),
-        policy_lookup=policy_lookup,
-        clock=clock, telemetry=telemetry, events=events, submit=dispatcher.submit,
-        slots=slots, leading=manager.leading, fast_board=board,
+        policy_lookup=parts.policy, clock=clock, telemetry=telemetry, events=events,
+        submit=parts.dispatcher.submit,
+        slots=Slots(config.max_concurrent_rollouts, seed=parts.plans_in_run,
+                    per_namespace=config.max_concurrent_rollouts_per_namespace),
+        leading=manager.leading, fast_board=board,
         fast_max_age=max(10.0, 3 * config.fast_interval),
         platform_policies=lambda ns: [
-            p for p in policies.objects()
+            p for p in manager.cache("slopolicies").objects()
             if p["metadata"].get("namespace") == ns and is_platform_policy(p)],
     )
     policy_reconciler = PolicyReconciler(
         store=store, metrics_for=sources.for_policy, clock=clock, telemetry=telemetry,
-        events=events, submit=dispatcher.submit, leading=manager.leading,
-        plans_in=lambda ns: [p for p in plans.objects() if p["metadata"].get("namespace") == ns],
+        events=events, submit=parts.dispatcher.submit, leading=manager.leading,
+        plans_in=parts.plans_of,
     )
     plans_queue = manager.add_plans_controller(
         plan_reconciler, config.workers, is_own_write=store.is_own_write,
         policy_view=policy_view)
+    manager.add_policies_controller(policy_reconciler, max(1, min(2, config.workers)))
     fast_loop = None
     if board is not None:
-        def measure_fast_targets(targets: list[FastTarget], at: datetime) -> dict[str, Any]:
-            out: dict[str, Any] = {}
-            by_source: dict[int, tuple[PrometheusSource, list[FastTarget]]] = {}
-            for t in targets:
-                src = sources.for_policy(t.policy)
-                by_source.setdefault(id(src), (src, []))[1].append(t)
-            for src, group in by_source.values():
-                out.update(measure_fast(src, group, at, recent_seconds))
-            return out
+        fast_loop = _fast_loop(parts, board, plans_queue.add, clock, recent_seconds)
+    return plan_reconciler, policy_reconciler, fast_loop
 
-        fast_loop = FastLoop(
-            plans=plans.objects, policy_lookup=policy_lookup,
-            measure=measure_fast_targets, target=FastTarget, board=board,
-            enqueue=plans_queue.add, clock=clock, interval=config.fast_interval,
-            leading=manager.leading, registry=registry)
-    manager.add_policies_controller(policy_reconciler, max(1, min(2, config.workers)))
-    return App(config=config, identity=me, registry=registry, manager=manager,
-               dispatcher=dispatcher, plan_reconciler=plan_reconciler,
-               policy_reconciler=policy_reconciler, probes=probes, fast_loop=fast_loop,
-               _sources=sources, _plans_in_run=plans_in_run)
+
+def _fast_loop(parts: _Parts, board: FastBoard, enqueue: Callable[[str], None], clock: Clock,
+               recent_seconds: float) -> FastLoop:
+    """The fast path: every ``--fast-interval`` seconds, one query per SLO template and
+    Prometheus for every plan at a step; a plan whose figures call for it is queued."""
+    from controller.adapters.metrics.fastpath import FastTarget, measure_fast
+    from controller.runtime.fastpath import FastLoop
+
+    def measure_fast_targets(targets: list[FastTarget], at: datetime) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        by_source: dict[int, tuple[PrometheusSource, list[FastTarget]]] = {}
+        for t in targets:
+            src = parts.sources.for_policy(t.policy)
+            by_source.setdefault(id(src), (src, []))[1].append(t)
+        for src, group in by_source.values():
+            out.update(measure_fast(src, group, at, recent_seconds))
+        return out
+
+    return FastLoop(
+        plans=parts.manager.cache("rolloutplans").objects, policy_lookup=parts.policy,
+        measure=measure_fast_targets, target=FastTarget, board=board, enqueue=enqueue,
+        clock=clock, interval=parts.config.fast_interval, leading=parts.manager.leading,
+        registry=parts.registry)

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from controller.api.plan import RouterKind
+from controller.api.types import GROUP
 
 __all__ = ["LEASE_BY_NAME", "LEASE_CREATE", "NAMESPACED", "SECRETS", "Rule", "namespaced"]
 
@@ -39,7 +40,7 @@ class Rule:
         return self.resource.split("/", 1)[1] if "/" in self.resource else None
 
 
-_PLANS = "rolloutctl.dev"
+_PLANS = GROUP
 
 #: in each watched namespace (a ClusterRole when every namespace is watched)
 NAMESPACED: tuple[Rule, ...] = (

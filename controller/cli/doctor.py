@@ -281,15 +281,15 @@ def check_slack(s: Session, plans: list[RolloutPlan], policies: list[SLOPolicy],
 def cli_needs(namespace: str) -> list[tuple[Access, bool]]:
     """What the CLI does in NAMESPACE, and whether it is essential (else a warning)."""
     from controller.adapters.kube.objects import Access
+    from controller.api.types import GROUP
 
-    group = "rolloutctl.dev"
     return [
-        (Access("get", "rolloutplans", group, namespace), True),
-        (Access("list", "rolloutplans", group, namespace), True),
-        (Access("patch", "rolloutplans", group, namespace), True),
-        (Access("get", "slopolicies", group, namespace), True),
-        (Access("list", "slopolicies", group, namespace), True),
-        (Access("patch", "slopolicies", group, namespace), False),
+        (Access("get", "rolloutplans", GROUP, namespace), True),
+        (Access("list", "rolloutplans", GROUP, namespace), True),
+        (Access("patch", "rolloutplans", GROUP, namespace), True),
+        (Access("get", "slopolicies", GROUP, namespace), True),
+        (Access("list", "slopolicies", GROUP, namespace), True),
+        (Access("patch", "slopolicies", GROUP, namespace), False),
     ]
 
 

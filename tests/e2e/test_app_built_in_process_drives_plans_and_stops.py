@@ -2,14 +2,18 @@
 ``rolloutctl run`` runs (the other end-to-end tests start that command), so a test or an
 embedding program gets the same wiring by calling it: it takes the Lease, serves /readyz,
 reconciles SLOPolicies and RolloutPlans on the real API server, and ``stop()`` releases the
-Lease and closes the server."""
+Lease and closes the server. ``rolloutctl run`` is that root behind flags: SIGTERM stops it
+and releases the Lease."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from kubernetes import client
@@ -21,6 +25,7 @@ from controller.app import Config, build
 from controller.testing.builders import plan_doc, policy_doc
 from controller.testing.egress import LOCAL_EGRESS
 from controller.testing.fixtures import TestCluster
+from controller.testing.stack import rolloutctl_binary
 
 pytestmark = pytest.mark.cluster
 
@@ -104,3 +109,28 @@ def test_build_runs_the_whole_controller_in_process_and_stop_releases_the_lease(
     assert record is not None and record.holder_identity == ""  # released on stop
     with pytest.raises(OSError):
         urllib.request.urlopen(f"{url}/healthz", timeout=2)
+
+
+def test_rolloutctl_run_is_the_same_root_and_sigterm_releases_the_lease(
+    cluster: TestCluster, api: client.ApiClient, namespace: str, tmp_path: Path,
+) -> None:
+    log = tmp_path / "run.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [rolloutctl_binary(), "run", "--kubeconfig", str(cluster.kubeconfig),
+             "--namespace", namespace, "--identity", "cli-0", "--lease-namespace", namespace,
+             "--lease-name", LEASE, "--metrics-address", "127.0.0.1:0", "--log-format", "text"],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    leases = KubeLeaseStore(api, namespace, LEASE)
+    try:
+        wait_for("the Lease", lambda: (r := leases.get()) is not None
+                 and r.holder_identity == "cli-0")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0, log.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+    record = leases.get()
+    assert record is not None and record.holder_identity == "", log.read_text()
+    assert "rolloutctl controller cli-0 starting" in log.read_text()

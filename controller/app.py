@@ -117,10 +117,24 @@ class Config:
                 raise ConfigError(option, f"must be at least 1, not {value}")
         if self.fast_interval < 0:
             raise ConfigError("--fast-interval", "must be 0 (off) or more seconds")
+        if self.metrics_address is not None:
+            _check_bind_address(self.metrics_address)
         try:
             egress.EgressPolicy.parse(self.egress_allow)
         except ValueError as exc:
             raise ConfigError("--egress-allow", str(exc)) from None
+
+
+def _check_bind_address(text: str) -> None:
+    from controller.runtime.http import parse_bind_address
+
+    try:
+        _, port = parse_bind_address(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise ConfigError("--metrics-address", f"{text!r} is not host:port (e.g. "
+                          f"{METRICS_ADDRESS}, or :PORT for every interface)")
 
 
 class _Sources:

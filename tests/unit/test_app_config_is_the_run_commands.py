@@ -50,6 +50,8 @@ def test_the_default_worker_share_of_one_namespace_is_all_workers_but_one() -> N
     (Config(max_concurrent_rollouts=0), "--max-concurrent-rollouts"),
     (Config(fast_interval=-1), "--fast-interval"),
     (Config(egress_allow="not a host/99"), "--egress-allow"),
+    (Config(metrics_address="127.0.0.1:http"), "--metrics-address"),
+    (Config(metrics_address="127.0.0.1:99999"), "--metrics-address"),
 ])
 def test_a_bad_setting_names_its_flag(config: Config, option: str) -> None:
     with pytest.raises(ConfigError) as caught:

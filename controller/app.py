@@ -2,7 +2,7 @@
 
 ::
 
-    app = build(Config(kubeconfig="~/.kube/config", namespaces=("shop",)))
+    app = build(Config(kubeconfig="/etc/rolloutctl/kubeconfig", namespaces=("shop",)))
     app.start()      # informers, workers, leader election, notifier, fast path, probe reaper
     ...
     app.stop()       # in-flight reconciles finish, the Lease is released, all threads end

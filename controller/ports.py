@@ -1,27 +1,64 @@
 """The seams between the pure core and the outside world: small Protocols, one per role.
 
-The engine never sees these; the reconciler, the simulator and the runtime are written
-against them, and ``adapters/`` provides the real implementations (``testing/`` the fakes).
+Every Protocol of the product lives here (and only value types they exchange): the engine
+never sees these; the reconciler, the simulator, the runtime, the notifier and the
+dashboard are written against them, ``adapters/`` provides the real implementations
+(``testing/`` the fakes) and ``controller.app`` chooses which.
+
+=================  =============================================  ==========================
+Protocol           used by                                        provided by (adapters/)
+=================  =============================================  ==========================
+Clock              reconciler, runtime, notifier                  clock.SystemClock
+MetricsSource      gate analysis, simulator                       metrics.prometheus
+BudgetSource       PolicyReconciler (budgets and burn rates)      metrics.prometheus
+BatchingSource     gate analysis (many measurements in one go)    metrics.prometheus
+VectorSource       the fast path (one query per SLO template)     metrics.prometheus
+RangeSource        dashboard charts                               metrics.series
+TrafficRouter      reconciler                                     traffic.*
+PlanStore          reconcilers (read, whole-status writes)        kube.objects.ObjectStore
+WorkloadControl    PlanReconciler                                 kube.workloads.Workloads
+EventSink          reconcilers                                    kube.events.EventRecorder
+NotificationStore  notification dispatcher                        notify.store
+LeaseStore         runtime.leader                                 kube.lease.KubeLeaseStore
+Reconciler         runtime.manager                                reconciler.*
+=================  =============================================  ==========================
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from controller.api.notifications import NotificationState, SecretKeyRef
 from controller.api.policy import SLO
 from controller.engine.measurements import Measurement, Track
-from controller.engine.observation import RouterObservation
+from controller.engine.observation import RouterObservation, WorkloadState
+
+if TYPE_CHECKING:  # the notifier's own value types (adapters/notify/subject.py)
+    from controller.adapters.notify.subject import ObjectRef, Subject
 
 __all__ = [
+    "BatchingSource",
+    "BudgetSource",
     "Clock",
+    "EventSink",
+    "LeaseRecord",
+    "LeaseStore",
     "MetricsSource",
+    "NotificationStore",
+    "PlanStore",
     "QueryContext",
+    "RangeSource",
     "Reconciler",
     "RouterError",
     "RouterObservation",
+    "Series",
+    "SeriesAnswer",
     "TrafficRouter",
+    "VectorSource",
+    "WorkloadControl",
 ]
 
 
@@ -51,6 +88,56 @@ class MetricsSource(Protocol):
         """The SLI of ``slo`` for ``track`` over the window ending at ``ctx.at``. Never raises
         for data problems: those come back as a Measurement with a status."""
         ...
+
+
+class BudgetSource(MetricsSource, Protocol):
+    """A metrics source that also measures a service's error budget (SLOPolicies)."""
+
+    def measure_budget(self, slo: SLO, ctx: QueryContext, window_seconds: float) -> Measurement:
+        """The service's bad ratio over an SLO window, canary and stable together."""
+        ...
+
+
+@runtime_checkable
+class BatchingSource(Protocol):
+    """A metrics source that measures several (SLO, track, window) in one go."""
+
+    def measure_all(self, wanted: Sequence[tuple[SLO, Track, float]], ctx: QueryContext
+                    ) -> list[Measurement]: ...
+
+
+class VectorSource(Protocol):
+    """The fast path's source: instant vectors for many expressions at once."""
+
+    def query_vectors(self, exprs: Sequence[str], at: float
+                      ) -> list[list[dict[str, Any]] | None]: ...
+
+    def measure_all(self, wanted: Sequence[tuple[SLO, Track, float]], ctx: QueryContext
+                    ) -> list[Measurement]: ...
+
+
+#: (unix time, value)
+Point = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class Series:
+    labels: dict[str, str]
+    points: list[Point]
+
+
+@dataclass(frozen=True)
+class SeriesAnswer:
+    """A range query's series, or the error that stopped it (never raised)."""
+
+    series: list[Series] = field(default_factory=list)
+    error: str | None = None
+
+
+class RangeSource(Protocol):
+    """Range queries for the dashboard's charts."""
+
+    def range(self, expr: str, start: float, end: float, step: float) -> SeriesAnswer: ...
 
 
 class RouterError(Exception):
@@ -95,4 +182,95 @@ class Reconciler(Protocol):
     """
 
     def reconcile(self, key: str) -> float | None:
+        ...
+
+
+class PlanStore(Protocol):
+    """RolloutPlans and SLOPolicies as stored: fresh reads, whole-status writes."""
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The object (raw), or None when it is gone."""
+        ...
+
+    def write_status(self, obj: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+        """Replace the status of OBJ, guarded by its resourceVersion (``Conflict`` when it
+        changed since); returns the object as written."""
+        ...
+
+
+class WorkloadControl(Protocol):
+    """The stable and canary Deployments of a plan."""
+
+    def observe(self, namespace: str, name: str) -> WorkloadState: ...
+    def scale(self, namespace: str, name: str, replicas: int) -> None: ...
+    def promote(self, namespace: str, stable: str, canary: str) -> None: ...
+
+
+class EventSink(Protocol):
+    """Kubernetes Events on plans and policies (deduplicated by seq and run)."""
+
+    def record(self, obj: dict[str, Any], seq: int, run: int, type_: str, reason: str,
+               message: str, at: datetime) -> None: ...
+
+
+class NotificationStore(Protocol):
+    """Where the notification dispatcher reads objects and Secrets and records delivery
+    state."""
+
+    def read(self, ref: ObjectRef) -> Subject:
+        """The object as it is now. Raises ObjectGone, StoreError."""
+        ...
+
+    def write_state(self, subject: Subject, state: NotificationState) -> Subject:
+        """Replace status.notifications, guarded by ``subject.resource_version``; returns the
+        object as written. Raises Conflict (changed since read), ObjectGone, StoreError."""
+        ...
+
+    def read_secret(self, namespace: str, ref: SecretKeyRef) -> str:
+        """The value of a Secret key. Raises SecretUnavailable, StoreError."""
+        ...
+
+    def record_event(self, subject: Subject, reason: str, message: str) -> None:
+        """A Warning Event on the object; best effort, never raises."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRecord:
+    """The election record a Lease holds; ``holder_identity`` is "" when nobody holds it."""
+
+    holder_identity: str
+    lease_duration_seconds: int
+    acquire_time: datetime | None = None
+    renew_time: datetime | None = None
+    lease_transitions: int = 0
+    #: the Lease's resourceVersion when read (the precondition of the next write)
+    resource_version: str = ""
+
+    def with_version(self, resource_version: str) -> LeaseRecord:
+        return replace(self, resource_version=resource_version)
+
+
+class LeaseStore(Protocol):
+    """Where the election record lives (``adapters.kube.lease.KubeLeaseStore``)."""
+
+    def get(self) -> LeaseRecord | None:
+        """The record, or None when there is none yet; raises ``ControllerError``."""
+        ...
+
+    def create(self, record: LeaseRecord) -> LeaseRecord:
+        """Raises ``Conflict`` when a record exists already."""
+        ...
+
+    def update(self, record: LeaseRecord) -> LeaseRecord:
+        """Raises ``Conflict`` unless the store is still at ``record.resource_version``."""
+        ...
+
+    def wait_for_change(self, resource_version: str, timeout: float) -> bool:
+        """Block until the record changes from RESOURCE_VERSION (True) or TIMEOUT seconds
+        pass (False); raises ``ControllerError`` when it cannot tell."""
+        ...
+
+    def cancel_wait(self) -> None:
+        """Make a :meth:`wait_for_change` in progress return at once."""
         ...

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from controller.api.notifications import NotificationState
 from controller.api.plan import Phase, RolloutPlan, RolloutPlanStatus
@@ -50,35 +50,21 @@ from controller.engine.observation import (
     FreezeReason,
     Observation,
     RouterObservation,
-    WorkloadState,
 )
 from controller.errors import Conflict, ControllerError
-from controller.ports import Clock, QueryContext, RouterError, TrafficRouter
+from controller.ports import (
+    BudgetSource,
+    Clock,
+    EventSink,
+    PlanStore,
+    QueryContext,
+    RouterError,
+    TrafficRouter,
+    WorkloadControl,
+)
 from controller.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
-
-
-class Store(Protocol):
-    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None: ...
-    def write_status(self, obj: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]: ...
-
-
-class WorkloadPort(Protocol):
-    def observe(self, namespace: str, name: str) -> WorkloadState: ...
-    def scale(self, namespace: str, name: str, replicas: int) -> None: ...
-    def promote(self, namespace: str, stable: str, canary: str) -> None: ...
-
-
-class EventsPort(Protocol):
-    def record(self, obj: dict[str, Any], seq: int, run: int, type_: str, reason: str,
-               message: str, at: datetime) -> None: ...
-
-
-class MetricsPort(Protocol):
-    def measure(self, slo: Any, track: Track, window_seconds: float,
-                ctx: QueryContext) -> Any: ...
-    def measure_budget(self, slo: Any, ctx: QueryContext, window_seconds: float) -> Any: ...
 
 
 GateMeasurer = Callable[[RolloutPlan, SLOPolicy | None, QueryContext, float, float],
@@ -134,14 +120,14 @@ class Slots:
 
 @dataclass
 class PlanReconciler:
-    store: Store
-    workloads: WorkloadPort
+    store: PlanStore
+    workloads: WorkloadControl
     router_for: Callable[[RolloutPlan], TrafficRouter]
     measure_gates: GateMeasurer
     policy_lookup: Callable[[str, str], dict[str, Any] | None]
     clock: Clock
     telemetry: Telemetry
-    events: EventsPort | None = None
+    events: EventSink | None = None
     submit: Submit | None = None
     slots: Slots = field(default_factory=lambda: Slots(None))
     leading: Callable[[], bool] = lambda: True
@@ -379,11 +365,11 @@ def _merge_notifications(theirs: NotificationState, ours: NotificationState,
 
 @dataclass
 class PolicyReconciler:
-    store: Store
-    metrics_for: Callable[[SLOPolicy], MetricsPort]
+    store: PlanStore
+    metrics_for: Callable[[SLOPolicy], BudgetSource]
     clock: Clock
     telemetry: Telemetry
-    events: EventsPort | None = None
+    events: EventSink | None = None
     submit: Submit | None = None
     leading: Callable[[], bool] = lambda: True
     # The RolloutPlans of a namespace (raw): the policy guards the services of those it

@@ -11,9 +11,9 @@ from typing import Annotated
 
 import typer
 
+from controller.cli.errors import ExitCode
 from controller.cli.options import ClusterOptions, Context, Kubeconfig
-
-DEFAULT_PORT = 7420
+from controller.constants import DASHBOARD_PORT
 
 
 def dashboard(
@@ -25,7 +25,7 @@ def dashboard(
              "Also where to look when you may not list namespaces.")] = None,
     port: Annotated[int, typer.Option(
         "--port", min=0, max=65535,
-        help="Port on 127.0.0.1 (0: any free port)")] = DEFAULT_PORT,
+        help="Port on 127.0.0.1 (0: any free port)")] = DASHBOARD_PORT,
     no_browser: Annotated[bool, typer.Option(
         "--no-browser", help="Print the URL only; do not open a browser")] = False,
     prometheus_url: Annotated[str | None, typer.Option(
@@ -48,7 +48,7 @@ def dashboard(
         except OSError as exc:
             echo_error(f"cannot listen on 127.0.0.1:{port} ({exc.strerror}); choose another "
                        "with --port (0 picks a free one)")
-            raise typer.Exit(2) from None
+            raise typer.Exit(ExitCode.ERROR) from None
         url = f"http://127.0.0.1:{server.server_address[1]}/"
         typer.echo(f"dashboard: {url}  (read-only, as {s.user()}; Ctrl-C to stop)")
         if not no_browser:

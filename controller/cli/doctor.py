@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from controller.cli.errors import EXIT_BAD, EXIT_ERROR, EXIT_OK
+from controller.cli.errors import ExitCode
 from controller.cli.options import ClusterOptions, Context, Kubeconfig, Namespace
+from controller.constants import LEASE_NAME, LEASE_NAMESPACE, SERVICE_ACCOUNT
 
 if TYPE_CHECKING:
     from controller.adapters.kube.objects import Access
@@ -43,9 +44,9 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def exit_code(checks: list[Check]) -> int:
+def exit_code(checks: list[Check]) -> ExitCode:
     levels = {c.level for c in checks}
-    return EXIT_ERROR if FAIL in levels else EXIT_BAD if WARN in levels else EXIT_OK
+    return ExitCode.ERROR if FAIL in levels else ExitCode.BAD if WARN in levels else ExitCode.OK
 
 
 # ----------------------------------------------------------------------------- checks
@@ -280,50 +281,34 @@ def check_slack(s: Session, plans: list[RolloutPlan], policies: list[SLOPolicy],
 def cli_needs(namespace: str) -> list[tuple[Access, bool]]:
     """What the CLI does in NAMESPACE, and whether it is essential (else a warning)."""
     from controller.adapters.kube.objects import Access
+    from controller.api.types import GROUP
 
-    group = "rolloutctl.dev"
     return [
-        (Access("get", "rolloutplans", group, namespace), True),
-        (Access("list", "rolloutplans", group, namespace), True),
-        (Access("patch", "rolloutplans", group, namespace), True),
-        (Access("get", "slopolicies", group, namespace), True),
-        (Access("list", "slopolicies", group, namespace), True),
-        (Access("patch", "slopolicies", group, namespace), False),
+        (Access("get", "rolloutplans", GROUP, namespace), True),
+        (Access("list", "rolloutplans", GROUP, namespace), True),
+        (Access("patch", "rolloutplans", GROUP, namespace), True),
+        (Access("get", "slopolicies", GROUP, namespace), True),
+        (Access("list", "slopolicies", GROUP, namespace), True),
+        (Access("patch", "slopolicies", GROUP, namespace), False),
     ]
 
 
 def controller_needs(namespace: str, lease_namespace: str, lease_name: str,
                      plans: list[RolloutPlan], policies: list[SLOPolicy]) -> list[Access]:
-    """What the controller does for the plans and policies in NAMESPACE (as the Helm chart
-    grants it): its ServiceAccount's RBAC must allow all of it."""
+    """What the controller does for the plans and policies in NAMESPACE (``controller.rbac``,
+    as the Helm chart grants it): its ServiceAccount's RBAC must allow all of it."""
+    from controller import rbac
     from controller.adapters.kube.objects import Access
-    from controller.api.plan import RouterKind
 
-    g, ns = "rolloutctl.dev", namespace
-    needs = [Access(v, r, g, ns) for r in ("rolloutplans", "slopolicies")
-             for v in ("get", "list", "watch")]
-    needs += [Access(v, r, g, ns, "status") for r in ("rolloutplans", "slopolicies")
-              for v in ("update", "patch")]
-    needs += [Access(v, "deployments", "apps", ns) for v in ("get", "list", "watch", "patch")]
-    needs += [Access("patch", "deployments", "apps", ns, "scale")]
-    needs += [Access("list", "pods", "", ns),
-              Access("list", "horizontalpodautoscalers", "autoscaling", ns)]
-    needs += [Access("create", "events", "", ns)]
     routers = {k for p in plans for k in p.spec.traffic.routers()}
-    if RouterKind.GATEWAY_API in routers:
-        needs += [Access(v, "httproutes", "gateway.networking.k8s.io", ns)
-                  for v in ("get", "patch")]
-    if RouterKind.ISTIO in routers:
-        needs += [Access(v, "virtualservices", "networking.istio.io", ns)
-                  for v in ("get", "patch")]
-    if RouterKind.NGINX in routers:
-        needs += [Access(v, "ingresses", "networking.k8s.io", ns)
-                  for v in ("get", "create", "update", "delete")]
-    for secret in sorted(_secret_names(plans, policies)):
-        needs.append(Access("get", "secrets", "", ns, name=secret))
-    needs += [Access("create", "leases", "coordination.k8s.io", lease_namespace)]
-    needs += [Access(v, "leases", "coordination.k8s.io", lease_namespace, name=lease_name)
-              for v in ("get", "watch", "patch")]
+    needs = [Access(v, r.plural, r.group, namespace, r.subresource)
+             for r in rbac.namespaced(routers) for v in r.verbs]
+    needs += [Access(v, rbac.SECRETS.plural, rbac.SECRETS.group, namespace, name=secret)
+              for secret in sorted(_secret_names(plans, policies)) for v in rbac.SECRETS.verbs]
+    needs += [Access(v, rbac.LEASE_CREATE.plural, rbac.LEASE_CREATE.group, lease_namespace)
+              for v in rbac.LEASE_CREATE.verbs]
+    needs += [Access(v, rbac.LEASE_BY_NAME.plural, rbac.LEASE_BY_NAME.group, lease_namespace,
+                     name=lease_name) for v in rbac.LEASE_BY_NAME.verbs]
     return needs
 
 
@@ -438,9 +423,9 @@ def run_checks(s: Session, *, lease_namespace: str, lease_name: str,
 def doctor(
     controller_namespace: Annotated[str, typer.Option(
         "--controller-namespace", help="Where the controller's leader Lease lives.")
-    ] = "rolloutctl-system",
+    ] = LEASE_NAMESPACE,
     lease: Annotated[str, typer.Option(
-        "--lease", help="The controller's leader Lease.")] = "rolloutctl-controller",
+        "--lease", help="The controller's leader Lease.")] = LEASE_NAME,
     controller_user: Annotated[str | None, typer.Option(
         "--controller-user", help="The controller's identity for the RBAC check (default: "
         "its ServiceAccount rolloutctl in --controller-namespace).")] = None,
@@ -459,7 +444,7 @@ def doctor(
     from controller.cli import render
     from controller.cli.session import session
 
-    user = controller_user or f"system:serviceaccount:{controller_namespace}:rolloutctl"
+    user = controller_user or f"system:serviceaccount:{controller_namespace}:{SERVICE_ACCOUNT}"
     out = render.console()
     checks: list[Check] = []
     with session(ClusterOptions(kubeconfig, context, namespace)) as s:
@@ -469,7 +454,7 @@ def doctor(
             checks.append(check)
             out.print(render.check_line(check.level, check.name, check.message), soft_wrap=True)
     code = exit_code(checks)
-    verdict = {EXIT_OK: "healthy", EXIT_BAD: "degraded", EXIT_ERROR: "unhealthy"}[code]
+    verdict = {ExitCode.OK: "healthy", ExitCode.BAD: "degraded", ExitCode.ERROR: "unhealthy"}[code]
     out.print(f"{verdict}: {sum(c.level == OK for c in checks)} ok, "
               f"{sum(c.level == WARN for c in checks)} warning(s), "
               f"{sum(c.level == FAIL for c in checks)} failure(s)")

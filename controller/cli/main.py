@@ -18,6 +18,7 @@ from typing import Annotated
 import typer
 
 from controller import __version__
+from controller.cli.errors import ExitCode
 
 app = typer.Typer(
     name="rolloutctl",
@@ -40,7 +41,7 @@ def validate(
     for line in lines:
         typer.echo(line)
     if lines:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.BAD)
     count = sum(len(r.plans) + len(r.policies) for r in reports)
     typer.echo(f"{count} object(s) in {len(files)} file(s): valid", err=True)
 

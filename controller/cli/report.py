@@ -103,11 +103,11 @@ def report(
             typer.echo(render(reports, output), nl=False)
     problems = [e for r in reports for e in r.errors]
     if problems:  # printed or sent all the same: freezes and releases are still right
-        from controller.cli.errors import EXIT_BAD, echo_error
+        from controller.cli.errors import ExitCode, echo_error
 
         for problem in problems:
             echo_error(problem)
-        raise typer.Exit(EXIT_BAD)
+        raise typer.Exit(ExitCode.BAD)
 
 
 def _period(since: str, until: str | None) -> tuple[float, datetime]:

@@ -24,7 +24,7 @@ from controller.adapters.kube.objects import (
 )
 from controller.api.plan import RolloutPlan
 from controller.api.policy import SLOPolicy
-from controller.cli.errors import EXIT_ERROR, CliError, describe, echo_error
+from controller.cli.errors import CliError, reported
 from controller.cli.options import ClusterOptions
 from controller.cli.stored import parse_plan, parse_policy
 from controller.errors import Permanent
@@ -114,27 +114,17 @@ def _login() -> str:
 @contextmanager
 def session(opts: ClusterOptions) -> Iterator[Session]:
     """A session whose errors become one line and exit code 2 (see ``errors.reported``)."""
-    import typer
-
     current: Session | None = None
+
+    def who() -> tuple[str | None, str | None]:
+        if current is None:
+            return None, None
+        return current.server, current._user or current.kube_user
+
     try:
-        current = Session(opts)
-        yield current
-    except CliError as exc:
-        echo_error(exc.message)
-        raise typer.Exit(exc.code) from None
-    except typer.Exit:
-        raise
-    except KeyboardInterrupt:
-        echo_error("interrupted")
-        raise typer.Exit(130) from None
-    except Exception as exc:
-        user = (current._user or current.kube_user) if current is not None else None
-        message = describe(exc, current.server if current else None, user)
-        if message is None:
-            raise
-        echo_error(message)
-        raise typer.Exit(EXIT_ERROR) from None
+        with reported(who=who):
+            current = Session(opts)
+            yield current
     finally:
         if current is not None:
             current.close()

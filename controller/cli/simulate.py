@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+from controller.cli.errors import ExitCode
+
 
 def parse_time(text: str) -> datetime:
     """Unix seconds (``1764244800``) or RFC 3339 (``2026-11-27T12:00:00Z``)."""
@@ -66,24 +68,24 @@ def simulate(
     if lines:
         for line in lines:
             typer.echo(line, err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.BAD)
     plans = [p for r in reports for p in r.plans]
     policies = [p for r in reports for p in r.policies]
     if len(plans) != 1:
         typer.echo(f"{plan_file}: expected exactly one RolloutPlan, found {len(plans)}", err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.BAD)
     plan = plans[0]
     policy = policies[0] if policies else None
     if plan.spec.slo_policy_ref is not None and policy is None:
         typer.echo(f"{plan_file}: spec.sloPolicyRef names {plan.spec.slo_policy_ref.name!r}; "
                    "pass its SLOPolicy with --policy FILE", err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.BAD)
     url = prometheus or (policy.spec.prometheus.url if policy and policy.spec.prometheus
                          else None)
     if url is None:
         typer.echo("no Prometheus: pass --prometheus URL or set spec.prometheus in the policy",
                    err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.BAD)
     timeout = (policy.spec.prometheus.timeout.seconds
                if policy and policy.spec.prometheus else 10.0)
     # the user's own command, from their machine: no tenant egress policy applies

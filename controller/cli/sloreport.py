@@ -33,10 +33,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from controller.api.plan import RolloutPlan, RunOutcome, Verdict
-from controller.api.policy import SLOPolicy
+from controller.api.policy import PLATFORM_LABEL, SLOPolicy
 from controller.cli.runreport import md_cell, md_table
 
-PLATFORM_LABEL = "rolloutctl.dev/platform"
 WORST_PERIODS = 3
 _STEPS = (60, 300, 900, 3600, 6 * 3600, 86400)
 

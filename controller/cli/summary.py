@@ -26,6 +26,7 @@ from controller.api.plan import (
     RolloutPlan,
     Verdict,
 )
+from controller.cli.errors import ExitCode
 
 FINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.ROLLED_BACK, Phase.FAILED, Phase.INVALID})
 
@@ -44,14 +45,14 @@ def is_rolling_back(plan: RolloutPlan) -> bool:
     return st.phase == Phase.ROLLING_BACK and st.active_drill is None
 
 
-def exit_code(plan: RolloutPlan) -> int:
+def exit_code(plan: RolloutPlan) -> ExitCode:
     """0 succeeded or healthy, 1 rolled back / rolling back / degraded / invalid."""
     st = plan.status
     if st.phase in (Phase.ROLLED_BACK, Phase.FAILED, Phase.INVALID) or is_rolling_back(plan):
-        return 1
+        return ExitCode.BAD
     if condition_true(plan, "Degraded"):
-        return 1
-    return 0
+        return ExitCode.BAD
+    return ExitCode.OK
 
 
 def is_final(plan: RolloutPlan) -> bool:
@@ -65,7 +66,7 @@ def health(plan: RolloutPlan) -> str:
     code = exit_code(plan)
     if plan.status.phase == Phase.SUCCEEDED:
         return "succeeded"
-    if code == 0:
+    if code == ExitCode.OK:
         return "healthy"
     if plan.status.phase == Phase.INVALID:
         return "invalid"

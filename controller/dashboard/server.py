@@ -27,7 +27,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from controller.dashboard import views
 from controller.dashboard.snapshot import SnapshotCache
-from controller.dashboard.timelines import RangeSource, plan_charts, policy_charts
+from controller.dashboard.timelines import plan_charts, policy_charts
+from controller.ports import RangeSource
 
 STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                 ".svg": "image/svg+xml", ".txt": "text/plain; charset=utf-8"}

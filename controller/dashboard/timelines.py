@@ -9,16 +9,11 @@ the controller on /metrics: the Prometheus asked must scrape the controller.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Protocol
 
-from controller.adapters.metrics.series import SeriesAnswer
 from controller.api.plan import RolloutPlan
 from controller.api.policy import SLOPolicy
 from controller.dashboard.charts import Band, Chart, Line, Marker
-
-
-class RangeSource(Protocol):
-    def range(self, expr: str, start: float, end: float, step: float) -> SeriesAnswer: ...
+from controller.ports import RangeSource
 
 
 def _q(value: str) -> str:

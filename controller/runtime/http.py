@@ -23,6 +23,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
+from controller.constants import METRICS_PORT
+
 __all__ = ["Check", "HealthServer", "parse_bind_address"]
 
 log = logging.getLogger(__name__)
@@ -30,7 +32,7 @@ log = logging.getLogger(__name__)
 Check = Callable[[], tuple[bool, str]]
 
 
-def parse_bind_address(text: str, default_port: int = 8080) -> tuple[str, int]:
+def parse_bind_address(text: str, default_port: int = METRICS_PORT) -> tuple[str, int]:
     """``host:port``, ``:port`` (all interfaces) or ``host``; IPv6 as ``[::1]:8080``."""
     host, sep, port = text.rpartition(":")
     if not sep or host.endswith(":"):  # no port, or a bare IPv6 address
@@ -78,7 +80,7 @@ class HealthServer:
         *,
         liveness: Check,
         readiness: Check,
-        address: tuple[str, int] = ("127.0.0.1", 8080),
+        address: tuple[str, int] = ("127.0.0.1", METRICS_PORT),
         max_connections: int = 64,
         connection_timeout: float = 5.0,
     ) -> None:

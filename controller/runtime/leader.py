@@ -29,42 +29,14 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Protocol
 
-from controller.adapters.kube.lease import LeaseRecord
 from controller.clock import SystemClock
 from controller.errors import Conflict, ControllerError, Permanent
-from controller.ports import Clock
+from controller.ports import Clock, LeaseRecord, LeaseStore
 
 __all__ = ["ElectionTimings", "LeaderElector", "LeaseStore", "SystemClock"]
 
 log = logging.getLogger(__name__)
-
-
-class LeaseStore(Protocol):
-    """Where the election record lives (``adapters.kube.lease.KubeLeaseStore``)."""
-
-    def get(self) -> LeaseRecord | None:
-        """The record, or None when there is none yet; raises ``ControllerError``."""
-        ...
-
-    def create(self, record: LeaseRecord) -> LeaseRecord:
-        """Raises ``Conflict`` when a record exists already."""
-        ...
-
-    def update(self, record: LeaseRecord) -> LeaseRecord:
-        """Raises ``Conflict`` unless the store is still at ``record.resource_version``."""
-        ...
-
-    def wait_for_change(self, resource_version: str, timeout: float) -> bool:
-        """Block until the record changes from RESOURCE_VERSION (True) or TIMEOUT seconds
-        pass (False); raises ``ControllerError`` when it cannot tell."""
-        ...
-
-    def cancel_wait(self) -> None:
-        """Make a :meth:`wait_for_change` in progress return at once."""
-        ...
-
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,7 @@ from controller.adapters.kube.watch import (
 )
 from controller.adapters.notify.redact import redact, redacting_logger
 from controller.api.policy import PLATFORM_LABEL
+from controller.constants import LEASE_NAME, LEASE_NAMESPACE, METRICS_ADDRESS
 from controller.errors import Conflict, ControllerError, Permanent, Transient
 from controller.ports import Reconciler
 from controller.runtime.http import HealthServer, parse_bind_address
@@ -144,10 +145,10 @@ class Manager:
         leader_election: bool = True,
         workers: int = 2,
         resync_seconds: float = 600.0,
-        lease_namespace: str = "rolloutctl-system",
-        lease_name: str = "rolloutctl-leader",
+        lease_namespace: str = LEASE_NAMESPACE,
+        lease_name: str = LEASE_NAME,
         *,
-        bind: str | None = "127.0.0.1:8080",
+        bind: str | None = METRICS_ADDRESS,
         timings: ElectionTimings | None = None,
         watch_timeout_seconds: int = 300,
         drain_seconds: float = 5.0,

@@ -2,37 +2,43 @@
 wildcard, Secrets only by name, the Lease only by name and only in the release namespace,
 and nothing cluster-wide when it watches given namespaces.
 
-The table below is the controller's API calls (controller/adapters: informers, ObjectStore,
-notify store, Workloads, the traffic routers, EventRecorder, KubeLeaseStore). The
+The table is the product's own (controller/rbac.py: the controller's API calls, which
+`rolloutctl doctor` checks too); the chart keeps literal YAML and must grant exactly it. The
 end-to-end tests (tests/e2e/test_rbac_*.py) prove on the real API server that these rules
 are enough for a rollout and that everything else is refused.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_chart_harness import RELEASE_NAMESPACE, by_kind, container, env, one, render
+import yaml
+from test_chart_harness import CHART, RELEASE_NAMESPACE, by_kind, container, env, one, render
+
+from controller import rbac
+from controller.api.plan import RouterKind
 
 Rule = tuple[str, str, tuple[str, ...], tuple[str, ...]]  # group, resource, verbs, names
 
-EXPECTED: set[Rule] = {
-    ("rolloutctl.dev", "rolloutplans", ("get", "list", "watch"), ()),
-    ("rolloutctl.dev", "slopolicies", ("get", "list", "watch"), ()),
-    ("rolloutctl.dev", "rolloutplans/status", ("update", "patch"), ()),
-    ("rolloutctl.dev", "slopolicies/status", ("update", "patch"), ()),
-    ("apps", "deployments", ("get", "list", "watch", "patch"), ()),
-    ("apps", "deployments/scale", ("patch",), ()),
-    ("", "pods", ("list",), ()),
-    ("autoscaling", "horizontalpodautoscalers", ("list",), ()),
-    ("gateway.networking.k8s.io", "httproutes", ("get", "patch"), ()),
-    ("networking.istio.io", "virtualservices", ("get", "patch"), ()),
-    ("networking.k8s.io", "ingresses", ("get", "create", "update", "delete"), ()),
-    ("", "events", ("create",), ()),
-    ("", "secrets", ("get",), ("rolloutctl-slack", "rolloutctl-smtp", "rolloutctl-incident")),
-}
+#: the chart's default notifications.secretNames
+SECRET_NAMES = tuple(yaml.safe_load((CHART / "values.yaml").read_text())
+                     ["notifications"]["secretNames"])
+
+
+def expected(routers: Iterable[RouterKind] | None = None,
+             secret_names: tuple[str, ...] = SECRET_NAMES) -> set[Rule]:
+    """controller.rbac's rules of a watched namespace, as the chart writes them."""
+    rules = {(r.group, r.resource, r.verbs, ()) for r in rbac.namespaced(routers)}
+    if secret_names:
+        s = rbac.SECRETS
+        rules.add((s.group, s.resource, s.verbs, secret_names))
+    return rules
+
+
+EXPECTED = expected()
 
 
 def flatten(rules: list[dict[str, Any]]) -> set[Rule]:
@@ -112,6 +118,8 @@ def test_a_router_switched_off_grants_nothing_on_its_objects(router: str, resour
     granted = {r[1] for r in flatten(one(docs, "ClusterRole")["rules"])}
     assert resource not in granted
     assert granted == {r[1] for r in EXPECTED} - {resource}
+    assert flatten(one(docs, "ClusterRole")["rules"]) == expected(
+        [k for k in RouterKind if k.value != router])
 
 
 def test_the_lease_is_granted_by_name_in_the_release_namespace_only(tmp_path: Path) -> None:
@@ -122,6 +130,11 @@ def test_the_lease_is_granted_by_name_in_the_release_namespace_only(tmp_path: Pa
     assert flatten(role["rules"]) == {
         ("coordination.k8s.io", "leases", ("create",), ()),  # create cannot be limited by name
         ("coordination.k8s.io", "leases", ("get", "watch", "patch"), ("ctl-lease",)),
+    }
+    assert flatten(role["rules"]) == {
+        (rbac.LEASE_CREATE.group, rbac.LEASE_CREATE.resource, rbac.LEASE_CREATE.verbs, ()),
+        (rbac.LEASE_BY_NAME.group, rbac.LEASE_BY_NAME.resource, rbac.LEASE_BY_NAME.verbs,
+         ("ctl-lease",)),
     }
     (binding,) = [b for b in by_kind(docs, "RoleBinding")
                   if b["roleRef"]["name"] == role["metadata"]["name"]]

@@ -18,7 +18,6 @@ import math
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -27,28 +26,13 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError, ReadTimeoutError
 
 from controller.errors import Conflict, Permanent, Transient
+from controller.ports import LeaseRecord
 
 __all__ = ["KubeLeaseStore", "LeaseRecord", "format_micro_time", "parse_micro_time"]
 
 #: (connect, read) seconds: a lease call must end well within the renew deadline.
 LEASE_REQUEST_TIMEOUT = (2.0, 4.0)
 _MERGE_PATCH = "application/merge-patch+json"
-
-
-@dataclass(frozen=True, slots=True)
-class LeaseRecord:
-    """The election record a Lease holds; ``holder_identity`` is "" when nobody holds it."""
-
-    holder_identity: str
-    lease_duration_seconds: int
-    acquire_time: datetime | None = None
-    renew_time: datetime | None = None
-    lease_transitions: int = 0
-    #: the Lease's resourceVersion when read (the precondition of the next write)
-    resource_version: str = ""
-
-    def with_version(self, resource_version: str) -> LeaseRecord:
-        return replace(self, resource_version=resource_version)
 
 
 def format_micro_time(moment: datetime) -> str:

@@ -39,6 +39,8 @@ from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError, ReadTimeoutError
 
+from controller.api.types import GROUP, VERSION
+
 __all__ = [
     "DEPLOYMENTS",
     "ROLLOUT_PLANS",
@@ -83,8 +85,8 @@ class Resource:
         return f"{self.plural}.{self.group}" if self.group else self.plural
 
 
-ROLLOUT_PLANS = Resource("rolloutctl.dev", "v1alpha1", "rolloutplans", "RolloutPlan")
-SLO_POLICIES = Resource("rolloutctl.dev", "v1alpha1", "slopolicies", "SLOPolicy")
+ROLLOUT_PLANS = Resource(GROUP, VERSION, "rolloutplans", "RolloutPlan")
+SLO_POLICIES = Resource(GROUP, VERSION, "slopolicies", "SLOPolicy")
 DEPLOYMENTS = Resource("apps", "v1", "deployments", "Deployment")
 
 

@@ -22,8 +22,7 @@ does with one batched request) gets them all in one call.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable
 
 from controller.adapters.metrics.probe import ProbeRegistry, ProbeSpec
 from controller.adapters.metrics.queries import template_values
@@ -37,7 +36,7 @@ from controller.engine.measurements import (
     MeasurementStatus,
     Track,
 )
-from controller.ports import MetricsSource, QueryContext
+from controller.ports import BatchingSource, MetricsSource, QueryContext
 
 __all__ = ["measure_gates", "probe_specs"]
 
@@ -45,14 +44,6 @@ __all__ = ["measure_gates", "probe_specs"]
 DEFAULT_RECENT_SECONDS = 30.0
 
 NO_PROBES = "probes are not run here (no probe runner): a probe gate cannot pass"
-
-
-@runtime_checkable
-class BatchingSource(Protocol):
-    """A metrics source that measures several (SLO, track, window) in one go."""
-
-    def measure_all(self, wanted: Sequence[tuple[SLO, Track, float]], ctx: QueryContext
-                    ) -> list[Measurement]: ...
 
 
 _PENDING = Measurement(MeasurementStatus.ERROR, message="not measured yet")

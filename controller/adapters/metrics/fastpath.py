@@ -27,7 +27,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from controller.adapters.metrics.queries import prom_window, window_seconds_of
 from controller.api.plan import GateKind, RolloutPlan
@@ -40,20 +40,12 @@ from controller.engine.measurements import (
     MeasurementStatus,
     Track,
 )
-from controller.ports import QueryContext
+from controller.ports import QueryContext, VectorSource
 
 __all__ = ["FastTarget", "GroupedQuery", "group_query", "measure_fast"]
 
 _MATCHER_RE = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)\s*=\s*"\{\{\s*(\w+)\s*\}\}"')
 _PER_PLAN = ("service", "namespace", "revision")
-
-
-class VectorSource(Protocol):
-    def query_vectors(self, exprs: Sequence[str], at: float
-                      ) -> list[list[dict[str, Any]] | None]: ...
-
-    def measure_all(self, wanted: Sequence[tuple[SLO, Track, float]], ctx: QueryContext
-                    ) -> list[Measurement]: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,6 @@ client's own urllib3 retry is limited to connection failures, as in ``prometheus
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 from prometheus_api_client import PrometheusConnect
 from requests.exceptions import RequestException
@@ -16,21 +15,9 @@ from urllib3.util.retry import Retry
 
 from controller.adapters.metrics.prometheus import PrometheusHttpError, range_query
 from controller.adapters.metrics.redact import safe_url
+from controller.ports import Series, SeriesAnswer
 
-Point = tuple[float, float]
-
-
-@dataclass(frozen=True)
-class Series:
-    labels: dict[str, str]
-    points: list[Point]
-
-
-@dataclass(frozen=True)
-class SeriesAnswer:
-    series: list[Series] = field(default_factory=list)
-    error: str | None = None
-
+__all__ = ["MAX_POINTS", "Series", "SeriesAnswer", "SeriesReader", "step_for"]
 
 #: Prometheus refuses a range query of more than 11,000 points per series
 MAX_POINTS = 600

@@ -12,7 +12,7 @@ import base64
 import binascii
 import json
 from datetime import UTC, datetime
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -24,32 +24,12 @@ from controller.adapters.notify.redact import redact, redacting_logger, remember
 from controller.adapters.notify.subject import Kind, ObjectRef, Subject, subject_from_object
 from controller.api.notifications import NotificationState, SecretKeyRef
 from controller.api.types import GROUP, VERSION
+from controller.ports import NotificationStore
 
 log = redacting_logger("controller.adapters.notify")
 
 MERGE_PATCH = "application/merge-patch+json"
 EVENT_COMPONENT = "rolloutctl-notifier"
-
-
-class NotificationStore(Protocol):
-    """Where the dispatcher reads objects and Secrets and records delivery state."""
-
-    def read(self, ref: ObjectRef) -> Subject:
-        """The object as it is now. Raises ObjectGone, StoreError."""
-        ...
-
-    def write_state(self, subject: Subject, state: NotificationState) -> Subject:
-        """Replace status.notifications, guarded by ``subject.resource_version``; returns the
-        object as written. Raises Conflict (changed since read), ObjectGone, StoreError."""
-        ...
-
-    def read_secret(self, namespace: str, ref: SecretKeyRef) -> str:
-        """The value of a Secret key. Raises SecretUnavailable, StoreError."""
-        ...
-
-    def record_event(self, subject: Subject, reason: str, message: str) -> None:
-        """A Warning Event on the object; best effort, never raises."""
-        ...
 
 
 def state_patch(state: NotificationState) -> dict[str, Any]:

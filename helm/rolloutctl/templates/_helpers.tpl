@@ -52,7 +52,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{/*
 What the controller does in a watched namespace, and nothing more (see
-controller/adapters: informers, status writes, routers, Workloads, Events, Secrets).
+controller/adapters: informers, status writes, routers, Workloads, Events, Secrets). The
+table of these rules is controller/rbac.py (doctor checks it; tests/unit/test_chart_rbac_rules.py
+asserts this renders exactly it): change both together.
 */}}
 {{- define "rolloutctl.rules" -}}
 # RolloutPlans and SLOPolicies: informers (list, watch) and fresh reads (get)

@@ -8,8 +8,8 @@ setting a platform admin uses (``ROLLOUTCTL_EGRESS_ALLOW``, inherited by every
 
 import os
 
-from controller.testing.egress import LOCAL_EGRESS
+from tests.harness.egress import LOCAL_EGRESS
 
 os.environ["ROLLOUTCTL_EGRESS_ALLOW"] = LOCAL_EGRESS
 
-pytest_plugins = ["controller.testing.fixtures"]
+pytest_plugins = ["tests.harness.fixtures"]

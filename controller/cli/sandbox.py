@@ -26,7 +26,7 @@ def _say(text: str) -> None:
 
 
 def _sandbox(directory: Path) -> Any:
-    from controller.testing.sandbox import Sandbox
+    from tests.harness.sandbox import Sandbox
 
     return Sandbox(directory, progress=lambda m: _say(f"[dim]sandbox:[/dim] {m}"))
 
@@ -34,7 +34,7 @@ def _sandbox(directory: Path) -> Any:
 @sandbox_app.command()
 def up(directory: DirOption = DEFAULT_DIR) -> None:
     """Start everything, apply the default policy and a sample plan; leave it running."""
-    from controller.testing.sandbox import SandboxError
+    from tests.harness.sandbox import SandboxError
 
     try:
         state = _sandbox(directory).up()
@@ -54,7 +54,7 @@ def down(directory: DirOption = DEFAULT_DIR) -> None:
 @sandbox_app.command()
 def status(directory: DirOption = DEFAULT_DIR) -> None:
     """Which sandbox processes run, and the sample plan's phase."""
-    from controller.testing.sandbox import State, plan_status
+    from tests.harness.sandbox import State, plan_status
 
     processes = _sandbox(directory).processes()
     if not processes:
@@ -105,7 +105,7 @@ class Story:
         self.slack()
 
     def slack(self) -> None:
-        from controller.testing.sandbox import slack_messages
+        from tests.harness.sandbox import slack_messages
 
         messages = slack_messages(self.state)
         for m in messages[self.slack_seen:]:
@@ -114,7 +114,7 @@ class Story:
         self.slack_seen = len(messages)
 
     def follow(self, until: Callable[[dict[str, Any]], bool], timeout: float) -> dict[str, Any]:
-        from controller.testing.sandbox import plan_status
+        from tests.harness.sandbox import plan_status
 
         deadline = time.monotonic() + timeout
         while True:
@@ -129,7 +129,7 @@ class Story:
 
 
 def _rolloutctl(state: Any, *args: str) -> int:
-    from controller.testing.sandbox import NAMESPACE
+    from tests.harness.sandbox import NAMESPACE
 
     command = [str(Path(sys.executable).with_name("rolloutctl")), *args,
                "--kubeconfig", str(state.kubeconfig), "-n", NAMESPACE]
@@ -146,7 +146,7 @@ def demo(directory: DirOption = DEFAULT_DIR,
          ) -> None:
     """Run three stories on the sandbox: a healthy release, a bad one rolled back by itself,
     and a rollback drill. Exits 0 when each ends as expected."""
-    from controller.testing import sandbox as sb
+    from tests.harness import sandbox as sb
 
     started = time.monotonic()
     box = _sandbox(directory)

@@ -18,9 +18,9 @@ import pytest
 import yaml
 from kubernetes import client
 
-from controller.testing import midrun
-from controller.testing.fixtures import TestCluster
-from controller.testing.stack import rolloutctl_binary
+from tests.harness import midrun
+from tests.harness.fixtures import TestCluster
+from tests.harness.stack import rolloutctl_binary
 
 from .test_cli_harness import rolloutctl
 

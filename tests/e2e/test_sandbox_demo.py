@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.testing import cluster as cluster_mod
+from tests.harness import cluster as cluster_mod
 
 pytestmark = [pytest.mark.cluster, pytest.mark.prometheus, pytest.mark.slow]
 
@@ -20,7 +20,7 @@ def test_the_demo_tells_three_stories_and_stops_everything(tmp_path: Path) -> No
         for name in cluster_mod.BINARIES:
             cluster_mod.find_binary(name)
     except cluster_mod.ClusterError as exc:
-        from controller.testing.fixtures import unavailable
+        from tests.harness.fixtures import unavailable
 
         unavailable(str(exc))
     directory = tmp_path / "sandbox"

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import pytest
 from kubernetes import client
 
+from tests.harness import python_env
 from tests.harness.cluster import (
     CONTROLLER_USER,
     RBAC_USER,
@@ -317,6 +318,7 @@ def test_cli_up_and_down_leave_no_process_behind(tmp_path: Path) -> None:
     python = sys.executable
     up = subprocess.run(
         [python, "-m", "tests.harness.cluster", "up", str(directory), "--no-workloads"],
+        env=python_env(),
         capture_output=True,
         text=True,
         timeout=180,
@@ -330,6 +332,7 @@ def test_cli_up_and_down_leave_no_process_behind(tmp_path: Path) -> None:
 
     again = subprocess.run(
         [python, "-m", "tests.harness.cluster", "up", str(directory), "--no-workloads"],
+        env=python_env(),
         capture_output=True,
         text=True,
         timeout=60,
@@ -339,6 +342,7 @@ def test_cli_up_and_down_leave_no_process_behind(tmp_path: Path) -> None:
 
     down = subprocess.run(
         [python, "-m", "tests.harness.cluster", "down", str(directory)],
+        env=python_env(),
         capture_output=True,
         text=True,
         timeout=60,

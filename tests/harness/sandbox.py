@@ -1,4 +1,4 @@
-"""The sandbox: a real progressive rollout on this machine, behind ``rolloutctl sandbox``.
+"""The sandbox: a real progressive rollout on this machine, behind ``scripts/sandbox``.
 
 ``up`` starts, under one directory (default ``.sandbox``): the local control plane (etcd,
 kube-apiserver, controller-manager, scheduler, kwok), two demo services playing stable and
@@ -27,13 +27,13 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from tests.harness import REPO, python_env
 from tests.harness import cluster as cluster_mod
 from tests.harness.egress import LOCAL_EGRESS
 from tests.harness.prometheus import PrometheusServer
 from tests.harness.stack import deployment, http_route
 from tests.harness.traffic import TESTER_HEADER
 
-REPO = Path(__file__).resolve().parents[2]
 NAMESPACE = "demo"
 SERVICE = "checkout"
 SLACK_TOKEN = "xoxb-sandbox-not-a-real-token"
@@ -144,7 +144,7 @@ class Sandbox:
         log = (self.dir / "logs" / f"{name}.log").open("ab")
         process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True,
-                                   cwd=self.dir)
+                                   cwd=self.dir, env=python_env())
         state.pids[name] = process.pid
         state.save()
         return process

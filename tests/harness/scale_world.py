@@ -48,6 +48,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.harness import python_env
 from tests.harness.cluster import Cluster, free_port
 from tests.harness.stack import ControllerProcess, deployment, http_route, rolloutctl_binary
 from tests.harness.traces import DEFAULT_BUCKETS, DEFAULT_LATENCY
@@ -474,7 +475,8 @@ def start_controller(kubeconfig: Path, workdir: Path, *, namespaces: Sequence[st
     workdir.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True, env={**os.environ, **(env or {})})
+                                   start_new_session=True,
+                                   env=python_env({**os.environ, **(env or {})}))
     return ControllerProcess(identity, process, log, port)
 
 

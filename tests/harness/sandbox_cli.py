@@ -1,4 +1,9 @@
-"""``rolloutctl sandbox up|down|status|demo``: a real progressive rollout on this machine."""
+"""``scripts/sandbox up|down|status|demo``: a real progressive rollout on this machine.
+
+A repository tool, not part of the rolloutctl package (``make demo`` runs ``demo``): the
+sandbox itself is :mod:`tests.harness.sandbox`. Run as ``python -m tests.harness.sandbox_cli``
+with the repository on ``PYTHONPATH`` (``scripts/sandbox`` does that).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,8 @@ import typer
 
 sandbox_app = typer.Typer(help="A local sandbox: control plane, Prometheus, demo services, "
                                "Slack stand-in and the controller, on this machine.",
-                          no_args_is_help=True)
+                          no_args_is_help=True, add_completion=False,
+                          pretty_exceptions_enable=False)
 
 DirOption = Annotated[Path, typer.Option("--dir", help="Where the sandbox keeps its state")]
 DEFAULT_DIR = Path(".sandbox")
@@ -58,7 +64,7 @@ def status(directory: DirOption = DEFAULT_DIR) -> None:
 
     processes = _sandbox(directory).processes()
     if not processes:
-        _say("no sandbox here; start one with `rolloutctl sandbox up`")
+        _say("no sandbox here; start one with `scripts/sandbox up`")
         raise typer.Exit(1)
     for name, alive in processes.items():
         _say(f"{'[green]running[/green]' if alive else '[red]stopped[/red]'}  {name}")
@@ -75,7 +81,7 @@ def status(directory: DirOption = DEFAULT_DIR) -> None:
 def _print_urls(state: Any) -> None:
     if state.urls.get("dashboard"):
         _say(f"  dashboard      {state.urls['dashboard']}   (live; stays up until "
-             "`rolloutctl sandbox down`)")
+             "`scripts/sandbox down`)")
     _say(f"  kubeconfig     {state.kubeconfig}   (export KUBECONFIG=... to use rolloutctl)")
     _say(f"  Prometheus     {state.urls.get('prometheus')}")
     _say(f"  Slack page     {state.urls.get('slack-page')}")
@@ -245,3 +251,7 @@ def demo(directory: DirOption = DEFAULT_DIR,
     _say(f"demo finished in {time.monotonic() - started:.0f}s")
     if not ok:
         raise typer.Exit(1)
+
+
+if __name__ == "__main__":
+    sandbox_app(prog_name="scripts/sandbox")

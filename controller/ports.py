@@ -1,7 +1,7 @@
 """The seams between the pure core and the outside world: small Protocols, one per role.
 
 The engine never sees these; the reconciler, the simulator and the runtime are written
-against them, and ``adapters/`` provides the real implementations (``tests/harness`` fakes).
+against them, and ``adapters/`` provides the real implementations (``tests/harness/`` the fakes).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ setup:           ## Install Python deps, Debian's prometheus and build the contr
 	scripts/setup
 
 lint:
-	.venv/bin/ruff check controller tests bench && .venv/bin/mypy controller && .venv/bin/lint-imports
+	.venv/bin/ruff check controller tests bench && .venv/bin/mypy controller tests/harness && .venv/bin/lint-imports
 
 crds:            ## Regenerate manifests/crds (and the chart's copy) from the API models
 	.venv/bin/rolloutctl crds --output-dir manifests/crds

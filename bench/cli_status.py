@@ -45,8 +45,8 @@ def create_objects(kubeconfig: Path) -> str:
     """A namespace holding the plan (with its mid-run status) and its policy; its name."""
     from kubernetes import client
 
-    from controller.testing.cluster import new_api_client
-    from controller.testing.midrun import create_mid_run_plan
+    from tests.harness.cluster import new_api_client
+    from tests.harness.midrun import create_mid_run_plan
 
     namespace = f"bench-cli-{uuid.uuid4().hex[:6]}"
     api = new_api_client(kubeconfig)
@@ -98,8 +98,8 @@ def main() -> None:
     if args.runs < 10:
         parser.error("--runs must be at least 10")
 
-    from controller.testing import cluster as cluster_mod
-    from controller.testing.midrun import exec_plugin_kubeconfig
+    from tests.harness import cluster as cluster_mod
+    from tests.harness.midrun import exec_plugin_kubeconfig
 
     started: Path | None = None
     kubeconfig = args.kubeconfig
@@ -108,7 +108,7 @@ def main() -> None:
         cluster = cluster_mod.start_cluster(directory, workloads=False)
         started = None if args.keep else cluster.dir
         kubeconfig = cluster.kubeconfig
-        from controller.testing.fixtures import PROJECT_CRD_DIR, install_crds
+        from tests.harness.fixtures import PROJECT_CRD_DIR, install_crds
 
         api = cluster_mod.new_api_client(kubeconfig)
         install_crds(api, sorted(PROJECT_CRD_DIR.glob("*.yaml")))

@@ -55,8 +55,8 @@ def create_plans(kubeconfig: Path, count: int) -> str:
 
     from controller.adapters.kube.objects import ObjectStore
     from controller.api.types import GROUP, PLURALS, VERSION
-    from controller.testing.cluster import new_api_client
-    from controller.testing.midrun import mid_run_status
+    from tests.harness.cluster import new_api_client
+    from tests.harness.midrun import mid_run_status
 
     namespace = f"bench-dash-{uuid.uuid4().hex[:6]}"
     api = new_api_client(kubeconfig)
@@ -81,7 +81,7 @@ def create_plans(kubeconfig: Path, count: int) -> str:
 
 def flip(kubeconfig: Path, namespace: str, name: str, phase: str) -> None:
     from controller.adapters.kube.objects import ObjectStore
-    from controller.testing.cluster import new_api_client
+    from tests.harness.cluster import new_api_client
 
     api = new_api_client(kubeconfig)
     try:
@@ -96,7 +96,7 @@ def flip(kubeconfig: Path, namespace: str, name: str, phase: str) -> None:
 
 def measure(kubeconfig: Path, namespace: str, plans: int, runs: int,
             profile: Path) -> dict[str, list[float]]:
-    from controller.testing.browser import chromium, start_dashboard
+    from tests.harness.browser import chromium, start_dashboard
 
     dashboard = start_dashboard(kubeconfig, "-n", namespace)
     out: dict[str, list[float]] = {"fcp": [], "load": [], "html": [], "change": []}
@@ -151,7 +151,7 @@ def main() -> None:
     parser.add_argument("--kubeconfig", type=Path, help="use this cluster (CRDs installed)")
     args = parser.parse_args()
 
-    from controller.testing import cluster as cluster_mod
+    from tests.harness import cluster as cluster_mod
 
     started = None
     scratch = Path(tempfile.mkdtemp(prefix="bench-dash-"))
@@ -161,7 +161,7 @@ def main() -> None:
             cluster = cluster_mod.start_cluster(scratch / "cluster", workloads=False)
             started = cluster.dir
             kubeconfig = cluster.kubeconfig
-            from controller.testing.fixtures import PROJECT_CRD_DIR, install_crds
+            from tests.harness.fixtures import PROJECT_CRD_DIR, install_crds
 
             api = cluster_mod.new_api_client(kubeconfig)
             install_crds(api, sorted(PROJECT_CRD_DIR.glob("*.yaml")))

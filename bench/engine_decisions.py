@@ -16,8 +16,8 @@ from datetime import timedelta
 from bench.machine import describe, median
 from controller.engine import decide
 from controller.engine.observation import Observation
-from controller.testing import builders as b
-from controller.testing.world import World
+from tests.harness import builders as b
+from tests.harness.world import World
 
 
 def corpus() -> list[Observation]:

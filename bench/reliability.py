@@ -3,7 +3,7 @@
     python -m bench.reliability [--short] [--only NAME]... [--cluster DIR] [--workdir DIR]
 
 Runs each scenario against the local control plane (started in a temporary directory and
-stopped at the end, or an existing ``controller.testing.cluster`` directory with
+stopped at the end, or an existing ``tests.harness.cluster`` directory with
 ``--cluster``) with the real ``rolloutctl run`` processes, a live Prometheus and a Slack
 stand-in; prints each scenario's PASS/FAIL and its figures as it ends, then a Markdown
 table of all of them and the machine; exits 1 if any scenario failed.
@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from bench.machine import describe
-from controller.testing.chaos import SCENARIOS, ScenarioResult, local_env, run_scenario
+from tests.harness.chaos import SCENARIOS, ScenarioResult, local_env, run_scenario
 
 
 def table(results: list[ScenarioResult]) -> str:
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", choices=sorted(SCENARIOS),
                         help="run only this scenario (repeatable)")
     parser.add_argument("--cluster", type=Path,
-                        help="an existing `python -m controller.testing.cluster up DIR`")
+                        help="an existing `python -m tests.harness.cluster up DIR`")
     parser.add_argument("--workdir", type=Path, help="where logs and data go (default: a "
                                                      "new temporary directory)")
     args = parser.parse_args(argv)

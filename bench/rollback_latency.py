@@ -40,9 +40,9 @@ from typing import Any
 from kubernetes import client, watch
 
 from bench.machine import describe, median, percentile
-from controller.testing import cluster as cluster_mod
-from controller.testing.fixtures import crd_files, install_crds
-from controller.testing.stack import Stack, rollout_plan, slo_policy
+from tests.harness import cluster as cluster_mod
+from tests.harness.fixtures import crd_files, install_crds
+from tests.harness.stack import Stack, rollout_plan, slo_policy
 
 
 class RouteWatch:
@@ -99,7 +99,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--interval", default="1s", help="analysis.interval of the plan")
-    parser.add_argument("--cluster", help="an existing `controller.testing.cluster` dir")
+    parser.add_argument("--cluster", help="an existing `tests.harness.cluster` dir")
     parser.add_argument("--default-plan", action="store_true",
                         help="the default plan's analysis (60 s), fast path on and off")
     parser.add_argument("--fast-interval", default="1",

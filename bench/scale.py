@@ -5,7 +5,7 @@
 For each size N a fresh local control plane is started (etcd, kube-apiserver,
 kube-controller-manager, kube-scheduler, kwok with enough fake nodes for 2N pods), with a
 live Prometheus scraping every 15 s one exporter that serves all N services' request
-counters and latency histograms (``controller.testing.scale_world``). N RolloutPlans (the
+counters and latency histograms (``tests.harness.scale_world``). N RolloutPlans (the
 default plan's three gates, one SLOPolicy per namespace of 100 plans) each get their own
 stable and canary Deployments and HTTPRoute. The controller is the real ``rolloutctl run``
 process with its defaults (4 workers, resync 10 m, leader election on: one replica holds
@@ -48,10 +48,10 @@ from pathlib import Path
 
 from bench.machine import describe
 from controller.api.types import parse_duration
-from controller.testing import cluster as cluster_mod
-from controller.testing.fixtures import crd_files, install_crds
-from controller.testing.prometheus import PrometheusServer
-from controller.testing.scale_world import (
+from tests.harness import cluster as cluster_mod
+from tests.harness.fixtures import crd_files, install_crds
+from tests.harness.prometheus import PrometheusServer
+from tests.harness.scale_world import (
     PlanSummary,
     ProcessSampler,
     ScaleWorld,

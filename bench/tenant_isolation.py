@@ -26,10 +26,10 @@ from kubernetes import client
 
 from bench.machine import describe, median
 from bench.rollback_latency import RouteWatch, _bad, _total
-from controller.testing import cluster as cluster_mod
-from controller.testing.drip import DrippingServer
-from controller.testing.fixtures import crd_files, install_crds
-from controller.testing.stack import Stack, rollout_plan, slo_policy
+from tests.harness import cluster as cluster_mod
+from tests.harness.drip import DrippingServer
+from tests.harness.fixtures import crd_files, install_crds
+from tests.harness.stack import Stack, rollout_plan, slo_policy
 
 INTERVAL = "1s"
 WINDOW = 5
@@ -90,7 +90,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="B's rollbacks per phase")
     parser.add_argument("--tenant-a-plans", type=int, default=6)
-    parser.add_argument("--cluster", help="an existing `controller.testing.cluster` dir")
+    parser.add_argument("--cluster", help="an existing `tests.harness.cluster` dir")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="isolation-bench-"))
     own = args.cluster is None

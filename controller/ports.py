@@ -3,26 +3,9 @@
 Every Protocol of the product lives here (and only value types they exchange): the engine
 never sees these; the reconciler, the simulator, the runtime, the notifier and the
 dashboard are written against them, ``adapters/`` provides the real implementations
-(``testing/`` the fakes) and ``controller.app`` chooses which.
+(``tests/harness/`` the fakes) and ``controller.app`` chooses which.
 
-=================  =============================================  ==========================
-Protocol           used by                                        provided by (adapters/)
-=================  =============================================  ==========================
-Clock              reconciler, runtime, notifier                  clock.SystemClock
-MetricsSource      gate analysis, simulator                       metrics.prometheus
-BudgetSource       PolicyReconciler (budgets and burn rates)      metrics.prometheus
-BatchingSource     gate analysis (many measurements in one go)    metrics.prometheus
-VectorSource       the fast path (one query per SLO template)     metrics.prometheus
-RangeSource        dashboard charts                               metrics.series
-TrafficRouter      reconciler                                     traffic.*
-PlanStore          reconcilers (read, whole-status writes)        kube.objects.ObjectStore
-WorkloadControl    PlanReconciler                                 kube.workloads.Workloads
-EventSink          reconcilers                                    kube.events.EventRecorder
-NotificationStore  notification dispatcher                        notify.store
-LeaseStore         runtime.leader                                 kube.lease.KubeLeaseStore
-Reconciler         runtime.manager                                reconciler.*
-=================  =============================================  ==========================
-"""
+=================  =============================================  ==================="""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Shared pytest setup: the real control plane and Prometheus fixtures live in the package.
+"""Shared pytest setup: the real control plane and Prometheus fixtures live in the harness
+(tests/harness/fixtures.py, a pytest plugin loaded below), not in the product package.
 
 The tests' servers (Prometheus, probes, Slack and SMTP stand-ins) listen on loopback, which
 the egress policy refuses by default: the tests allow it explicitly, through the same
@@ -8,8 +9,8 @@ setting a platform admin uses (``ROLLOUTCTL_EGRESS_ALLOW``, inherited by every
 
 import os
 
-from controller.testing.egress import LOCAL_EGRESS
+from tests.harness.egress import LOCAL_EGRESS
 
 os.environ["ROLLOUTCTL_EGRESS_ALLOW"] = LOCAL_EGRESS
 
-pytest_plugins = ["controller.testing.fixtures"]
+pytest_plugins = ["tests.harness.fixtures"]

@@ -3,7 +3,7 @@
     python -m bench.peers [--runs 3] [--faults 1.0,0.05] [--systems rolloutctl,argo,flagger]
                           [--quick] [--cluster DIR]
 
-One local control plane (``controller.testing.cluster``), one live Prometheus scraping
+One local control plane (``tests.harness.cluster``), one live Prometheus scraping
 every demo service (1 s scrape interval), and per system its own namespace, its own pair
 of demo services (stable and canary, the sandbox's ``DemoApp``, labelled
 ``service=checkout[-argo|-flagger]``) and its own traffic (50 requests a second, split by
@@ -56,12 +56,12 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from bench.machine import describe, median
-from controller.testing import cluster as cluster_mod
-from controller.testing.demo_app import DemoApp
-from controller.testing.fixtures import crd_files, install_crds
-from controller.testing.prometheus import PrometheusServer
-from controller.testing.stack import Stack, deployment, rollout_plan, slo_policy
-from controller.testing.traffic import TrafficGenerator
+from tests.harness import cluster as cluster_mod
+from tests.harness.demo_app import DemoApp
+from tests.harness.fixtures import crd_files, install_crds
+from tests.harness.prometheus import PrometheusServer
+from tests.harness.stack import Stack, deployment, rollout_plan, slo_policy
+from tests.harness.traffic import TrafficGenerator
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -484,7 +484,7 @@ def main() -> None:
     parser.add_argument("--spread", type=float, default=60.0,
                         help="plus a random 0..SPREAD seconds (the peers' 1 m cycle)")
     parser.add_argument("--quick", action="store_true", help="one run, the 100 %% fault")
-    parser.add_argument("--cluster", help="an existing `controller.testing.cluster` dir")
+    parser.add_argument("--cluster", help="an existing `tests.harness.cluster` dir")
     parser.add_argument("--no-build", action="store_true",
                         help="do not call tools/build-peers.sh")
     args = parser.parse_args()

@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from controller.testing.fixtures import TestCluster
-from controller.testing.stack import slo_policy
+from tests.harness.fixtures import TestCluster
+from tests.harness.stack import slo_policy
 
 from .test_admission_plan_author_may_do_only_what_it_names import (
     attempt,

@@ -23,8 +23,8 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from controller.testing.fixtures import TestCluster
-from controller.testing.stack import slo_policy
+from tests.harness.fixtures import TestCluster
+from tests.harness.stack import slo_policy
 
 from .test_chart_harness import apply, chart, delete, documents, eventually
 

@@ -17,9 +17,9 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from controller.testing.cluster import CONTROLLER_USER
-from controller.testing.fixtures import TestCluster
-from controller.testing.stack import slo_policy
+from tests.harness.cluster import CONTROLLER_USER
+from tests.harness.fixtures import TestCluster
+from tests.harness.stack import slo_policy
 
 from .test_chart_harness import (
     CONTROLLER_NAMESPACE,

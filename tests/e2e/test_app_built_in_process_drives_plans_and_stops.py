@@ -22,10 +22,10 @@ from controller.adapters import egress
 from controller.adapters.kube.lease import KubeLeaseStore
 from controller.api.types import GROUP, VERSION
 from controller.app import Config, build
-from controller.testing.builders import plan_doc, policy_doc
-from controller.testing.egress import LOCAL_EGRESS
-from controller.testing.fixtures import TestCluster
-from controller.testing.stack import rolloutctl_binary
+from tests.harness.builders import plan_doc, policy_doc
+from tests.harness.egress import LOCAL_EGRESS
+from tests.harness.fixtures import TestCluster
+from tests.harness.stack import rolloutctl_binary
 
 pytestmark = pytest.mark.cluster
 

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from controller.testing.fixtures import TestCluster
-from controller.testing.stack import Stack, rollout_plan
+from tests.harness.fixtures import TestCluster
+from tests.harness.stack import Stack, rollout_plan
 
 pytestmark = [pytest.mark.cluster]
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from controller.testing.fixtures import TestCluster
+from tests.harness.fixtures import TestCluster
 
 from .test_chart_harness import (
     CHART,

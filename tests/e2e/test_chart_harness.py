@@ -20,8 +20,8 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from controller.testing.cluster import REPO_DIR, bin_dir
-from controller.testing.fixtures import TestCluster, unavailable
+from tests.harness.cluster import REPO_DIR, bin_dir
+from tests.harness.fixtures import TestCluster, unavailable
 
 CHART = REPO_DIR / "helm" / "rolloutctl"
 KUBE_VERSION = "1.34.4"

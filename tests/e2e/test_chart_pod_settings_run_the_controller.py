@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 import yaml
 
-from controller.testing.cluster import CONTROLLER_USER, free_port
-from controller.testing.fixtures import TestCluster, unavailable
+from tests.harness.cluster import CONTROLLER_USER, free_port
+from tests.harness.fixtures import TestCluster, unavailable
 
 from .test_chart_harness import (
     CONTROLLER_NAMESPACE,

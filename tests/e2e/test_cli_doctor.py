@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from controller.testing.fixtures import TestCluster
-from controller.testing.slack_stub import SlackStub
-from controller.testing.stack import Stack, rollout_plan, slo_policy
+from tests.harness.fixtures import TestCluster
+from tests.harness.slack_stub import SlackStub
+from tests.harness.stack import Stack, rollout_plan, slo_policy
 
 from .test_chart_harness import (
     CONTROLLER_NAMESPACE,

@@ -16,8 +16,8 @@ import pytest
 from typer.testing import CliRunner
 
 from controller.cli.main import app
-from controller.testing.fixtures import TestCluster
-from controller.testing.stack import Stack
+from tests.harness.fixtures import TestCluster
+from tests.harness.stack import Stack
 
 from .test_cli_harness import explain, rolloutctl, running_stack, start_controller
 

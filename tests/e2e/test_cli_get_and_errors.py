@@ -12,9 +12,9 @@ import pytest
 import yaml
 from kubernetes import client
 
-from controller.testing.cluster import RBAC_USER
-from controller.testing.fixtures import TestCluster
-from controller.testing.stack import rollout_plan
+from tests.harness.cluster import RBAC_USER
+from tests.harness.fixtures import TestCluster
+from tests.harness.stack import rollout_plan
 
 from .test_cli_harness import rolloutctl
 
@@ -153,7 +153,7 @@ def test_kubectl_rolloutctl_runs_the_plugin(cluster: TestCluster, namespace: str
     import subprocess
     import sys
 
-    from controller.testing.cluster import find_binary
+    from tests.harness.cluster import find_binary
 
     create_plans(api, namespace, "checkout")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",

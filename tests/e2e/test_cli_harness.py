@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from controller.testing.fixtures import TestCluster
-from controller.testing.stack import Stack, rollout_plan, rolloutctl_binary, slo_policy
+from tests.harness.fixtures import TestCluster
+from tests.harness.stack import Stack, rollout_plan, rolloutctl_binary, slo_policy
 
 SERVICE = "checkout"
 AT_25 = [{"weight": 10, "hold": "3s"}, {"weight": 25, "hold": "1h"},

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.testing.fixtures import TestCluster
-from controller.testing.stack import Stack
+from tests.harness.fixtures import TestCluster
+from tests.harness.stack import Stack
 
 from .test_cli_harness import explain, plan_at_25, rolloutctl, running_stack
 

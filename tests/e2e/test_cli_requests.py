@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.testing.fixtures import TestCluster
-from controller.testing.stack import Stack, rollout_plan
+from tests.harness.fixtures import TestCluster
+from tests.harness.stack import Stack, rollout_plan
 
 from .test_cli_harness import explain, rolloutctl, running_stack, start_controller
 

@@ -18,8 +18,8 @@ import pytest
 import yaml
 from kubernetes import client
 
-from controller.testing import midrun
-from controller.testing.fixtures import TestCluster
+from tests.harness import midrun
+from tests.harness.fixtures import TestCluster
 
 from .test_cli_harness import rolloutctl
 

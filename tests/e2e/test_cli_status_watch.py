@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.testing.fixtures import TestCluster
-from controller.testing.stack import Stack, rollout_plan, rolloutctl_binary
+from tests.harness.fixtures import TestCluster
+from tests.harness.stack import Stack, rollout_plan, rolloutctl_binary
 
 from .test_cli_harness import rolloutctl, running_stack, start_controller
 

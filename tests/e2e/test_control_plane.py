@@ -15,7 +15,8 @@ from typing import Any, TypeVar
 import pytest
 from kubernetes import client
 
-from controller.testing.cluster import (
+from tests.harness import python_env
+from tests.harness.cluster import (
     CONTROLLER_USER,
     RBAC_USER,
     REPO_DIR,
@@ -23,7 +24,7 @@ from controller.testing.cluster import (
     find_binary,
     pid_alive,
 )
-from controller.testing.fixtures import TestCluster, unavailable
+from tests.harness.fixtures import TestCluster, unavailable
 
 pytestmark = pytest.mark.cluster
 
@@ -316,7 +317,8 @@ def test_cli_up_and_down_leave_no_process_behind(tmp_path: Path) -> None:
     directory = tmp_path / "cp"
     python = sys.executable
     up = subprocess.run(
-        [python, "-m", "controller.testing.cluster", "up", str(directory), "--no-workloads"],
+        [python, "-m", "tests.harness.cluster", "up", str(directory), "--no-workloads"],
+        env=python_env(),
         capture_output=True,
         text=True,
         timeout=180,
@@ -329,7 +331,8 @@ def test_cli_up_and_down_leave_no_process_behind(tmp_path: Path) -> None:
     assert set(json.loads((directory / "tokens.json").read_text())) >= {"admin", RBAC_USER}
 
     again = subprocess.run(
-        [python, "-m", "controller.testing.cluster", "up", str(directory), "--no-workloads"],
+        [python, "-m", "tests.harness.cluster", "up", str(directory), "--no-workloads"],
+        env=python_env(),
         capture_output=True,
         text=True,
         timeout=60,
@@ -338,7 +341,8 @@ def test_cli_up_and_down_leave_no_process_behind(tmp_path: Path) -> None:
     assert json.loads((directory / "pids").read_text()) == pids
 
     down = subprocess.run(
-        [python, "-m", "controller.testing.cluster", "down", str(directory)],
+        [python, "-m", "tests.harness.cluster", "down", str(directory)],
+        env=python_env(),
         capture_output=True,
         text=True,
         timeout=60,

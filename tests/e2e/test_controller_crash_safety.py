@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from controller.testing.stack import ControllerProcess, Stack, rollout_plan
+from tests.harness.stack import ControllerProcess, Stack, rollout_plan
 
 pytestmark = [pytest.mark.cluster, pytest.mark.prometheus, pytest.mark.slow]
 

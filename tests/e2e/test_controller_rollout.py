@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from controller.testing.stack import Stack, rollout_plan
+from tests.harness.stack import Stack, rollout_plan
 
 pytestmark = [pytest.mark.cluster, pytest.mark.prometheus]
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from controller.testing.fixtures import TestCluster
-from controller.testing.stack import Stack, rollout_plan
-from controller.testing.traffic import accept_route
+from tests.harness.fixtures import TestCluster
+from tests.harness.stack import Stack, rollout_plan
+from tests.harness.traffic import accept_route
 
 pytestmark = pytest.mark.cluster
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from controller.testing.builders import plan_doc
-from controller.testing.fixtures import TestCluster
+from tests.harness.builders import plan_doc
+from tests.harness.fixtures import TestCluster
 
 pytestmark = pytest.mark.cluster
 

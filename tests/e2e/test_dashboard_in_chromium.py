@@ -7,7 +7,7 @@ real Prometheus: what a user sees, and that it changes by itself.
 * a release freeze shows its reason, and the headline turns UNHEALTHY with one incident;
 * a user whose RBAC hides a namespace does not see its plans (token user ``rbac-user``).
 
-The statuses are those the reconciler writes (``controller.testing.midrun``), stored through
+The statuses are those the reconciler writes (``tests.harness.midrun``), stored through
 the ``/status`` subresource as the controller does. Screenshots: the test's tmp_path
 (``pytest --basetemp=DIR`` keeps them somewhere known).
 """
@@ -29,10 +29,10 @@ from prometheus_client import CollectorRegistry, start_http_server
 from controller.adapters.kube.objects import ObjectStore
 from controller.api.plan import RolloutPlanStatus
 from controller.telemetry import Telemetry
-from controller.testing import builders as b
-from controller.testing.browser import BrowserUnavailable, chromium, start_dashboard
-from controller.testing.fixtures import TestCluster, unavailable
-from controller.testing.midrun import create_mid_run_plan, mid_run_status
+from tests.harness import builders as b
+from tests.harness.browser import BrowserUnavailable, chromium, start_dashboard
+from tests.harness.fixtures import TestCluster, unavailable
+from tests.harness.midrun import create_mid_run_plan, mid_run_status
 
 pytestmark = [pytest.mark.cluster, pytest.mark.prometheus]
 

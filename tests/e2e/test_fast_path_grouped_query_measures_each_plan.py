@@ -15,9 +15,9 @@ from controller.api.plan import Phase, RolloutPlan, RolloutPlanStatus
 from controller.api.policy import SLOPolicy
 from controller.engine.measurements import Track
 from controller.ports import QueryContext
-from controller.testing.fixtures import unavailable
-from controller.testing.prometheus import PrometheusError, start_backfilled
-from controller.testing.traces import Trace, TrackShape, series_of
+from tests.harness.fixtures import unavailable
+from tests.harness.prometheus import PrometheusError, start_backfilled
+from tests.harness.traces import Trace, TrackShape, series_of
 
 pytestmark = pytest.mark.prometheus
 

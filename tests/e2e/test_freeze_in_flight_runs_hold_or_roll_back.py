@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from controller.testing.fixtures import TestCluster
-from controller.testing.freeze_world import (
+from tests.harness.fixtures import TestCluster
+from tests.harness.freeze_world import (
     FreezeWorld,
     canary_replicas,
     condition,
@@ -30,7 +30,7 @@ from controller.testing.freeze_world import (
     watch,
     world_with_history,
 )
-from controller.testing.stack import Stack, rollout_plan
+from tests.harness.stack import Stack, rollout_plan
 
 pytestmark = [pytest.mark.cluster, pytest.mark.prometheus, pytest.mark.slow]
 

@@ -19,17 +19,17 @@ from typing import Any
 
 import pytest
 
-from controller.testing.fixtures import TestCluster
-from controller.testing.freeze_world import (
+from tests.harness.fixtures import TestCluster
+from tests.harness.freeze_world import (
     FreezeWorld,
     freeze_policy,
     set_thresholds,
     world_with_history,
 )
-from controller.testing.slack_stub import SlackStub
-from controller.testing.smtp_stub import SmtpServer
-from controller.testing.stack import Stack
-from controller.testing.webhook_stub import WebhookReceiver
+from tests.harness.slack_stub import SlackStub
+from tests.harness.smtp_stub import SmtpServer
+from tests.harness.stack import Stack
+from tests.harness.webhook_stub import WebhookReceiver
 
 pytestmark = [pytest.mark.cluster, pytest.mark.prometheus, pytest.mark.slow]
 

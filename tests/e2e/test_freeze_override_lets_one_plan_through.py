@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.testing.fixtures import TestCluster
-from controller.testing.freeze_world import (
+from tests.harness.fixtures import TestCluster
+from tests.harness.freeze_world import (
     BUDGET_SLO,
     FreezeWorld,
     canary_replicas,
@@ -34,8 +34,8 @@ from controller.testing.freeze_world import (
     watch,
     world_with_history,
 )
-from controller.testing.slack_stub import SlackStub
-from controller.testing.stack import Stack, rollout_plan
+from tests.harness.slack_stub import SlackStub
+from tests.harness.stack import Stack, rollout_plan
 
 pytestmark = [pytest.mark.cluster, pytest.mark.prometheus, pytest.mark.slow]
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.testing.fixtures import TestCluster
-from controller.testing.freeze_world import (
+from tests.harness.fixtures import TestCluster
+from tests.harness.freeze_world import (
     BUDGET_SLO,
     FreezeWorld,
     canary_replicas,
@@ -29,7 +29,7 @@ from controller.testing.freeze_world import (
     watch,
     world_with_history,
 )
-from controller.testing.stack import rollout_plan
+from tests.harness.stack import rollout_plan
 
 pytestmark = [pytest.mark.cluster, pytest.mark.prometheus, pytest.mark.slow]
 

@@ -24,9 +24,9 @@ from controller.api.plan import RolloutPlan
 from controller.api.policy import SLO, SLOPolicy
 from controller.engine.measurements import MeasurementStatus, Track
 from controller.ports import QueryContext
-from controller.testing.fixtures import unavailable
-from controller.testing.prometheus import PrometheusError, start_backfilled
-from controller.testing.traces import Trace, TrackShape, series_of
+from tests.harness.fixtures import unavailable
+from tests.harness.prometheus import PrometheusError, start_backfilled
+from tests.harness.traces import Trace, TrackShape, series_of
 
 pytestmark = pytest.mark.prometheus
 

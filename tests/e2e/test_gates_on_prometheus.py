@@ -28,10 +28,10 @@ from controller.adapters.metrics.prometheus import PrometheusSource
 from controller.api.policy import SLO
 from controller.engine.measurements import Measurement, MeasurementStatus, Track
 from controller.ports import QueryContext
-from controller.testing.cluster import free_port
-from controller.testing.fixtures import BackfilledFactory, unavailable
-from controller.testing.prometheus import PrometheusError, PrometheusServer, backfill
-from controller.testing.traces import Trace, TrackShape, after, series_of
+from tests.harness.cluster import free_port
+from tests.harness.fixtures import BackfilledFactory, unavailable
+from tests.harness.prometheus import PrometheusError, PrometheusServer, backfill
+from tests.harness.traces import Trace, TrackShape, after, series_of
 
 pytestmark = pytest.mark.prometheus
 

@@ -24,9 +24,9 @@ from controller.api.policy import SLOPolicy
 from controller.engine import verdicts
 from controller.engine.measurements import GateMeasurement, MeasurementStatus
 from controller.ports import QueryContext
-from controller.testing.fakes import FakeClock
-from controller.testing.fixtures import BackfilledFactory
-from controller.testing.traces import Trace, TrackShape, after, series_of
+from tests.harness.fakes import FakeClock
+from tests.harness.fixtures import BackfilledFactory
+from tests.harness.traces import Trace, TrackShape, after, series_of
 
 pytestmark = pytest.mark.prometheus
 

@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from controller.testing.fixtures import TestCluster
-from controller.testing.stack import Stack, deployment, http_route, rollout_plan, rolloutctl_binary
+from tests.harness.fixtures import TestCluster
+from tests.harness.stack import Stack, deployment, http_route, rollout_plan, rolloutctl_binary
 
 pytestmark = [pytest.mark.cluster]
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from controller.testing.smtp_stub import SmtpServer
-from controller.testing.stack import Stack, rollout_plan
+from tests.harness.smtp_stub import SmtpServer
+from tests.harness.stack import Stack, rollout_plan
 
 pytestmark = [pytest.mark.cluster, pytest.mark.prometheus]
 

@@ -13,8 +13,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from controller.runtime.manager import Manager
-from controller.testing.builders import plan_doc
-from controller.testing.fixtures import TestCluster
+from tests.harness.builders import plan_doc
+from tests.harness.fixtures import TestCluster
 
 pytestmark = pytest.mark.cluster
 

@@ -13,7 +13,7 @@ from kubernetes import client
 
 from controller.adapters.kube.lease import KubeLeaseStore
 from controller.runtime.leader import ElectionTimings, LeaderElector
-from controller.testing.fixtures import TestCluster
+from tests.harness.fixtures import TestCluster
 
 pytestmark = pytest.mark.cluster
 

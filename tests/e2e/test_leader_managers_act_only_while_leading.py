@@ -21,8 +21,8 @@ from prometheus_client import CollectorRegistry
 from controller.adapters.kube.lease import KubeLeaseStore
 from controller.runtime.leader import LeaderElector
 from controller.runtime.manager import Manager
-from controller.testing.builders import plan_doc
-from controller.testing.fixtures import TestCluster
+from tests.harness.builders import plan_doc
+from tests.harness.fixtures import TestCluster
 
 pytestmark = pytest.mark.cluster
 
@@ -137,7 +137,7 @@ SCRIPT = textwrap.dedent("""
     from pathlib import Path
     from prometheus_client import CollectorRegistry
     from controller.runtime.manager import Manager
-    from controller.testing.cluster import new_api_client
+    from tests.harness.cluster import new_api_client
 
     kubeconfig, namespace, identity = sys.argv[1:4]
 

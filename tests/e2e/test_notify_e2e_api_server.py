@@ -33,10 +33,10 @@ from controller.adapters.notify import (
 )
 from controller.adapters.notify.memory import outbox_entry, plan_object, policy_object
 from controller.api.types import GROUP, VERSION
-from controller.testing.fixtures import TestCluster
-from controller.testing.slack_stub import SlackOutage, SlackStub
-from controller.testing.smtp_stub import SmtpServer
-from controller.testing.webhook_stub import WebhookReceiver
+from tests.harness.fixtures import TestCluster
+from tests.harness.slack_stub import SlackOutage, SlackStub
+from tests.harness.smtp_stub import SmtpServer
+from tests.harness.webhook_stub import WebhookReceiver
 
 pytestmark = pytest.mark.cluster
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from controller.testing.fixtures import TestCluster
-from controller.testing.slack_stub import SlackStub
-from controller.testing.stack import BAD, TOTAL, Stack, slo_policy
+from tests.harness.fixtures import TestCluster
+from tests.harness.slack_stub import SlackStub
+from tests.harness.stack import BAD, TOTAL, Stack, slo_policy
 
 pytestmark = [pytest.mark.cluster, pytest.mark.prometheus, pytest.mark.slow]
 

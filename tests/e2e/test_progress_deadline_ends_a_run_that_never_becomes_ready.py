@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from controller.testing.fixtures import TestCluster
-from controller.testing.slack_stub import SlackStub
-from controller.testing.stack import ControllerProcess, Stack, rollout_plan
+from tests.harness.fixtures import TestCluster
+from tests.harness.slack_stub import SlackStub
+from tests.harness.stack import ControllerProcess, Stack, rollout_plan
 
 pytestmark = [pytest.mark.cluster]
 

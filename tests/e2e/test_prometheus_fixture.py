@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import CollectorRegistry, Counter, start_http_server
 
-from controller.testing.cluster import free_port
-from controller.testing.fixtures import BackfilledFactory, LiveFactory
-from controller.testing.prometheus import counter, gauge, write_openmetrics
+from tests.harness.cluster import free_port
+from tests.harness.fixtures import BackfilledFactory, LiveFactory
+from tests.harness.prometheus import counter, gauge, write_openmetrics
 
 pytestmark = pytest.mark.prometheus
 

@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from controller.testing.cluster import CONTROLLER_USER, free_port
-from controller.testing.fixtures import TestCluster
-from controller.testing.slack_stub import SlackStub
-from controller.testing.stack import (
+from tests.harness.cluster import CONTROLLER_USER, free_port
+from tests.harness.fixtures import TestCluster
+from tests.harness.slack_stub import SlackStub
+from tests.harness.stack import (
     ControllerProcess,
     Stack,
     rollout_plan,

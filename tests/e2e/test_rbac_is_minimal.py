@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from controller.testing.cluster import CONTROLLER_USER
-from controller.testing.fixtures import TestCluster
+from tests.harness.cluster import CONTROLLER_USER
+from tests.harness.fixtures import TestCluster
 
 from .test_chart_harness import (
     CONTROLLER_NAMESPACE,

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from controller.adapters.traffic import router_for
-from controller.testing.cluster import CONTROLLER_USER
-from controller.testing.fixtures import TestCluster
+from tests.harness.cluster import CONTROLLER_USER
+from tests.harness.fixtures import TestCluster
 
 from .test_chart_harness import chart_rbac, eventually
 from .test_traffic_harness import Kube, Provider, provider_params

@@ -32,18 +32,18 @@ from kubernetes.client import ApiClient, AppsV1Api, CustomObjectsApi
 
 from controller.adapters.traffic.gateway_api import GatewayAPIRouter
 from controller.api.plan import GatewayAPIRoute
-from controller.testing.cluster import CONTROLLER_USER, REPO_DIR, bin_dir, free_port
-from controller.testing.demo_app import DemoApp
-from controller.testing.fixtures import TestCluster
-from controller.testing.prometheus import PrometheusServer
-from controller.testing.slack_stub import SlackStub
-from controller.testing.stack import (
+from tests.harness.cluster import CONTROLLER_USER, REPO_DIR, bin_dir, free_port
+from tests.harness.demo_app import DemoApp
+from tests.harness.fixtures import TestCluster
+from tests.harness.prometheus import PrometheusServer
+from tests.harness.slack_stub import SlackStub
+from tests.harness.stack import (
     ControllerProcess,
     deployment,
     http_route,
     rolloutctl_binary,
 )
-from controller.testing.traffic import TrafficGenerator
+from tests.harness.traffic import TrafficGenerator
 
 from .test_chart_harness import CONTROLLER_NAMESPACE, eventually, tool
 

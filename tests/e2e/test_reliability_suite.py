@@ -1,6 +1,6 @@
 """The reliability suite of issue 13, short variants, as CI runs it.
 
-Each test runs one scenario of ``controller.testing.chaos`` (the functions behind
+Each test runs one scenario of ``tests.harness.chaos`` (the functions behind
 ``python -m bench.reliability --short``) against the session's control plane, with real
 ``rolloutctl run`` processes, a live Prometheus and the Slack stand-in, and fails with the
 scenario's figures and problems. The full variant (50 kills, a 10-minute Prometheus
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from controller.testing.chaos import Env, run_scenario
-from controller.testing.fixtures import TestCluster, unavailable
-from controller.testing.prometheus import PrometheusMissing, find_tool
+from tests.harness.chaos import Env, run_scenario
+from tests.harness.fixtures import TestCluster, unavailable
+from tests.harness.prometheus import PrometheusMissing, find_tool
 
 pytestmark = [pytest.mark.cluster, pytest.mark.prometheus, pytest.mark.slow,
               pytest.mark.timeout(1200)]

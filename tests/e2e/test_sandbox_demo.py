@@ -1,16 +1,18 @@
-"""The README's first command: the sandbox demo runs its three stories and stops cleanly."""
+"""The README's first command (`make demo`, i.e. `scripts/sandbox demo`): the sandbox demo
+runs its three stories and stops cleanly."""
 
 from __future__ import annotations
 
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from controller.testing import cluster as cluster_mod
+from tests.harness import cluster as cluster_mod
+
+REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = [pytest.mark.cluster, pytest.mark.prometheus, pytest.mark.slow]
 
@@ -20,12 +22,12 @@ def test_the_demo_tells_three_stories_and_stops_everything(tmp_path: Path) -> No
         for name in cluster_mod.BINARIES:
             cluster_mod.find_binary(name)
     except cluster_mod.ClusterError as exc:
-        from controller.testing.fixtures import unavailable
+        from tests.harness.fixtures import unavailable
 
         unavailable(str(exc))
     directory = tmp_path / "sandbox"
-    rolloutctl = str(Path(sys.executable).with_name("rolloutctl"))
-    result = subprocess.run([rolloutctl, "sandbox", "demo", "--dir", str(directory)],
+    script = str(REPO / "scripts" / "sandbox")
+    result = subprocess.run([script, "demo", "--dir", str(directory)],
                             capture_output=True, text=True, timeout=1200, check=False)
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-4000:]

@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from controller.testing.fixtures import TestCluster
-from controller.testing.prometheus import PrometheusServer
-from controller.testing.scale_world import (
+from tests.harness.fixtures import TestCluster
+from tests.harness.prometheus import PrometheusServer
+from tests.harness.scale_world import (
     ProcessSampler,
     ScaleWorld,
     SyntheticExporter,
@@ -42,7 +42,7 @@ INTERVAL = 5.0
 def test_twenty_plans_mid_run_are_each_analysed_every_interval_with_figures_measured(
     cluster: TestCluster, tmp_path: Path
 ) -> None:
-    assert cluster.local is not None, "needs a cluster started by controller.testing"
+    assert cluster.local is not None, "needs a cluster started by tests.harness"
     api = cluster.api_client()
     prefix = f"scale-{uuid.uuid4().hex[:5]}"
     namespaces = ScaleWorld.namespaces_for(PLANS, per_namespace=10, prefix=prefix)

@@ -1,6 +1,6 @@
 """`rolloutctl simulate` backtests plans against real Prometheus holding synthetic histories.
 
-Each history is generated (controller.testing.traces), backfilled with promtool and served by
+Each history is generated (tests.harness.traces), backfilled with promtool and served by
 Debian's prometheus; the simulator runs the controller's engine over it on a virtual clock.
 """
 
@@ -16,8 +16,8 @@ import yaml
 from typer.testing import CliRunner
 
 from controller.cli.main import app
-from controller.testing.fixtures import BackfilledFactory
-from controller.testing.traces import Trace, TrackShape, after, between
+from tests.harness.fixtures import BackfilledFactory
+from tests.harness.traces import Trace, TrackShape, after, between
 
 pytestmark = pytest.mark.prometheus
 

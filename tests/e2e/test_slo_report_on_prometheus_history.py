@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from controller.testing.fixtures import BackfilledFactory, TestCluster
-from controller.testing.smtp_stub import SmtpServer
-from controller.testing.stack import BAD, TOTAL, rolloutctl_binary
-from controller.testing.traces import Trace, TrackShape, between
+from tests.harness.fixtures import BackfilledFactory, TestCluster
+from tests.harness.smtp_stub import SmtpServer
+from tests.harness.stack import BAD, TOTAL, rolloutctl_binary
+from tests.harness.traces import Trace, TrackShape, between
 
 pytestmark = [pytest.mark.cluster, pytest.mark.prometheus]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from controller.testing.fixtures import TestCluster
+from tests.harness.fixtures import TestCluster
 
 from .test_traffic_harness import CANARY, Nginx, eventually, set_up
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from controller.ports import RouterError
-from controller.testing.fixtures import TestCluster
+from tests.harness.fixtures import TestCluster
 
 from .test_traffic_harness import CANARY, Nginx, Provider, Replicas, Setup, provider_params, set_up
 

@@ -7,8 +7,8 @@ import pytest
 
 from controller.adapters.traffic import router_for
 from controller.ports import RouterError
-from controller.testing.cluster import RBAC_USER
-from controller.testing.fixtures import TestCluster
+from tests.harness.cluster import RBAC_USER
+from tests.harness.fixtures import TestCluster
 
 from .test_traffic_harness import Kube, Provider, provider_params
 

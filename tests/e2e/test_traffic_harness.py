@@ -21,7 +21,7 @@ from kubernetes import client
 from controller.adapters.traffic import router_for
 from controller.api.plan import RolloutPlan
 from controller.ports import TrafficRouter
-from controller.testing.fixtures import TestCluster
+from tests.harness.fixtures import TestCluster
 
 STABLE = "checkout"
 CANARY = "checkout-canary"

@@ -5,7 +5,7 @@ other rules and fields are kept, removing them gives the route back, the parents
 read at the route's generation, and a concurrent writer is a Conflict that writes nothing.
 
 No Gateway controller runs here: the test writes the route's status as one would
-(``controller.testing.traffic.accept_route``).
+(``tests.harness.traffic.accept_route``).
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ from kubernetes import client
 from controller.adapters.traffic import router_for
 from controller.api.plan import RolloutPlan
 from controller.ports import RouterError, TrafficRouter
-from controller.testing import cluster as cluster_mod
-from controller.testing.cluster import CONTROLLER_USER
-from controller.testing.fixtures import TestCluster, install_crds, unavailable
-from controller.testing.traffic import accept_route
+from tests.harness import cluster as cluster_mod
+from tests.harness.cluster import CONTROLLER_USER
+from tests.harness.fixtures import TestCluster, install_crds, unavailable
+from tests.harness.traffic import accept_route
 
 from .test_chart_harness import chart_rbac
 from .test_traffic_harness import (

@@ -11,7 +11,7 @@ import pytest
 from controller.adapters.traffic import IstioRouter, router_for
 from controller.api.plan import RolloutPlan
 from controller.ports import RouterError, TrafficRouter
-from controller.testing.fixtures import TestCluster
+from tests.harness.fixtures import TestCluster
 
 from .test_traffic_harness import (
     CANARY,

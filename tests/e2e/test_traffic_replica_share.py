@@ -9,7 +9,7 @@ import pytest
 
 from controller.adapters.traffic import router_for
 from controller.ports import TrafficRouter
-from controller.testing.fixtures import TestCluster
+from tests.harness.fixtures import TestCluster
 
 from .test_traffic_harness import CANARY, STABLE, Kube, Replicas, eventually, set_up
 

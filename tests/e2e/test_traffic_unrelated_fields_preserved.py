@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from controller.testing.fixtures import TestCluster
+from tests.harness.fixtures import TestCluster
 
 from .test_traffic_harness import (
     CANARY,

@@ -16,8 +16,8 @@ from prometheus_client import CollectorRegistry
 
 from controller.errors import Conflict, Transient
 from controller.runtime.manager import Manager
-from controller.testing.builders import plan_doc, policy_doc
-from controller.testing.fixtures import TestCluster
+from tests.harness.builders import plan_doc, policy_doc
+from tests.harness.fixtures import TestCluster
 
 pytestmark = pytest.mark.cluster
 

@@ -17,8 +17,8 @@ from controller.adapters.kube.watch import (
     Informer,
     Resource,
 )
-from controller.testing.builders import plan_doc
-from controller.testing.fixtures import TestCluster
+from tests.harness.builders import plan_doc
+from tests.harness.fixtures import TestCluster
 
 pytestmark = pytest.mark.cluster
 

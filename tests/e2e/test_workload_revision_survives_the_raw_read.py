@@ -17,7 +17,7 @@ import pytest
 from kubernetes import client
 
 from controller.adapters.kube.workloads import Workloads, template_revision, workload_state
-from controller.testing.fixtures import TestCluster
+from tests.harness.fixtures import TestCluster
 
 pytestmark = pytest.mark.cluster
 

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 
 from controller.api.validation import check_plan, check_plan_against_policy, check_policy
 from controller.api.validation import parse_policy as parse
-from controller.testing.chaos import (
+from tests.harness.chaos import (
     CONTROL_POLICY,
     BadInput,
     invalid_plans,

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 
 from controller.api import templates
 from controller.api.validation import check_plan, check_policy
-from controller.testing.chaos import INJECTIONS, injection_documents, injections
+from tests.harness.chaos import INJECTIONS, injection_documents, injections
 
 TEMPLATE = 'sum(rate(http_requests_total{service="{{service}}",track="{{track}}"}[{{window}}]))'
 

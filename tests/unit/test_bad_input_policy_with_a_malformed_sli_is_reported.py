@@ -11,7 +11,7 @@ every plan referring to it, then failed with an unexpected error on every retry,
 from __future__ import annotations
 
 from controller.api.validation import check_policy
-from controller.testing.stack import slo_policy
+from tests.harness.stack import slo_policy
 
 
 def policy(sli: dict[str, object]) -> dict[str, object]:

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from controller.api.validation import check_plan, check_policy
-from controller.testing import builders as b
+from tests.harness import builders as b
 
 ROOT = Path(__file__).resolve().parents[2]
 

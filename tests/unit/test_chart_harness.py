@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from controller.testing.fixtures import unavailable
+from tests.harness.fixtures import unavailable
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "rolloutctl"

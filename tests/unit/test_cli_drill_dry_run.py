@@ -13,7 +13,7 @@ from controller.api.plan import DrillReport, DrillRequest, Phase, RolloutPlan
 from controller.cli import render, summary
 from controller.cli.drill import predict, with_drill
 from controller.engine.decide import decide
-from controller.testing import builders as b
+from tests.harness import builders as b
 
 STEPS = [(10, "1m"), (25, "1h"), (50, "1h"), (100, "1h")]
 

@@ -18,8 +18,8 @@ from controller.api.policy import SLOPolicy
 from controller.cli import runreport
 from controller.reconciler import PlanReconciler
 from controller.telemetry import Telemetry
-from controller.testing import builders as b
-from controller.testing.fakes import FakeClock, FakeWorkloads, MemoryStore
+from tests.harness import builders as b
+from tests.harness.fakes import FakeClock, FakeWorkloads, MemoryStore
 
 STEPS = [(10, "1m"), (25, "1m"), (50, "1m"), (100, "1m")]
 

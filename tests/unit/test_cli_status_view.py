@@ -17,8 +17,8 @@ from controller.api.policy import SLOPolicy
 from controller.cli import render, summary
 from controller.reconciler import PlanReconciler
 from controller.telemetry import Telemetry
-from controller.testing import builders as b
-from controller.testing.fakes import FakeClock, FakeWorkloads, MemoryStore
+from tests.harness import builders as b
+from tests.harness.fakes import FakeClock, FakeWorkloads, MemoryStore
 
 
 class Drive:

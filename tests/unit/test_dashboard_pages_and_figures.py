@@ -21,8 +21,8 @@ from controller.dashboard.figures import Health, headline
 from controller.dashboard.server import Dashboard, Sources, serve
 from controller.dashboard.snapshot import Snapshot, SnapshotCache, read_snapshot
 from controller.errors import Permanent
-from controller.testing import builders as b
-from controller.testing.midrun import mid_run_status
+from tests.harness import builders as b
+from tests.harness.midrun import mid_run_status
 
 HOSTILE = '<img src=x onerror="alert(1)">'
 

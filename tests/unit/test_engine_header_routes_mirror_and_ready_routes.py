@@ -10,8 +10,8 @@ from controller.api.conditions import ConditionType
 from controller.api.plan import Phase, RolloutPlan
 from controller.api.validation import check_plan
 from controller.engine.observation import ActionType
-from controller.testing import builders as b
-from controller.testing.world import World
+from tests.harness import builders as b
+from tests.harness.world import World
 
 MATCH = [{"header": "X-Canary", "exact": "always"}]
 

@@ -12,8 +12,8 @@ from controller.api.plan import Phase, Verdict
 from controller.engine.decide import decide, evaluation_window, record_results
 from controller.engine.measurements import Measurement, MeasurementStatus
 from controller.engine.observation import ActionType, FreezeInput
-from controller.testing import builders as b
-from controller.testing.world import World
+from tests.harness import builders as b
+from tests.harness.world import World
 
 KINDS = ["good", "bad", "burn", "nodata", "error", "few"]
 

@@ -21,7 +21,7 @@ from controller.api.policy import InFlight
 from controller.engine.decide import decide, gates_due, steps_hash
 from controller.engine.measurements import MeasurementStatus
 from controller.engine.observation import ActionType, FreezeInput
-from controller.testing import builders as b
+from tests.harness import builders as b
 
 
 def running(

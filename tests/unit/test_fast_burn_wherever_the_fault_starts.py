@@ -32,8 +32,8 @@ from controller.engine.measurements import (
     MeasurementStatus,
 )
 from controller.engine.observation import ActionType, Observation, RouterObservation
-from controller.testing import builders as b
-from controller.testing.fakes import FakeClock
+from tests.harness import builders as b
+from tests.harness.fakes import FakeClock
 
 MIN = 60.0
 STEP = 10 * MIN  # the run's second step (25 %) starts 10 minutes into the run

@@ -14,8 +14,8 @@ from controller.engine.decide import steps_hash
 from controller.engine.measurements import Measurement, MeasurementStatus, Track
 from controller.ports import QueryContext
 from controller.runtime.fastpath import FastBoard, FastLoop
-from controller.testing import builders as b
-from controller.testing.fakes import FakeClock
+from tests.harness import builders as b
+from tests.harness.fakes import FakeClock
 
 BAD = ('sum(rate(http_requests_total{service="{{service}}",track="{{track}}",code=~"5.."}'
        '[{{window}}]))')

@@ -14,7 +14,7 @@ import pytest
 from controller.api.policy import SLOPolicy
 from controller.engine.freeze import SLOMeasurements, evaluate, freeze_input
 from controller.engine.measurements import Measurement, MeasurementStatus
-from controller.testing import builders as b
+from tests.harness import builders as b
 
 FREEZE_SLO = "api_availability"
 EXPIRES = b.T0 + timedelta(minutes=30)

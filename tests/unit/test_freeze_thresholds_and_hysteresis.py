@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from controller.api.policy import SLOPolicy
 from controller.engine.freeze import SLOMeasurements, evaluate, freeze_input
 from controller.engine.measurements import BurnRateMeasurement, Measurement, MeasurementStatus
-from controller.testing import builders as b
+from tests.harness import builders as b
 
 FREEZE_SLO = "api_availability"  # 99.9 % over 30 d in builders.policy_doc
 TOTAL = 10_000_000.0  # events in the window

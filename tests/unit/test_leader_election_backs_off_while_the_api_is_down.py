@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from controller.adapters.kube.lease import LeaseRecord
 from controller.errors import Transient
 from controller.runtime.leader import ElectionTimings, LeaderElector
-from controller.testing.fakes import FakeClock
+from tests.harness.fakes import FakeClock
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 

@@ -10,7 +10,7 @@ import pytest
 from controller.adapters.kube.lease import LeaseRecord
 from controller.errors import Conflict, Permanent, Transient
 from controller.runtime.leader import ElectionTimings, LeaderElector
-from controller.testing.fakes import FakeClock
+from tests.harness.fakes import FakeClock
 
 
 class FakeLeaseStore:

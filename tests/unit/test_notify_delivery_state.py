@@ -23,7 +23,7 @@ from controller.adapters.notify import (
 from controller.adapters.notify.memory import outbox_entry, plan_object
 from controller.adapters.notify.workqueue import KeyQueue
 from controller.api.notifications import MAX_SENT_KEYS
-from controller.testing.webhook_stub import WebhookReceiver
+from tests.harness.webhook_stub import WebhookReceiver
 
 NS = "shop"
 

@@ -23,9 +23,9 @@ from controller.adapters.notify import (
     ObjectRef,
 )
 from controller.adapters.notify.memory import outbox_entry, plan_object, policy_object
-from controller.testing.slack_stub import SlackStub
-from controller.testing.smtp_stub import SmtpServer, self_signed_cert
-from controller.testing.webhook_stub import WebhookReceiver
+from tests.harness.slack_stub import SlackStub
+from tests.harness.smtp_stub import SmtpServer, self_signed_cert
+from tests.harness.webhook_stub import WebhookReceiver
 
 NS = "shop"
 EVIDENCE = [{"name": "api_availability", "verdict": "Fail", "reason": "ObjectiveMissed",

@@ -24,7 +24,7 @@ from controller.adapters.notify import (
     ObjectRef,
 )
 from controller.adapters.notify.memory import outbox_entry, plan_object
-from controller.testing.slack_stub import SlackStub
+from tests.harness.slack_stub import SlackStub
 
 NS = "shop"
 SLACK = {"channel": "#deploys", "tokenSecretRef": {"name": "slack", "key": "token"}}

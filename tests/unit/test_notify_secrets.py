@@ -28,9 +28,9 @@ from controller.adapters.notify import (
 from controller.adapters.notify.memory import outbox_entry, plan_object
 from controller.adapters.notify.render import Rendered
 from controller.adapters.notify.slack import SlackBot, SlackWebhook
-from controller.testing.slack_stub import SlackStub
-from controller.testing.smtp_stub import SmtpServer
-from controller.testing.webhook_stub import WebhookReceiver
+from tests.harness.slack_stub import SlackStub
+from tests.harness.smtp_stub import SmtpServer
+from tests.harness.webhook_stub import WebhookReceiver
 
 NS = "shop"
 TOKEN = "xoxb-1111111111-2222222222-REALLYSECRETtokenVALUE"

@@ -22,7 +22,7 @@ from controller.adapters.notify import (
     ObjectRef,
 )
 from controller.adapters.notify.memory import outbox_entry, plan_object
-from controller.testing.slack_stub import SlackOutage, SlackStub
+from tests.harness.slack_stub import SlackOutage, SlackStub
 
 NS = "shop"
 SLACK = {"channel": "#deploys", "tokenSecretRef": {"name": "slack", "key": "token"}}

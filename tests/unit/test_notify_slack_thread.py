@@ -26,7 +26,7 @@ from controller.adapters.notify import (
     StoreError,
 )
 from controller.adapters.notify.memory import outbox_entry, plan_object, policy_object
-from controller.testing.slack_stub import SlackStub
+from tests.harness.slack_stub import SlackStub
 
 NS = "shop"
 SLACK = {"channel": "#deploys", "criticalChannel": "#oncall",

@@ -19,8 +19,8 @@ from controller.engine.freeze import SLOMeasurements, evaluate_services, freeze_
 from controller.engine.measurements import BurnRateMeasurement
 from controller.reconciler import PlanReconciler, PolicyReconciler, Slots
 from controller.telemetry import Telemetry
-from controller.testing import builders as b
-from controller.testing.fakes import FakeClock, FakeWorkloads, MemoryStore, RecordingEvents
+from tests.harness import builders as b
+from tests.harness.fakes import FakeClock, FakeWorkloads, MemoryStore, RecordingEvents
 
 REPO = Path(__file__).resolve().parents[2]
 PLATFORM = {"rolloutctl.dev/platform": "true"}

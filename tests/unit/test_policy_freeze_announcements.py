@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from controller.engine.freeze import SLOMeasurements, evaluate
 from controller.engine.measurements import MeasurementStatus
-from controller.testing import builders as b
+from tests.harness import builders as b
 
 
 def policy_with_notifications() -> object:
@@ -56,7 +56,7 @@ def test_a_spent_budget_freezes_once_with_hysteresis() -> None:
 
 
 def test_announcements_become_events_even_without_notification_channels() -> None:
-    from controller.testing import builders as bb
+    from tests.harness import builders as bb
 
     plain = bb.policy()  # no spec.notifications
     first = evaluate(plain, measured(100.0), bb.T0)

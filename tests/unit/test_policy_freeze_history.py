@@ -10,7 +10,7 @@ from typing import Any
 from controller.api.policy import MAX_FREEZES, SLOPolicy
 from controller.engine.freeze import SLOMeasurements, evaluate
 from controller.engine.measurements import Measurement, MeasurementStatus
-from controller.testing import builders as b
+from tests.harness import builders as b
 
 SLO = "api_availability"
 TOTAL = 1_000_000.0

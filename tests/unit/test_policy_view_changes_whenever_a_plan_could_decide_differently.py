@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from controller.api.policy import SLOPolicy
 from controller.engine.freeze import freeze_input, plan_facing_state
 from controller.reconciler import policy_view
-from controller.testing.builders import T0, policy_doc
+from tests.harness.builders import T0, policy_doc
 
 TIMES = [None, T0, T0 + timedelta(minutes=1)]
 NOWS = [T0 - timedelta(minutes=1), T0 + timedelta(seconds=30), T0 + timedelta(minutes=2)]

@@ -11,7 +11,7 @@ import pytest
 
 from controller.adapters.metrics.probe import Prober, ProbeRegistry, ProbeSpec
 from controller.engine.measurements import MeasurementStatus
-from controller.testing.fakes import FakeClock
+from tests.harness.fakes import FakeClock
 
 #: real seconds a test waits for a state before it fails (never a sleep)
 DEADLINE = 30.0

@@ -14,7 +14,7 @@ from controller.api.plan import Phase, PromotionStage, RolloutPlanStatus, RunOut
 from controller.api.validation import check_plan
 from controller.engine.decide import decide, steps_hash
 from controller.engine.observation import ActionType, WorkloadState
-from controller.testing import builders as b
+from tests.harness import builders as b
 
 PULL = "Back-off pulling image \"registry.local/checkout:v9\""
 

@@ -12,8 +12,8 @@ from controller.engine.measurements import GateMeasurement
 from controller.errors import Conflict
 from controller.reconciler import PlanReconciler, PolicyReconciler, Slots
 from controller.telemetry import Telemetry
-from controller.testing import builders as b
-from controller.testing.fakes import FakeClock, FakeWorkloads, MemoryStore, RecordingEvents
+from tests.harness import builders as b
+from tests.harness.fakes import FakeClock, FakeWorkloads, MemoryStore, RecordingEvents
 
 KEY = "shop/checkout"
 

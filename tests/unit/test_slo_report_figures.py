@@ -17,7 +17,7 @@ from controller.api.plan import RolloutPlan
 from controller.api.policy import SLOPolicy
 from controller.cli import sloreport
 from controller.cli.sloreport import Counts
-from controller.testing import builders as b
+from tests.harness import builders as b
 
 T0 = datetime.fromisoformat("2026-11-20T00:00:00+00:00")
 UNTIL = T0 + timedelta(days=7)

@@ -16,7 +16,7 @@ from controller.adapters.traffic.matching import cookie_regex
 from controller.adapters.traffic.nginx import match_annotations
 from controller.api.plan import GatewayAPIRoute, IstioRoute, RouteMatch
 from controller.api.validation import check_plan
-from controller.testing import builders as b
+from tests.harness import builders as b
 
 HEADER = RouteMatch(header="X-Canary", exact="always")
 COOKIE = RouteMatch(cookie="canary", exact="yes")

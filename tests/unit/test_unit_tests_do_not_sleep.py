@@ -1,5 +1,5 @@
 """Unit tests never sleep and never assert a wall-clock duration: under load timing is noise.
-They move a fake clock (``FakeClock`` in controller/testing/fakes.py) or wait for the state
+They move a fake clock (``FakeClock`` in tests/harness/fakes.py) or wait for the state
 they assert (a condition, a socket, a join with a deadline); timing goals live in bench/.
 
 Read with ``ast``, each file under tests/unit: a call to ``time.sleep`` or ``asyncio.sleep``

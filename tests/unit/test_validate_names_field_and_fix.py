@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from controller.api.validation import check_plan, check_plan_against_policy, check_policy
 from controller.cli.main import app
-from controller.testing import builders as b
+from tests.harness import builders as b
 
 REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()

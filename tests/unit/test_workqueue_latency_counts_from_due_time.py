@@ -13,7 +13,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry
 
 from controller.runtime.workqueue import WorkQueue
-from controller.testing.fakes import FakeClock
+from tests.harness.fakes import FakeClock
 
 
 def test_a_delayed_key_taken_late_reports_the_time_since_it_was_due() -> None:

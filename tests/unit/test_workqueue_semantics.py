@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from controller.runtime.workqueue import ExponentialBackoff, WorkQueue
-from controller.testing.fakes import FakeClock
+from tests.harness.fakes import FakeClock
 
 
 def drain(queue: WorkQueue) -> list[str]:

@@ -31,9 +31,9 @@ from typing import Any, cast
 
 from kubernetes.client import ApiClient, AppsV1Api, CustomObjectsApi
 
-from controller.testing.demo_app import DemoApp
-from controller.testing.prometheus import PrometheusServer, Series, backfill
-from controller.testing.stack import (
+from tests.harness.demo_app import DemoApp
+from tests.harness.prometheus import PrometheusServer, Series, backfill
+from tests.harness.stack import (
     BAD,
     TOTAL,
     Stack,
@@ -41,7 +41,7 @@ from controller.testing.stack import (
     http_route,
     rolloutctl_binary,
 )
-from controller.testing.traces import Trace, TrackShape
+from tests.harness.traces import Trace, TrackShape
 
 HISTORY_SERVICE = "checkout-history"
 GATE_SLO = "api_availability"

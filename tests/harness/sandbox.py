@@ -1,4 +1,4 @@
-"""The sandbox: a real progressive rollout on this machine, behind ``rolloutctl sandbox``.
+"""The sandbox: a real progressive rollout on this machine, behind ``scripts/sandbox``.
 
 ``up`` starts, under one directory (default ``.sandbox``): the local control plane (etcd,
 kube-apiserver, controller-manager, scheduler, kwok), two demo services playing stable and
@@ -27,13 +27,13 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from controller.testing import cluster as cluster_mod
-from controller.testing.egress import LOCAL_EGRESS
-from controller.testing.prometheus import PrometheusServer
-from controller.testing.stack import deployment, http_route
-from controller.testing.traffic import TESTER_HEADER
+from tests.harness import REPO, python_env
+from tests.harness import cluster as cluster_mod
+from tests.harness.egress import LOCAL_EGRESS
+from tests.harness.prometheus import PrometheusServer
+from tests.harness.stack import deployment, http_route
+from tests.harness.traffic import TESTER_HEADER
 
-REPO = Path(__file__).resolve().parents[2]
 NAMESPACE = "demo"
 SERVICE = "checkout"
 SLACK_TOKEN = "xoxb-sandbox-not-a-real-token"
@@ -144,7 +144,7 @@ class Sandbox:
         log = (self.dir / "logs" / f"{name}.log").open("ab")
         process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True,
-                                   cwd=self.dir)
+                                   cwd=self.dir, env=python_env())
         state.pids[name] = process.pid
         state.save()
         return process
@@ -172,7 +172,7 @@ class Sandbox:
         cl = cluster_mod.start_cluster(self.dir / "cluster")
         state.pids["cluster"] = -1  # stopped through cluster down
         api = cl.api_client()
-        from controller.testing.fixtures import crd_files, install_crds
+        from tests.harness.fixtures import crd_files, install_crds
 
         install_crds(api, crd_files()[0])
         core: Any = client.CoreV1Api(api)
@@ -187,7 +187,7 @@ class Sandbox:
         for track in ("stable", "canary"):
             port_file = self._port_file(f"app-{track}")
             proc = self._spawn(state, f"app-{track}", [
-                sys.executable, "-m", "controller.testing.demo_app", "--service", SERVICE,
+                sys.executable, "-m", "tests.harness.demo_app", "--service", SERVICE,
                 "--track", track, "--port-file", str(port_file)])
             ports[track] = self._read_port_file(port_file, proc)
             state.urls[track] = f"http://127.0.0.1:{ports[track]}"
@@ -207,7 +207,7 @@ class Sandbox:
         self.progress("starting the Slack stand-in")
         port_file = self._port_file("slack")
         proc = self._spawn(state, "slack", [
-            sys.executable, "-m", "controller.testing.slack_sandbox", "--port-file",
+            sys.executable, "-m", "tests.harness.slack_sandbox", "--port-file",
             str(port_file), "--token", SLACK_TOKEN])
         slack = json.loads(self._read_port_file(port_file, proc))
         state.urls["slack-api"] = slack["api"]
@@ -230,7 +230,7 @@ class Sandbox:
         self.progress("starting the traffic generator (50 requests/s, split by the route; it "
                       "also accepts the route as the demo Gateway would)")
         self._spawn(state, "traffic", [
-            sys.executable, "-m", "controller.testing.traffic", "--kubeconfig",
+            sys.executable, "-m", "tests.harness.traffic", "--kubeconfig",
             str(state.kubeconfig), "--namespace", NAMESPACE, "--route", SERVICE,
             "--stable-url", state.urls["stable"], "--canary-url", state.urls["canary"],
             "--stats-file", str(self.dir / "traffic.json")])
@@ -353,7 +353,7 @@ def release(state: State, version: str) -> None:
 
 
 def traffic_stats(state: State) -> dict[str, Any]:
-    """The traffic generator's counts (see ``controller.testing.traffic``); {} before any."""
+    """The traffic generator's counts (see ``tests.harness.traffic``); {} before any."""
     try:
         data: dict[str, Any] = json.loads((state.dir / "traffic.json").read_text())
     except (OSError, ValueError):

@@ -6,10 +6,10 @@ Deployments become ready. Binaries come from ``tools/build-control-plane.sh``.
 
 Command line::
 
-    python -m controller.testing.cluster up DIR [--no-workloads] [--nodes N]
-    python -m controller.testing.cluster down DIR
-    python -m controller.testing.cluster status DIR
-    python -m controller.testing.cluster kubeconfig DIR USER   # prints the path
+    python -m tests.harness.cluster up DIR [--no-workloads] [--nodes N]
+    python -m tests.harness.cluster down DIR
+    python -m tests.harness.cluster status DIR
+    python -m tests.harness.cluster kubeconfig DIR USER   # prints the path
 
 Everything lives under DIR: ``kubeconfig`` (admin), ``tokens.json`` (user -> bearer
 token), ``pids`` (process name -> PID), ``cluster.json`` (ports and settings), ``pki/``,
@@ -721,7 +721,7 @@ def running_cluster(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m controller.testing.cluster",
+        prog="python -m tests.harness.cluster",
         description="Start or stop a local kube-apiserver + etcd (+ workloads) on loopback.",
     )
     sub = parser.add_subparsers(dest="command", required=True)

@@ -2,7 +2,7 @@
 page (and JSON) showing every channel's messages with their threads, and a log line per
 message as it arrives.
 
-    python -m controller.testing.slack_sandbox --port 0 --port-file F --token T
+    python -m tests.harness.slack_sandbox --port 0 --port-file F --token T
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from controller.testing.slack_stub import SlackMessage, SlackStub
+from tests.harness.slack_stub import SlackMessage, SlackStub
 
 
 def text_of(m: SlackMessage) -> str:

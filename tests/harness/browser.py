@@ -107,7 +107,7 @@ def start_dashboard(kubeconfig: Path, *args: str, timeout: float = 60.0) -> Runn
 
 
 def main() -> None:
-    """``python -m controller.testing.browser URL FILE.png [URL FILE.png ...]``: full-page
+    """``python -m tests.harness.browser URL FILE.png [URL FILE.png ...]``: full-page
     screenshots in headless chromium (how docs/dashboard-*.png were taken from the
     sandbox)."""
     import argparse

@@ -62,13 +62,13 @@ from controller.api.validation import (
     check_policy,
     parse_policy,
 )
-from controller.testing import prometheus as prometheus_mod
-from controller.testing.cluster import free_port, new_api_client, restart_apiserver
-from controller.testing.demo_app import DemoApp
-from controller.testing.egress import LOCAL_EGRESS
-from controller.testing.prometheus import PrometheusServer
-from controller.testing.slack_stub import SlackStub
-from controller.testing.stack import (
+from tests.harness import prometheus as prometheus_mod
+from tests.harness.cluster import free_port, new_api_client, restart_apiserver
+from tests.harness.demo_app import DemoApp
+from tests.harness.egress import LOCAL_EGRESS
+from tests.harness.prometheus import PrometheusServer
+from tests.harness.slack_stub import SlackStub
+from tests.harness.stack import (
     ControllerProcess,
     Stack,
     rollout_plan,
@@ -139,7 +139,7 @@ def median(values: Sequence[float]) -> float:
 @dataclass
 class Env:
     """Where the scenarios run: a kubeconfig (admin), a work directory and, for the API
-    server restart, the ``controller.testing.cluster`` directory of the control plane."""
+    server restart, the ``tests.harness.cluster`` directory of the control plane."""
 
     kubeconfig: Path
     workdir: Path
@@ -1020,7 +1020,7 @@ def apiserver_restart(env: Env, short: bool = False) -> ScenarioResult:
     mid-step: the controller reconnects and resumes within 10 s; the run completes."""
     result = ScenarioResult("API server restarted mid-run")
     if env.cluster_dir is None:
-        result.error = "needs a local control plane (controller.testing.cluster) to restart"
+        result.error = "needs a local control plane (tests.harness.cluster) to restart"
         return result
     fleet = Fleet(env, "apirestart", 1).start()
     stack = fleet.stacks[0]
@@ -2045,8 +2045,8 @@ def run_scenario(name: str, env: Env, short: bool) -> ScenarioResult:
 def local_env(workdir: Path, cluster_dir: Path | None = None) -> Iterator[Env]:
     """An Env on the control plane in CLUSTER_DIR (started there if needed, and then
     stopped at the end), with the project's CRDs installed."""
-    from controller.testing import cluster as cluster_mod
-    from controller.testing.fixtures import crd_files, install_crds
+    from tests.harness import cluster as cluster_mod
+    from tests.harness.fixtures import crd_files, install_crds
 
     own = cluster_dir is None
     cdir = cluster_dir or workdir / "cluster"

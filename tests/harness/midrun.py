@@ -24,8 +24,8 @@ def mid_run_status(namespace: str) -> tuple[dict[str, Any], dict[str, Any], dict
     from controller.adapters.traffic.registry import NullRouter
     from controller.reconciler import PlanReconciler
     from controller.telemetry import Telemetry
-    from controller.testing import builders as b
-    from controller.testing.fakes import FakeClock, FakeWorkloads, MemoryStore
+    from tests.harness import builders as b
+    from tests.harness.fakes import FakeClock, FakeWorkloads, MemoryStore
 
     steps = [(10, "1m"), (25, "10m"), (50, "10m"), (100, "10m")]
     plan = b.plan_doc(namespace=namespace, steps=steps, notifications=False)

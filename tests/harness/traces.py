@@ -4,7 +4,7 @@ A :class:`Trace` describes one service over a time range: for each track (``cana
 ``stable``) a :class:`TrackShape` gives the request rate, the error ratio and the latency
 distribution as functions of time, plus series that vanish, counter resets and a memory
 gauge. :meth:`Trace.series` turns it into the cumulative series an instrumented service
-exposes, sampled every ``step`` seconds, as ``controller.testing.prometheus.Series`` ready
+exposes, sampled every ``step`` seconds, as ``tests.harness.prometheus.Series`` ready
 for ``backfill`` / the ``prometheus_backfilled`` fixture (``promtool tsdb
 create-blocks-from openmetrics``):
 
@@ -13,7 +13,7 @@ create-blocks-from openmetrics``):
 * ``process_resident_memory_bytes{service,track}`` (gauge, when the shape sets it)
 
 The histogram parts are written as three gauge families, because ``Series`` of
-``controller.testing.prometheus`` has counter and gauge types only (its ``untyped`` is not
+``tests.harness.prometheus`` has counter and gauge types only (its ``untyped`` is not
 valid OpenMetrics for promtool 2.42, which wants ``unknown``). PromQL ignores metric types,
 so ``rate()`` and ``increase()`` treat them exactly as scraped histogram series.
 
@@ -33,7 +33,7 @@ import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from controller.testing.prometheus import Series, write_openmetrics
+from tests.harness.prometheus import Series, write_openmetrics
 
 __all__ = [
     "DEFAULT_BUCKETS",

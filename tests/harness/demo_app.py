@@ -5,7 +5,7 @@ Each instance plays one track (stable or canary) of one service. It counts
 ``http_request_duration_seconds{service,track,handler}``; ``POST /admin/config`` with
 ``{"error_rate": 0.2, "latency_ms": 300}`` changes how it behaves.
 
-    python -m controller.testing.demo_app --service checkout --track canary --port 0
+    python -m tests.harness.demo_app --service checkout --track canary --port 0
 """
 
 from __future__ import annotations

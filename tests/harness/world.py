@@ -30,7 +30,7 @@ from controller.engine.observation import (
     RouterObservation,
     WorkloadState,
 )
-from controller.testing.builders import gate_measurement, ratio
+from tests.harness.builders import gate_measurement, ratio
 
 # (seconds since the world started, canary weight, gate name) -> canary measurement
 Script = Callable[[float, int, str], Measurement | GateMeasurement]

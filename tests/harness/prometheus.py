@@ -40,7 +40,7 @@ from typing import Any, Literal
 
 import yaml
 
-from controller.testing.cluster import free_port, log_tail, pid_alive
+from tests.harness.cluster import free_port, log_tail, pid_alive
 
 MetricType = Literal["counter", "gauge", "untyped"]
 

@@ -26,10 +26,10 @@ from kubernetes.client.exceptions import ApiException
 from controller.adapters.kube.objects import ObjectStore
 from controller.adapters.traffic.gateway_api import GatewayAPIRouter
 from controller.api.plan import GatewayAPIRoute
-from controller.testing.demo_app import DemoApp
-from controller.testing.egress import LOCAL_EGRESS
-from controller.testing.prometheus import PrometheusServer
-from controller.testing.traffic import TrafficGenerator
+from tests.harness.demo_app import DemoApp
+from tests.harness.egress import LOCAL_EGRESS
+from tests.harness.prometheus import PrometheusServer
+from tests.harness.traffic import TrafficGenerator
 
 BAD = ('sum(rate(http_requests_total{service="{{service}}",track="{{track}}",code=~"5.."}'
        "[{{window}}]))")
@@ -61,7 +61,7 @@ def deployment(name: str, track: str, image: str, replicas: int) -> dict[str, An
 def http_route(name: str, gateway: str | None = None) -> dict[str, Any]:
     """The demo HTTPRoute. With GATEWAY it is attached to that Gateway (parentRefs), and the
     controller then waits for the Gateway's status on each change: something must write it
-    (``controller.testing.traffic.accept_route``: no Gateway controller runs here). Without,
+    (``tests.harness.traffic.accept_route``: no Gateway controller runs here). Without,
     it is attached to nothing and nothing is waited for."""
     spec: dict[str, Any] = {"rules": [{"backendRefs": [
         {"name": name, "port": 8080, "weight": 100},
@@ -312,7 +312,7 @@ class Stack:
         """``rolloutctl run`` watching the stack's namespace, as the admin of the stack's
         kubeconfig unless KUBECONFIG names another identity (e.g. the chart's service
         account); the Lease lives in the stack's namespace unless LEASE_NAMESPACE is given."""
-        from controller.testing.cluster import free_port
+        from tests.harness.cluster import free_port
 
         port = free_port()
         log = self.workdir / f"{identity}.log"

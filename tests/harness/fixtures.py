@@ -1,11 +1,11 @@
 """pytest plugin: a real control plane and real Prometheus for the tests.
 
-Loaded with ``pytest_plugins = ["controller.testing.fixtures"]`` in tests/conftest.py.
+Loaded with ``pytest_plugins = ["tests.harness.fixtures"]`` in tests/conftest.py.
 
 Fixtures:
 
 * ``cluster`` (session): etcd + kube-apiserver + controller-manager + scheduler + kwok
-  started once per session in a temp dir (see ``controller.testing.cluster``), or the
+  started once per session in a temp dir (see ``tests.harness.cluster``), or the
   cluster of ``$ROLLOUTCTL_TEST_KUBECONFIG`` when set. The project's CRDs
   (``manifests/crds/*.yaml``), the Gateway API HTTPRoute CRD and the Istio VirtualService
   CRD are installed and Established. Gives a :class:`TestCluster`.
@@ -17,7 +17,7 @@ A missing binary or a failed start skips the test locally, and fails it when ``C
 Mark tests with ``@pytest.mark.cluster`` / ``@pytest.mark.prometheus``.
 
 ``ROLLOUTCTL_TEST_KUBECONFIG``: when it names the ``kubeconfig`` written by
-``python -m controller.testing.cluster up DIR``, the token users of DIR/tokens.json are
+``python -m tests.harness.cluster up DIR``, the token users of DIR/tokens.json are
 available too; for any other cluster only the admin kubeconfig is (``kubeconfig_for``
 skips). Nothing is stopped at the end in that case; CRDs installed stay installed.
 """
@@ -38,8 +38,8 @@ from typing import TYPE_CHECKING, Any, NoReturn, cast
 import pytest
 import yaml
 
-from controller.testing import cluster as cluster_mod
-from controller.testing.prometheus import PrometheusError, PrometheusServer, Series
+from tests.harness import cluster as cluster_mod
+from tests.harness.prometheus import PrometheusError, PrometheusServer, Series
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -95,7 +95,7 @@ class TestCluster:
         if user == cluster_mod.ADMIN_USER:
             return self.kubeconfig
         if self.local is None:
-            unavailable(f"token user {user!r} needs a cluster started by controller.testing")
+            unavailable(f"token user {user!r} needs a cluster started by tests.harness")
         return self.local.kubeconfig_for(user)
 
 
@@ -189,7 +189,7 @@ def cluster(
         files, notes = crd_files()
         for note in notes:
             request.config.stash.setdefault(_NOTES, []).append(note)
-            print(f"\n[controller.testing.fixtures] {note}")
+            print(f"\n[tests.harness.fixtures] {note}")
         api = handle.api_client()
         try:
             handle.installed_crds = install_crds(api, files)
@@ -206,7 +206,7 @@ _NOTES = pytest.StashKey[list[str]]()
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     for note in terminalreporter.config.stash.get(_NOTES, []):
-        terminalreporter.write_line(f"controller.testing.fixtures: {note}")
+        terminalreporter.write_line(f"tests.harness.fixtures: {note}")
 
 
 def _namespace_name(node_name: str) -> str:
@@ -273,13 +273,13 @@ LiveFactory = Callable[..., RunningPrometheus]
 def prometheus_backfilled(tmp_path: Path) -> Iterator[BackfilledFactory]:
     """Factory: ``prometheus_backfilled(series, lookback_delta="5m") -> RunningPrometheus``.
 
-    SERIES is an iterable of ``controller.testing.prometheus.Series`` (see ``counter`` and
+    SERIES is an iterable of ``tests.harness.prometheus.Series`` (see ``counter`` and
     ``gauge`` there); timestamps are unix seconds.
     """
     servers: list[PrometheusServer] = []
 
     def start(series: Iterable[Series], lookback_delta: str = "5m") -> RunningPrometheus:
-        from controller.testing.prometheus import backfill
+        from tests.harness.prometheus import backfill
 
         server = PrometheusServer(
             tmp_path / f"prometheus-backfilled-{len(servers)}", lookback_delta=lookback_delta
@@ -330,9 +330,9 @@ def prometheus_live(tmp_path: Path) -> Iterator[LiveFactory]:
 @pytest.fixture
 def stack(cluster: TestCluster, namespace: str, tmp_path: Path) -> Iterator[Any]:
     """The demo services with a live Prometheus scraping them, traffic running, the two
-    Deployments, and the platform SLOPolicy applied in NAMESPACE: a ``controller.testing.
+    Deployments, and the platform SLOPolicy applied in NAMESPACE: a ``tests.harness.
     stack.Stack`` ready for a plan and ``start_controller`` (stopped afterwards)."""
-    from controller.testing.stack import Stack, slo_policy
+    from tests.harness.stack import Stack, slo_policy
 
     s = Stack(Path(cluster.kubeconfig), cluster.api_client(), namespace, tmp_path / "stack")
     try:

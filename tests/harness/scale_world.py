@@ -48,9 +48,10 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from controller.testing.cluster import Cluster, free_port
-from controller.testing.stack import ControllerProcess, deployment, http_route, rolloutctl_binary
-from controller.testing.traces import DEFAULT_BUCKETS, DEFAULT_LATENCY
+from tests.harness import python_env
+from tests.harness.cluster import Cluster, free_port
+from tests.harness.stack import ControllerProcess, deployment, http_route, rolloutctl_binary
+from tests.harness.traces import DEFAULT_BUCKETS, DEFAULT_LATENCY
 
 __all__ = [
     "ApiRequests",
@@ -462,7 +463,7 @@ def start_controller(kubeconfig: Path, workdir: Path, *, namespaces: Sequence[st
     log = workdir / f"{identity}.log"
     command = [rolloutctl_binary(), "run"]
     if profile is not None:
-        command = [sys.executable, "-m", "controller.testing.scale_world", "profile",
+        command = [sys.executable, "-m", "tests.harness.scale_world", "profile",
                    str(profile), "run"]
     args = [*command, "--kubeconfig", str(kubeconfig),
             "--identity", identity, "--metrics-address", f"127.0.0.1:{port}",
@@ -474,7 +475,8 @@ def start_controller(kubeconfig: Path, workdir: Path, *, namespaces: Sequence[st
     workdir.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True, env={**os.environ, **(env or {})})
+                                   start_new_session=True,
+                                   env=python_env({**os.environ, **(env or {})}))
     return ControllerProcess(identity, process, log, port)
 
 
@@ -794,5 +796,5 @@ def profiled_run(out: Path, argv: Sequence[str]) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) < 3 or sys.argv[1] != "profile":
-        sys.exit("usage: python -m controller.testing.scale_world profile OUT run ARGS...")
+        sys.exit("usage: python -m tests.harness.scale_world profile OUT run ARGS...")
     profiled_run(Path(sys.argv[2]), sys.argv[3:])

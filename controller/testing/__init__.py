@@ -1,1 +1,0 @@
-"""Test support shipped with the package: the local control plane, Prometheus, fakes."""

@@ -1,0 +1,1 @@
+"""rolloutctl's tests and their harness (``tests.harness``); never part of the wheel."""

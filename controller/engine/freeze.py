@@ -14,12 +14,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Protocol
 
 from controller.api.conditions import ConditionStatus, ConditionType, set_condition
-from controller.api.notifications import OutgoingMessage, Severity
+from controller.api.decisions import DecisionType, severity_of, title_of
+from controller.api.notifications import OutgoingMessage, Severity, trim_outbox
 from controller.api.policy import (
     MAX_FREEZE_OVERRIDES,
     MAX_FREEZES,
@@ -38,7 +39,12 @@ from controller.engine import budget
 from controller.engine.measurements import BurnRateMeasurement, Measurement
 from controller.engine.observation import FreezeInput, FreezeReason
 
-MAX_OUTBOX = 50
+
+class Announce(Protocol):
+    """announce(type, title, text, severity): severity defaults to the decision table's."""
+
+    def __call__(self, type_: DecisionType, title: str, text: str,
+                 severity: Severity | None = None, /) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,15 +147,16 @@ def evaluate_services(policy: SLOPolicy, measured: dict[str, dict[str, SLOMeasur
     only = len(measured) == 1
     never_evaluated = old.evaluated_at is None
 
-    def announce(type_: str, severity: Severity, title: str, text: str) -> None:
+    def announce(type_: DecisionType, title: str, text: str,
+                 severity: Severity | None = None) -> None:
         nonlocal seq
         seq += 1
-        events.append((seq, type_, text))
+        events.append((seq, str(type_), text))
         if spec.notifications is None:
             return
         key = f"p{seq}"
         outbox.append(OutgoingMessage(
-            key=key, type=type_, severity=severity, at=now,
+            key=key, type=type_, severity=severity or severity_of(type_), at=now,
             title=f"{policy.metadata.namespace}/{policy.metadata.name}: {title}", text=text))
         added.append(key)
 
@@ -172,11 +179,11 @@ def evaluate_services(policy: SLOPolicy, measured: dict[str, dict[str, SLOMeasur
         who = o.by or "an operator"
         scope = ", ".join(o.allow) if o.allow else "every plan"
         if active and (before is None or not before.active):
-            announce("OverrideActivated", Severity.WARNING, "break-glass override",
+            announce(DecisionType.OVERRIDE_ACTIVATED, title_of(DecisionType.OVERRIDE_ACTIVATED),
                      f"{who} let {scope} through until {o.expires:%Y-%m-%d %H:%M:%S}Z: "
                      f"{o.reason}")
         elif not active and before is not None and before.active:
-            announce("OverrideExpired", Severity.INFO, "override expired",
+            announce(DecisionType.OVERRIDE_EXPIRED, title_of(DecisionType.OVERRIDE_EXPIRED),
                      f"the override by {who} ({o.reason}) expired")
 
     frozen_ones = [s for s in services if s.frozen]
@@ -203,8 +210,7 @@ def evaluate_services(policy: SLOPolicy, measured: dict[str, dict[str, SLOMeasur
         "SLOsUnknown" if unknown else "Evaluated",
         ("cannot measure: " + ", ".join(unknown)) if unknown else "every SLO measured",
         gen, now)
-    if len(outbox) > MAX_OUTBOX:
-        outbox = outbox[-MAX_OUTBOX:]
+    outbox = trim_outbox(outbox)
     since = min((s.frozen_since for s in frozen_ones if s.frozen_since), default=None)
     freezes = _freeze_history(old, frozen, since, reason, message, remaining, overrides, now)
     frozen_deployments = sorted({d for s in frozen_ones
@@ -230,7 +236,7 @@ def evaluate_services(policy: SLOPolicy, measured: dict[str, dict[str, SLOMeasur
 
 def _service(policy: SLOPolicy, service: str, measured: dict[str, SLOMeasurements],
              old: ServiceStatus, now: datetime, never_evaluated: bool, label: str,
-             announce: Callable[[str, Severity, str, str], None]) -> ServiceStatus:
+             announce: Announce) -> ServiceStatus:
     """One service's budgets and freeze, announcing its transitions through ANNOUNCE."""
     spec = policy.spec
     slos = [_slo_status(slo, measured.get(slo.name)) for slo in spec.slos]
@@ -274,12 +280,14 @@ def _service(policy: SLOPolicy, service: str, measured: dict[str, SLOMeasurement
     never_known = never_evaluated or (old.frozen and not old.freeze_announced)
     announced = old.freeze_announced if old.frozen else False
     if frozen and not announced and not (reason == FreezeReason.BUDGET_UNKNOWN and never_known):
-        severity = Severity.WARNING if reason == FreezeReason.BUDGET_UNKNOWN else Severity.CRITICAL
-        announce("FreezeStarted", severity, f"{label}releases frozen ({reason})",
-                 label + message)
+        # An unknown budget is a warning: nothing is known to burn (it still alarms).
+        started = DecisionType.FREEZE_STARTED
+        announce(started, f"{label}{title_of(started)} ({reason})", label + message,
+                 Severity.WARNING if reason == FreezeReason.BUDGET_UNKNOWN else None)
         announced = True
     elif old.frozen and not frozen and old.freeze_announced:
-        announce("FreezeLifted", Severity.INFO, f"{label}releases open again", label + message)
+        lifted = DecisionType.FREEZE_LIFTED
+        announce(lifted, f"{label}{title_of(lifted)}", label + message)
     if not frozen:
         announced = False
 
@@ -293,8 +301,8 @@ def _service(policy: SLOPolicy, service: str, measured: dict[str, SLOMeasurement
             key = f"{slo_status.name}/{i}"
             warnings.append(key)
             if key not in old.warnings_firing:
-                announce("BurnRateWarning", Severity.WARNING,
-                         f"{label}{slo_status.name} burns its budget fast (warning)",
+                warning = DecisionType.BURN_RATE_WARNING
+                announce(warning, f"{label}{slo_status.name} {title_of(warning)}",
                          f"{label}{slo_status.name} burns {b.long_rate:.1f}x over {b.long} "
                          f"and {b.short_rate:.1f}x over {b.short} (warning at "
                          f"{b.factor:g}x)")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Literal, overload
 
 from controller.api.decisions import DecisionType
@@ -45,15 +46,15 @@ class Pass:
         self.d = StatusDraft.of(self.obs.plan.status)
         self.spec: RolloutPlanSpec = self.obs.plan.spec
         self.now: datetime = self.obs.now
-        self.router_kind: RouterKind = self.spec.traffic.kind
         self.has_requests = requests.any_request(self.spec.requests)
 
     # -- the canary and the route ----------------------------------------------------------
 
-    @property
+    @cached_property
     def uses_canary_replicas(self) -> bool:
-        """Routers other than the replica ratio need the canary scaled by the controller."""
-        return self.router_kind != RouterKind.REPLICAS
+        """Routers other than the replica ratio need the canary scaled by the controller.
+        (Asked only by passes that move something: most passes never look.)"""
+        return self.spec.traffic.kind != RouterKind.REPLICAS
 
     def canary_can_take_traffic(self) -> bool:
         canary = self.obs.canary

@@ -10,7 +10,9 @@ to the model's.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
+from operator import attrgetter
 from datetime import datetime
 from typing import Any
 
@@ -64,17 +66,17 @@ class StatusDraft:
 
     @classmethod
     def of(cls, status: RolloutPlanStatus) -> StatusDraft:
-        return cls(**status.__dict__)
+        # positional: the fields are the model's, in its order (checked at import)
+        return cls(*status.__dict__.values())
 
     def values(self) -> dict[str, Any]:
         """Field name -> value (no copies), for ``model_copy(update=...)``."""
-        return {name: getattr(self, name) for name in FIELDS}
+        return dict(zip(FIELDS, _values(self), strict=True))
 
     def unchanged(self, old: RolloutPlanStatus) -> bool:
         """Is this draft the same status as OLD? Lists compare by their items' identity
         (every list of the draft is either OLD's or a new one)."""
-        for name, value in old.__dict__.items():
-            other = getattr(self, name)
+        for value, other in zip(old.__dict__.values(), _values(self), strict=True):
             if other is value:
                 continue
             if isinstance(value, list):
@@ -93,3 +95,7 @@ class StatusDraft:
 
 
 FIELDS: tuple[str, ...] = tuple(f.name for f in fields(StatusDraft))
+if FIELDS != tuple(RolloutPlanStatus.model_fields):
+    raise TypeError("StatusDraft's fields must be RolloutPlanStatus's, in the same order: "
+                    f"{FIELDS} != {tuple(RolloutPlanStatus.model_fields)}")
+_values: Callable[[StatusDraft], tuple[Any, ...]] = attrgetter(*FIELDS)

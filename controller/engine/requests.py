@@ -13,7 +13,9 @@ REQUEST_KINDS: tuple[RequestKind, ...] = ("promote", "resume", "abort", "retry",
 
 def any_request(requests: Requests) -> bool:
     """Does the spec carry a request of any kind? (most plans carry none)"""
-    return any(getattr(requests, k) is not None for k in REQUEST_KINDS)
+    r = requests
+    return not (r.promote is None and r.resume is None and r.abort is None
+                and r.retry is None and r.drill is None)
 
 
 @overload

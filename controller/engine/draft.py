@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from operator import attrgetter
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 from controller.api.conditions import Condition
@@ -95,7 +95,7 @@ class StatusDraft:
 
 
 FIELDS: tuple[str, ...] = tuple(f.name for f in fields(StatusDraft))
-if FIELDS != tuple(RolloutPlanStatus.model_fields):
+if tuple(RolloutPlanStatus.model_fields) != FIELDS:
     raise TypeError("StatusDraft's fields must be RolloutPlanStatus's, in the same order: "
                     f"{FIELDS} != {tuple(RolloutPlanStatus.model_fields)}")
 _values: Callable[[StatusDraft], tuple[Any, ...]] = attrgetter(*FIELDS)

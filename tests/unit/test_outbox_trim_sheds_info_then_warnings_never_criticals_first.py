@@ -22,7 +22,8 @@ def test_a_full_outbox_of_criticals_and_warnings_plus_a_warning_keeps_every_crit
     assert len(outbox) == MAX_OUTBOX
     trimmed = trim_outbox(outbox + [entry(MAX_OUTBOX, "BurnRateWarning", Severity.WARNING)])
     assert len(trimmed) == MAX_OUTBOX
-    assert [e.key for e in trimmed if e.severity is Severity.CRITICAL] == ["p0", f"p{MAX_OUTBOX - 1}"]
+    criticals = [e.key for e in trimmed if e.severity is Severity.CRITICAL]
+    assert criticals == ["p0", f"p{MAX_OUTBOX - 1}"]
     assert "p1" not in {e.key for e in trimmed}  # the oldest warning went
     assert trimmed[-1].key == f"p{MAX_OUTBOX}"  # order kept, the new one last
 

@@ -34,10 +34,10 @@ def test_an_unknown_type_from_the_wire_has_no_row_and_is_other_in_metrics() -> N
 
 def test_the_table_routes_as_the_notifier_did() -> None:
     """The sets the notifier and the engine each kept before the table, pinned."""
-    assert {"RollbackStarted", "RolledBack", "Failed", "FreezeStarted",
-                                   "Invalid"} == routing.ALARM_TYPES
-    assert {"RollbackStarted", "RolledBack", "Failed", "FreezeStarted",
-                                   "FreezeLifted"} == routing.EMAIL_TYPES
+    alarms = {"RollbackStarted", "RolledBack", "Failed", "FreezeStarted", "Invalid"}
+    assert alarms == routing.ALARM_TYPES
+    emails = {"RollbackStarted", "RolledBack", "Failed", "FreezeStarted", "FreezeLifted"}
+    assert emails == routing.EMAIL_TYPES
     assert {"FreezeStarted"} == routing.POLICY_THREAD_STARTERS
     plan = {t for t, d in DECISIONS.items() if d.source is Source.PLAN and t != "Invalid"}
     assert {t for t in plan if DECISIONS[t].severity is Severity.CRITICAL} == {

@@ -108,6 +108,15 @@ class Reason(StrEnum):
     # the spec
     SPEC_VALID = "SpecValid"
     INVALID_SPEC = "InvalidSpec"
+    # conditions (Ready, Frozen, Degraded)
+    RECONCILED = "Reconciled"
+    WORKLOAD_NOT_FOUND = "WorkloadNotFound"
+    OVERRIDE_ACTIVE = "OverrideActive"
+    FROZEN = "Frozen"
+    NOT_FROZEN = "NotFrozen"
+    ROUTE_NOT_ACCEPTED = "RouteNotAccepted"
+    HEALTHY = "Healthy"
+    ACTION_FAILED = "ActionFailed"
 
 
 class Source(StrEnum):

@@ -97,7 +97,7 @@ def record_results(status: RolloutPlanStatus, results: list[ActionResult], stabl
         at = failed[0].at
         conditions = list(set_condition(
             conditions, ConditionType.DEGRADED, ConditionStatus.TRUE,
-            failed[0].reason or "ActionFailed",
+            failed[0].reason or Reason.ACTION_FAILED,
             "; ".join(f"{r.action}: {r.error}" for r in failed), generation, at,
         ))
     return status.model_copy(update={"drills": drills, "conditions": conditions})

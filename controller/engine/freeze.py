@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Protocol
 
 from controller.api.conditions import Condition, ConditionStatus, ConditionType, set_condition
-from controller.api.decisions import DecisionType, severity_of, title_of
+from controller.api.decisions import DecisionType, Reason, severity_of, title_of
 from controller.api.notifications import OutgoingMessage, Severity, trim_outbox
 from controller.api.policy import (
     MAX_FREEZE_OVERRIDES,
@@ -244,7 +244,7 @@ def _conditions(old: SLOPolicyStatus, services: list[ServiceStatus], only: bool,
     conditions = set_condition(
         old.conditions, ConditionType.FROZEN,
         ConditionStatus.TRUE if frozen else ConditionStatus.FALSE,
-        reason or "NotFrozen", message if frozen else (message or "releases are open"),
+        reason or Reason.NOT_FROZEN, message if frozen else (message or "releases are open"),
         gen, now)
     unknown = sorted({(("" if only else f"{s.service}/") + slo.name)
                       for s in services for slo in s.slos if slo.state == SLOState.UNKNOWN})

@@ -22,8 +22,8 @@ def _ready(obs: Observation, d: StatusDraft) -> Wanted:
     if router.weight is None:
         return ConditionStatus.FALSE, router.reason, router.message
     if not obs.canary.exists or not obs.stable.exists:
-        return ConditionStatus.FALSE, d.reason or "WorkloadNotFound", d.message
-    return ConditionStatus.TRUE, "Reconciled", "the controller can act on this plan"
+        return ConditionStatus.FALSE, d.reason or Reason.WORKLOAD_NOT_FOUND, d.message
+    return ConditionStatus.TRUE, Reason.RECONCILED, "the controller can act on this plan"
 
 
 def _progressing(d: StatusDraft) -> Wanted:
@@ -36,9 +36,9 @@ def _frozen(obs: Observation) -> Wanted:
     freeze = obs.freeze
     if freeze is not None and freeze.frozen:
         return (ConditionStatus.FALSE if freeze.overridden else ConditionStatus.TRUE,
-                "OverrideActive" if freeze.overridden else freeze.reason or "Frozen",
+                Reason.OVERRIDE_ACTIVE if freeze.overridden else freeze.reason or Reason.FROZEN,
                 freeze_text(freeze))
-    return ConditionStatus.FALSE, "NotFrozen", "releases are open"
+    return ConditionStatus.FALSE, Reason.NOT_FROZEN, "releases are open"
 
 
 def _degraded(obs: Observation, d: StatusDraft) -> Wanted:
@@ -51,9 +51,9 @@ def _degraded(obs: Observation, d: StatusDraft) -> Wanted:
     if d.route_pending_since is not None and (
             router.rejected or elapsed(d.route_pending_since, obs.now)
             >= obs.plan.spec.traffic.ready_timeout.seconds):
-        return (ConditionStatus.TRUE, "RouteNotAccepted",
+        return (ConditionStatus.TRUE, Reason.ROUTE_NOT_ACCEPTED,
                 router.ready_message or "the route does not carry the change yet")
-    return ConditionStatus.FALSE, "Healthy", ""
+    return ConditionStatus.FALSE, Reason.HEALTHY, ""
 
 
 def plan_conditions(obs: Observation, d: StatusDraft) -> tuple[Condition, ...]:

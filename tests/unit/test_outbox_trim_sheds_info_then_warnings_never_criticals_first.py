@@ -10,8 +10,8 @@ from controller.api.notifications import MAX_OUTBOX, OutgoingMessage, Severity, 
 from controller.testing import builders as b
 
 
-def entry(i: int, type_: str, severity: Severity) -> OutgoingMessage:
-    return OutgoingMessage(key=f"p{i}", type=type_, severity=severity,
+def entry(i: int, type_: str, severity: Severity, prefix: str = "p") -> OutgoingMessage:
+    return OutgoingMessage(key=f"{prefix}{i}", type=type_, severity=severity,
                            at=b.T0 + timedelta(seconds=i), title=type_)
 
 
@@ -45,3 +45,28 @@ def test_only_criticals_left_sheds_the_oldest_critical() -> None:
 def test_an_outbox_within_the_limit_is_returned_as_it_is() -> None:
     outbox = [entry(i, "StepAdvanced", Severity.INFO) for i in range(MAX_OUTBOX)]
     assert trim_outbox(outbox) is outbox
+
+
+def test_a_policy_whose_outbox_is_full_keeps_its_undelivered_freeze() -> None:
+    """The SLOPolicy evaluator kept the last 50 entries: a Slack outage long enough to
+    fill the outbox with warnings dropped the FreezeStarted that opened it."""
+    from test_policy_freeze_announcements import measured, policy_with_notifications
+
+    from controller.api.policy import SLOPolicy
+    from controller.engine.freeze import evaluate
+
+    policy = policy_with_notifications()
+    assert isinstance(policy, SLOPolicy)
+    first = evaluate(policy, measured(100.0), b.T0).status
+    full = [entry(0, "FreezeStarted", Severity.CRITICAL, "old")]
+    full += [entry(i, "BurnRateWarning", Severity.WARNING, "old") for i in range(1, MAX_OUTBOX)]
+    first = first.model_copy(update={
+        "notifications": first.notifications.model_copy(update={"outbox": full})})
+    frozen = evaluate(policy.model_copy(update={"status": first}), measured(920.0),
+                      b.T0 + timedelta(seconds=60))
+    outbox = frozen.status.notifications.outbox
+    assert len(outbox) == MAX_OUTBOX
+    assert frozen.announcements  # the new freeze
+    freezes = [e.key for e in outbox if e.type == "FreezeStarted"]
+    assert freezes == ["old0", *frozen.announcements]
+    assert "old1" not in {e.key for e in outbox}  # the oldest warning made room

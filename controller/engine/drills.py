@@ -7,7 +7,7 @@ The timings come from when the writes really happened (``decide.record_results``
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
 
 from controller.api.decisions import DecisionType, Reason
 from controller.api.plan import (
@@ -54,9 +54,16 @@ def start_drill(p: Pass, request: DrillRequest, mid_run: bool) -> None:
         drill(p)
 
 
-def _update(p: Pass, **values: Any) -> DrillReport:
+def _update(p: Pass, *, stage: DrillStage | None = None,
+            rollback_started_at: datetime | None = None,
+            stable_ready_at: datetime | None = None, outcome: DrillOutcome | None = None,
+            message: str | None = None) -> DrillReport:
+    """The running drill's report with these fields changed (named: a typo is an error)."""
+    values = {"stage": stage, "rollback_started_at": rollback_started_at,
+              "stable_ready_at": stable_ready_at, "outcome": outcome, "message": message}
     drills = p.d.drills
-    report = drills[-1].model_copy(update=values)
+    report = drills[-1].model_copy(
+        update={k: v for k, v in values.items() if v is not None})
     p.d.drills = drills[:-1] + [report]
     return report
 

@@ -696,7 +696,8 @@ def leader_failover(env: Env, short: bool = False) -> ScenarioResult:
         for stack in fleet.stacks:
             st = stack.status()
             decisions = [d for d in st.get("decisions") or [] if d["seq"] > 0]
-            first = next((i for i, d in enumerate(decisions) if d["type"] == DecisionType.RUN_STARTED), 0)
+            first = next((i for i, d in enumerate(decisions)
+                          if d["type"] == DecisionType.RUN_STARTED), 0)
             run_decisions = decisions[first:]
             checks.append(check_run(stack.service, int(st.get("run") or 0), run_decisions,
                                     "Succeeded", str(st.get("phase")),
@@ -827,7 +828,8 @@ def prometheus_outage(env: Env, short: bool = False) -> ScenarioResult:
         result.expect(done is not None and st.get("phase") == "Succeeded",
                       f"ended {st.get('phase')} {st.get('reason')}")
         decisions = [d for d in st.get("decisions") or [] if d["seq"] > 0]
-        first = next((i for i, d in enumerate(decisions) if d["type"] == DecisionType.RUN_STARTED), 0)
+        first = next((i for i, d in enumerate(decisions)
+                      if d["type"] == DecisionType.RUN_STARTED), 0)
         check = check_run(stack.service, int(st.get("run") or 0), decisions[first:],
                           "Succeeded", str(st.get("phase")),
                           int(decisions[first]["seq"]) if decisions else 1)
@@ -1090,7 +1092,8 @@ def apiserver_restart(env: Env, short: bool = False) -> ScenarioResult:
         result.expect(done is not None and st.get("phase") == "Succeeded",
                       f"ended {st.get('phase')} {st.get('reason')}")
         decisions = [d for d in st.get("decisions") or [] if d["seq"] > 0]
-        first = next((i for i, d in enumerate(decisions) if d["type"] == DecisionType.RUN_STARTED), 0)
+        first = next((i for i, d in enumerate(decisions)
+                      if d["type"] == DecisionType.RUN_STARTED), 0)
         check = check_run(stack.service, int(st.get("run") or 0), decisions[first:],
                           "Succeeded", str(st.get("phase")),
                           int(decisions[first]["seq"]) if decisions else 1)

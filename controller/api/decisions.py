@@ -7,9 +7,9 @@ values are the wire strings, so a status written before them reads the same.
 
 ``DECISIONS`` holds, per decision type, everything the engine and the notifier need to
 know about it: the title people read, its severity, whether it is an alarm (broadcast from
-the Slack thread and copied to ``criticalChannel``), whether it is e-mailed, and whether it
-triggers or resolves an incident. Adding a decision type is one enum member and one row; a
-unit test fails when a member has no row.
+the Slack thread and copied to ``criticalChannel``), whether it is e-mailed, whether it
+triggers or resolves an incident, and whether its Kubernetes Event is a Warning. Adding a
+decision type is one enum member and one row; a unit test fails when a member has no row.
 """
 
 from __future__ import annotations
@@ -149,6 +149,8 @@ class DecisionInfo:
     incident: IncidentAction | None = None
     #: a policy's Slack thread starts with this type (a plan's starts with each run)
     starts_thread: bool = False
+    #: its Kubernetes Event is of type Warning (else Normal)
+    warning_event: bool = False
 
 
 _I, _W, _C = Severity.INFO, Severity.WARNING, Severity.CRITICAL
@@ -156,27 +158,30 @@ _TRIGGER, _RESOLVE = IncidentAction.TRIGGER, IncidentAction.RESOLVE
 _POLICY = Source.POLICY
 D = DecisionType
 
-#: The one table: every decision type's title, severity, alarm, e-mail and incident routing.
+#: The one table: every decision type's title, severity, alarm, e-mail, incident routing and
+#: Event type.
 DECISIONS: dict[DecisionType, DecisionInfo] = {
     D.RUN_STARTED: DecisionInfo("rollout started", _I, ":new:", incident=_RESOLVE),
     D.STEP_ADVANCED: DecisionInfo("step started", _I, ":arrow_up:"),
     D.AWAITING_PROMOTION: DecisionInfo("awaiting promotion", _I, ":raised_hand:"),
-    D.PAUSED: DecisionInfo("paused", _W, ":double_vertical_bar:"),
+    D.PAUSED: DecisionInfo("paused", _W, ":double_vertical_bar:", warning_event=True),
     D.RESUMED: DecisionInfo("resumed", _I, ":arrow_forward:"),
-    D.HOLDING: DecisionInfo("holding", _W, ":hourglass_flowing_sand:"),
-    D.FROZEN: DecisionInfo("frozen by the error budget", _W, ":ice_cube:"),
+    D.HOLDING: DecisionInfo("holding", _W, ":hourglass_flowing_sand:", warning_event=True),
+    D.FROZEN: DecisionInfo("frozen by the error budget", _W, ":ice_cube:", warning_event=True),
     D.UNFROZEN: DecisionInfo("freeze lifted", _I, ":sunny:"),
     D.ROLLBACK_STARTED: DecisionInfo("rolling back", _C, ":rotating_light:", alarm=True,
-                                     email=True, incident=_TRIGGER),
+                                     email=True, incident=_TRIGGER, warning_event=True),
     D.ROLLED_BACK: DecisionInfo("rolled back", _C, ":leftwards_arrow_with_hook:", alarm=True,
-                                email=True),
+                                email=True, warning_event=True),
     D.PROMOTING: DecisionInfo("promoting", _I, ":rocket:"),
     D.PROMOTED_FULL: DecisionInfo("promoted fully by an operator", _I),
-    D.PROMOTE_REFUSED: DecisionInfo("promotion refused", _W, ":no_entry:"),
+    D.PROMOTE_REFUSED: DecisionInfo("promotion refused", _W, ":no_entry:", warning_event=True),
     D.SUCCEEDED: DecisionInfo("succeeded", _I, ":white_check_mark:", incident=_RESOLVE),
-    D.FAILED: DecisionInfo("failed", _C, ":x:", alarm=True, email=True, incident=_TRIGGER),
-    D.SUPERSEDED: DecisionInfo("superseded by a new revision", _W, ":fast_forward:"),
-    D.DRIFT_CORRECTED: DecisionInfo("route drift corrected", _W, ":wrench:"),
+    D.FAILED: DecisionInfo("failed", _C, ":x:", alarm=True, email=True, incident=_TRIGGER,
+                           warning_event=True),
+    D.SUPERSEDED: DecisionInfo("superseded by a new revision", _W, ":fast_forward:",
+                               warning_event=True),
+    D.DRIFT_CORRECTED: DecisionInfo("route drift corrected", _W, ":wrench:", warning_event=True),
     D.DRILL_STARTED: DecisionInfo("rollback drill started", _I, ":fire_drill:"),
     D.DRILL_COMPLETED: DecisionInfo("rollback drill completed", _I, ":checkered_flag:"),
     D.STEPS_CHANGED: DecisionInfo("steps changed, restarting", _I),
@@ -184,7 +189,8 @@ DECISIONS: dict[DecisionType, DecisionInfo] = {
     D.SPEC_VALID: DecisionInfo("spec valid again", _I),
     D.INVALID: DecisionInfo("invalid spec", _W, ":warning:", alarm=True),
     D.FREEZE_STARTED: DecisionInfo("releases frozen", _C, ":ice_cube:", _POLICY, alarm=True,
-                                   email=True, incident=_TRIGGER, starts_thread=True),
+                                   email=True, incident=_TRIGGER, starts_thread=True,
+                                   warning_event=True),
     D.FREEZE_LIFTED: DecisionInfo("releases open again", _I, ":sunny:", _POLICY, email=True,
                                   incident=_RESOLVE),
     D.OVERRIDE_ACTIVATED: DecisionInfo("break-glass override", _W, ":unlock:", _POLICY),

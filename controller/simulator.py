@@ -15,6 +15,7 @@ from typing import Any
 
 from controller.adapters.metrics.analysis import measure_gates
 from controller.adapters.metrics.fastpath import FastTarget, measure_fast
+from controller.api.decisions import DecisionType
 from controller.api.plan import Phase, RolloutPlan, RolloutPlanStatus
 from controller.api.policy import SLOPolicy
 from controller.engine.decide import (
@@ -168,9 +169,9 @@ def simulate(
                 result.events.append(TimelineEvent(
                     at=record.at.timestamp(), type=record.type, step=record.step,
                     weight=record.weight or 0, reason=record.reason, message=record.message))
-                if record.type == "RollbackStarted" and result.rolled_back_at is None:
+                if record.type == DecisionType.ROLLBACK_STARTED and result.rolled_back_at is None:
                     result.rolled_back_at = record.at.timestamp()
-                if record.type == "Succeeded":
+                if record.type == DecisionType.SUCCEEDED:
                     result.completed_at = record.at.timestamp()
         seen_seq = status.seq
         plan = plan.model_copy(update={"status": status})

@@ -16,6 +16,8 @@ from pydantic import ConfigDict, Field, model_validator
 from controller.api.types import Name, Wire
 
 MAX_SENT_KEYS = 200
+#: Entries kept in an object's outbox (undelivered announcements) at most.
+MAX_OUTBOX = 50
 
 
 class SecretKeyRef(Wire):
@@ -108,6 +110,29 @@ class OutgoingMessage(Wire):
     next_attempt_at: datetime | None = None
     delivered: list[str] = Field(default_factory=list)
     last_error: str | None = None
+
+
+_SHED_ORDER = (Severity.INFO, Severity.WARNING, Severity.CRITICAL)
+
+
+def trim_outbox(outbox: list[OutgoingMessage], limit: int = MAX_OUTBOX
+                ) -> list[OutgoingMessage]:
+    """OUTBOX with at most LIMIT entries, in their order. The oldest info entries go first,
+    then the oldest warnings, and critical entries only when nothing else is left: a
+    critical message (a rollback, a freeze) is never dropped while a warning is kept, nor a
+    warning while an info is kept. The one trim of every outbox (plans and policies)."""
+    excess = len(outbox) - limit
+    if excess <= 0:
+        return outbox
+    drop: set[int] = set()
+    for severity in _SHED_ORDER:
+        for i, entry in enumerate(outbox):
+            if excess == 0:
+                break
+            if entry.severity == severity:
+                drop.add(i)
+                excess -= 1
+    return [entry for i, entry in enumerate(outbox) if i not in drop]
 
 
 class SlackThread(Wire):

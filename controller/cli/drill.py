@@ -58,6 +58,7 @@ def predict(obs: Observation, drill_id: str,
             max_passes: int = MAX_SIMULATED_PASSES) -> Prediction:
     """Run the real engine pass after pass on OBS (whose plan carries the drill request)
     in a world where each action succeeds at once, until the drill is done."""
+    from controller.api.decisions import DecisionType
     from controller.api.plan import DrillOutcome
     from controller.engine.decide import decide, record_results
     from controller.engine.observation import ActionResult, ActionType, RouterObservation
@@ -86,7 +87,7 @@ def predict(obs: Observation, drill_id: str,
             return Prediction(actions, _outcome_text(plan, report.restore), True, plan)
         if report is None and status.handled.drill == drill_id:
             ignored = [d.message for d in status.decisions
-                       if d.type == "RequestIgnored" and drill_id in d.message]
+                       if d.type == DecisionType.REQUEST_IGNORED and drill_id in d.message]
             return Prediction(actions, "the controller would ignore the drill: "
                               + (ignored[-1] if ignored else "no run to drill"), True, plan)
         world = replace(world, plan=plan, now=world.now + timedelta(seconds=1),
@@ -98,10 +99,12 @@ def predict(obs: Observation, drill_id: str,
 
 
 def _outcome_text(plan: RolloutPlan, restore: bool) -> str:
+    from controller.api.plan import Phase
+
     st = plan.status
     step = f" at step {st.current_step + 1}" if st.current_step is not None else ""
     where = f"phase {st.phase.value}{step}, canary weight {st.canary_weight}%"
-    if st.phase.value == "RolledBack":
+    if st.phase == Phase.ROLLED_BACK:
         return f"the run would end rolled back ({where})"
     if restore:
         return f"the plan would be restored ({where})"
@@ -199,6 +202,7 @@ def _dry_run(s: Session, name: str, restore: bool, max_duration: object, reason:
 
 def _follow(s: Session, name: str, restore: bool, max_duration: str, limit: float,
             grace: float, reason: str) -> int:
+    from controller.api.decisions import DecisionType
     from controller.api.plan import DrillOutcome
     from controller.cli import render, summary
     from controller.cli.plans import send_request
@@ -226,7 +230,7 @@ def _follow(s: Session, name: str, restore: bool, max_duration: str, limit: floa
                 break
             if report is None and plan.status.handled.drill == rid:
                 ignored = [d.message for d in plan.status.decisions
-                           if d.seq > seq and d.type == "RequestIgnored"]
+                           if d.seq > seq and d.type == DecisionType.REQUEST_IGNORED]
                 raise CliError(ignored[-1] if ignored else f"drill {rid} was not run",
                                EXIT_BAD)
             if time.monotonic() > deadline:

@@ -246,6 +246,7 @@ def wait_handled(s: Session, name: str, kind: str, rid: str, timeout: float,
                  seq: int, interval: float = 0.5) -> int:
     """Follow the plan until ``status.handled.<kind> == rid``; print what the controller
     decided. 0 acted on, 1 handled but refused or ignored, 2 timed out."""
+    from controller.api.decisions import DecisionType
     from controller.cli import render
 
     deadline = time.monotonic() + timeout
@@ -266,7 +267,8 @@ def wait_handled(s: Session, name: str, kind: str, rid: str, timeout: float,
                f"{_step(plan)}, canary weight {plan.status.canary_weight}%")
     if new:
         render.emit(render.decisions_table(new))
-    refused = [d for d in new if d.type in ("RequestIgnored", "PromoteRefused")]
+    refusals = (DecisionType.REQUEST_IGNORED, DecisionType.PROMOTE_REFUSED)
+    refused = [d for d in new if d.type in refusals]
     return EXIT_BAD if refused else EXIT_OK
 
 

@@ -14,12 +14,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Protocol
 
-from controller.api.conditions import ConditionStatus, ConditionType, set_condition
-from controller.api.notifications import OutgoingMessage, Severity
+from controller.api.conditions import Condition, ConditionStatus, ConditionType, set_condition
+from controller.api.decisions import DecisionType, Reason, severity_of, title_of
+from controller.api.notifications import OutgoingMessage, Severity, trim_outbox
 from controller.api.policy import (
     MAX_FREEZE_OVERRIDES,
     MAX_FREEZES,
@@ -27,6 +28,7 @@ from controller.api.policy import (
     AlertSeverity,
     BurnRateStatus,
     FreezeRecord,
+    FreezeReleases,
     OverrideStatus,
     ServiceStatus,
     SLOPolicy,
@@ -38,7 +40,12 @@ from controller.engine import budget
 from controller.engine.measurements import BurnRateMeasurement, Measurement
 from controller.engine.observation import FreezeInput, FreezeReason
 
-MAX_OUTBOX = 50
+
+class Announce(Protocol):
+    """announce(type, title, text, severity): severity defaults to the decision table's."""
+
+    def __call__(self, type_: DecisionType, title: str, text: str,
+                 severity: Severity | None = None, /) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,24 +141,9 @@ def evaluate_services(policy: SLOPolicy, measured: dict[str, dict[str, SLOMeasur
     old = policy.status
     spec = policy.spec
     gen = policy.metadata.generation
-    seq = old.seq
-    outbox = list(old.notifications.outbox)
-    added: list[str] = []
-    events: list[tuple[int, str, str]] = []
+    announce = _Announcer(policy, now)
     only = len(measured) == 1
     never_evaluated = old.evaluated_at is None
-
-    def announce(type_: str, severity: Severity, title: str, text: str) -> None:
-        nonlocal seq
-        seq += 1
-        events.append((seq, type_, text))
-        if spec.notifications is None:
-            return
-        key = f"p{seq}"
-        outbox.append(OutgoingMessage(
-            key=key, type=type_, severity=severity, at=now,
-            title=f"{policy.metadata.namespace}/{policy.metadata.name}: {title}", text=text))
-        added.append(key)
 
     services: list[ServiceStatus] = []
     for service in sorted(measured):
@@ -161,23 +153,7 @@ def evaluate_services(policy: SLOPolicy, measured: dict[str, dict[str, SLOMeasur
         services.append(_service(policy, service, measured[service],
                                  prev or ServiceStatus(service=service), now,
                                  never_evaluated or prev is None, label, announce))
-
-    overrides = []
-    previous = {o.id: o for o in old.overrides}
-    for o in spec.overrides:
-        active = o.expires > now
-        overrides.append(OverrideStatus(id=o.id, by=o.by, reason=o.reason, until=o.expires,
-                                        allow=list(o.allow), active=active))
-        before = previous.get(o.id)
-        who = o.by or "an operator"
-        scope = ", ".join(o.allow) if o.allow else "every plan"
-        if active and (before is None or not before.active):
-            announce("OverrideActivated", Severity.WARNING, "break-glass override",
-                     f"{who} let {scope} through until {o.expires:%Y-%m-%d %H:%M:%S}Z: "
-                     f"{o.reason}")
-        elif not active and before is not None and before.active:
-            announce("OverrideExpired", Severity.INFO, "override expired",
-                     f"the override by {who} ({o.reason}) expired")
+    overrides = _overrides(policy, now, announce)
 
     frozen_ones = [s for s in services if s.frozen]
     head = frozen_ones[0] if frozen_ones else (services[0] if only else None)
@@ -190,27 +166,14 @@ def evaluate_services(policy: SLOPolicy, measured: dict[str, dict[str, SLOMeasur
         message, remaining = "", None
     if not services:
         message = "no service to guard yet: no plan governed by this policy"
-    conditions = set_condition(
-        old.conditions, ConditionType.FROZEN,
-        ConditionStatus.TRUE if frozen else ConditionStatus.FALSE,
-        reason or "NotFrozen", message if frozen else (message or "releases are open"),
-        gen, now)
-    unknown = sorted({(("" if only else f"{s.service}/") + slo.name)
-                      for s in services for slo in s.slos if slo.state == SLOState.UNKNOWN})
-    conditions = set_condition(
-        conditions, ConditionType.READY,
-        ConditionStatus.FALSE if unknown else ConditionStatus.TRUE,
-        "SLOsUnknown" if unknown else "Evaluated",
-        ("cannot measure: " + ", ".join(unknown)) if unknown else "every SLO measured",
-        gen, now)
-    if len(outbox) > MAX_OUTBOX:
-        outbox = outbox[-MAX_OUTBOX:]
+    conditions = _conditions(old, services, only, frozen, reason, message, gen, now)
+    outbox = trim_outbox(announce.outbox)
     since = min((s.frozen_since for s in frozen_ones if s.frozen_since), default=None)
     freezes = _freeze_history(old, frozen, since, reason, message, remaining, overrides, now)
     frozen_deployments = sorted({d for s in frozen_ones
                                  for d in (deployments or {}).get(s.service, [])})
     status = old.model_copy(update={
-        "observed_generation": gen, "seq": seq, "evaluated_at": now, "frozen": frozen,
+        "observed_generation": gen, "seq": announce.seq, "evaluated_at": now, "frozen": frozen,
         "frozen_since": since,
         "freeze_announced": any(s.freeze_announced for s in frozen_ones),
         "budget_freeze": any(s.budget_freeze for s in services), "reason": reason,
@@ -225,48 +188,89 @@ def evaluate_services(policy: SLOPolicy, measured: dict[str, dict[str, SLOMeasur
     interval = spec.evaluation_interval.seconds
     expiries = [(o.until - now).total_seconds() for o in overrides if o.active]
     requeue = min([interval, *[e + 0.01 for e in expiries]])
-    return PolicyDecision(status, max(0.0, requeue), tuple(added), tuple(events))
+    return PolicyDecision(status, max(0.0, requeue), tuple(announce.added),
+                          tuple(announce.events))
+
+
+class _Announcer:
+    """Announces a policy's transitions: a sequence number and an Event each, and an
+    outbox entry when the policy has notifications."""
+
+    def __init__(self, policy: SLOPolicy, now: datetime) -> None:
+        self.policy, self.now = policy, now
+        self.seq = policy.status.seq
+        self.outbox = list(policy.status.notifications.outbox)
+        self.added: list[str] = []
+        self.events: list[tuple[int, str, str]] = []
+
+    def __call__(self, type_: DecisionType, title: str, text: str,
+                 severity: Severity | None = None, /) -> None:
+        self.seq += 1
+        self.events.append((self.seq, str(type_), text))
+        if self.policy.spec.notifications is None:
+            return
+        key = f"p{self.seq}"
+        meta = self.policy.metadata
+        self.outbox.append(OutgoingMessage(
+            key=key, type=type_, severity=severity or severity_of(type_), at=self.now,
+            title=f"{meta.namespace}/{meta.name}: {title}", text=text))
+        self.added.append(key)
+
+
+def _overrides(policy: SLOPolicy, now: datetime, announce: Announce) -> list[OverrideStatus]:
+    """The break-glass overrides' state; each activation and expiry announced once."""
+    overrides = []
+    previous = {o.id: o for o in policy.status.overrides}
+    for o in policy.spec.overrides:
+        active = o.expires > now
+        overrides.append(OverrideStatus(id=o.id, by=o.by, reason=o.reason, until=o.expires,
+                                        allow=list(o.allow), active=active))
+        before = previous.get(o.id)
+        who = o.by or "an operator"
+        scope = ", ".join(o.allow) if o.allow else "every plan"
+        if active and (before is None or not before.active):
+            announce(DecisionType.OVERRIDE_ACTIVATED, title_of(DecisionType.OVERRIDE_ACTIVATED),
+                     f"{who} let {scope} through until {o.expires:%Y-%m-%d %H:%M:%S}Z: "
+                     f"{o.reason}")
+        elif not active and before is not None and before.active:
+            announce(DecisionType.OVERRIDE_EXPIRED, title_of(DecisionType.OVERRIDE_EXPIRED),
+                     f"the override by {who} ({o.reason}) expired")
+    return overrides
+
+
+def _conditions(old: SLOPolicyStatus, services: list[ServiceStatus], only: bool, frozen: bool,
+                reason: str, message: str, gen: int, now: datetime) -> list[Condition]:
+    """Frozen (with the head service's reason) and Ready (every SLO measured)."""
+    conditions = set_condition(
+        old.conditions, ConditionType.FROZEN,
+        ConditionStatus.TRUE if frozen else ConditionStatus.FALSE,
+        reason or Reason.NOT_FROZEN, message if frozen else (message or "releases are open"),
+        gen, now)
+    unknown = sorted({(("" if only else f"{s.service}/") + slo.name)
+                      for s in services for slo in s.slos if slo.state == SLOState.UNKNOWN})
+    conditions = set_condition(
+        conditions, ConditionType.READY,
+        ConditionStatus.FALSE if unknown else ConditionStatus.TRUE,
+        "SLOsUnknown" if unknown else "Evaluated",
+        ("cannot measure: " + ", ".join(unknown)) if unknown else "every SLO measured",
+        gen, now)
+    return list(conditions)
 
 
 def _service(policy: SLOPolicy, service: str, measured: dict[str, SLOMeasurements],
              old: ServiceStatus, now: datetime, never_evaluated: bool, label: str,
-             announce: Callable[[str, Severity, str, str], None]) -> ServiceStatus:
+             announce: Announce) -> ServiceStatus:
     """One service's budgets and freeze, announcing its transitions through ANNOUNCE."""
     spec = policy.spec
     slos = [_slo_status(slo, measured.get(slo.name)) for slo in spec.slos]
     by_name = {s.name: s for s in slos}
-    frozen, reason, message, remaining = False, "", "", None
     # Statuses written before the latch existed: a budget freeze in them is latched.
     latched = old.budget_freeze or (
         old.frozen and old.reason == FreezeReason.BUDGET_BELOW_THRESHOLD)
     freeze = spec.error_budget_policy.freeze_releases
+    frozen, reason, message, remaining = False, "", "", None
     if freeze is not None:
-        s = by_name.get(freeze.slo)
-        remaining = s.budget_remaining if s else None
-        firing = [b for b in (s.burn_rates if s else [])
-                  if b.firing and b.severity == AlertSeverity.CRITICAL]
-        below = freeze.when_remaining_below.value
-        release = freeze.release_above.value
-        if remaining is not None:  # an unknown budget leaves the hysteresis latch as it was
-            latched = remaining < below or (latched and remaining < release)
-        if s is None or s.state == SLOState.UNKNOWN or remaining is None:
-            frozen, reason = True, FreezeReason.BUDGET_UNKNOWN
-            message = (f"the budget of {freeze.slo} is unknown ({s.reason if s else 'NoData'}): "
-                       "new runs wait until it can be measured")
-        elif firing:
-            frozen, reason = True, FreezeReason.FAST_BURN
-            worst = max(firing, key=lambda b: b.long_rate or 0)
-            message = (f"{freeze.slo} burns {worst.long_rate:.1f}x over {worst.long} and "
-                       f"{worst.short_rate:.1f}x over {worst.short} (critical at "
-                       f"{worst.factor:g}x)")
-        elif latched:
-            frozen, reason = True, FreezeReason.BUDGET_BELOW_THRESHOLD
-            message = (f"{remaining:.1f}% of the {freeze.slo} budget left; releases resume "
-                       f"at {release:g}%" if remaining >= below else
-                       f"{remaining:.1f}% of the {freeze.slo} budget left (freeze below "
-                       f"{below:g}%, release at {release:g}%)")
-        else:
-            message = f"{remaining:.1f}% of the {freeze.slo} budget left"
+        frozen, reason, message, remaining, latched = _freeze_state(freeze, by_name, latched)
 
     since = old.frozen_since if (old.frozen and frozen) else (now if frozen else None)
     # A budget not yet known at the service's first evaluations blocks runs without an
@@ -274,12 +278,14 @@ def _service(policy: SLOPolicy, service: str, measured: dict[str, SLOMeasurement
     never_known = never_evaluated or (old.frozen and not old.freeze_announced)
     announced = old.freeze_announced if old.frozen else False
     if frozen and not announced and not (reason == FreezeReason.BUDGET_UNKNOWN and never_known):
-        severity = Severity.WARNING if reason == FreezeReason.BUDGET_UNKNOWN else Severity.CRITICAL
-        announce("FreezeStarted", severity, f"{label}releases frozen ({reason})",
-                 label + message)
+        # An unknown budget is a warning: nothing is known to burn (it still alarms).
+        started = DecisionType.FREEZE_STARTED
+        announce(started, f"{label}{title_of(started)} ({reason})", label + message,
+                 Severity.WARNING if reason == FreezeReason.BUDGET_UNKNOWN else None)
         announced = True
     elif old.frozen and not frozen and old.freeze_announced:
-        announce("FreezeLifted", Severity.INFO, f"{label}releases open again", label + message)
+        lifted = DecisionType.FREEZE_LIFTED
+        announce(lifted, f"{label}{title_of(lifted)}", label + message)
     if not frozen:
         announced = False
 
@@ -293,8 +299,8 @@ def _service(policy: SLOPolicy, service: str, measured: dict[str, SLOMeasurement
             key = f"{slo_status.name}/{i}"
             warnings.append(key)
             if key not in old.warnings_firing:
-                announce("BurnRateWarning", Severity.WARNING,
-                         f"{label}{slo_status.name} burns its budget fast (warning)",
+                warning = DecisionType.BURN_RATE_WARNING
+                announce(warning, f"{label}{slo_status.name} {title_of(warning)}",
                          f"{label}{slo_status.name} burns {b.long_rate:.1f}x over {b.long} "
                          f"and {b.short_rate:.1f}x over {b.short} (warning at "
                          f"{b.factor:g}x)")
@@ -302,6 +308,37 @@ def _service(policy: SLOPolicy, service: str, measured: dict[str, SLOMeasurement
         service=service, frozen=frozen, frozen_since=since, freeze_announced=announced,
         budget_freeze=latched and freeze is not None, reason=reason, message=message,
         budget_remaining=remaining, warnings_firing=warnings, slos=slos)
+
+
+def _freeze_state(freeze: FreezeReleases, by_name: dict[str, SLOStatus], latched: bool
+                  ) -> tuple[bool, str, str, float | None, bool]:
+    """A service's freeze from its freeze SLO: (frozen, reason, message, budget remaining,
+    the hysteresis latch)."""
+    s = by_name.get(freeze.slo)
+    remaining = s.budget_remaining if s else None
+    firing = [b for b in (s.burn_rates if s else [])
+              if b.firing and b.severity == AlertSeverity.CRITICAL]
+    below = freeze.when_remaining_below.value
+    release = freeze.release_above.value
+    if remaining is not None:  # an unknown budget leaves the hysteresis latch as it was
+        latched = remaining < below or (latched and remaining < release)
+    if s is None or s.state == SLOState.UNKNOWN or remaining is None:
+        return True, FreezeReason.BUDGET_UNKNOWN, (
+            f"the budget of {freeze.slo} is unknown ({s.reason if s else 'NoData'}): "
+            "new runs wait until it can be measured"), remaining, latched
+    if firing:
+        worst = max(firing, key=lambda b: b.long_rate or 0)
+        return True, FreezeReason.FAST_BURN, (
+            f"{freeze.slo} burns {worst.long_rate:.1f}x over {worst.long} and "
+            f"{worst.short_rate:.1f}x over {worst.short} (critical at "
+            f"{worst.factor:g}x)"), remaining, latched
+    if latched:
+        return True, FreezeReason.BUDGET_BELOW_THRESHOLD, (
+            f"{remaining:.1f}% of the {freeze.slo} budget left; releases resume "
+            f"at {release:g}%" if remaining >= below else
+            f"{remaining:.1f}% of the {freeze.slo} budget left (freeze below "
+            f"{below:g}%, release at {release:g}%)"), remaining, latched
+    return False, "", f"{remaining:.1f}% of the {freeze.slo} budget left", remaining, latched
 
 
 def _freeze_history(old: SLOPolicyStatus, frozen: bool, since: datetime | None, reason: str,

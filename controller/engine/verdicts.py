@@ -288,34 +288,9 @@ def _verdict(
 
     kind = slo.sli.kind
     if kind == SLIKind.THROUGHPUT:
-        assert slo.sli.throughput is not None
-        bad = _unusable(c, "canary")
-        if bad:
-            return Verdict.INCONCLUSIVE, bad[0], bad[1], evidence
-        assert c.value is not None
-        minimum = slo.sli.throughput.min
-        evidence |= {"value": c.value, "objective": minimum}
-        if c.value >= minimum:
-            return Verdict.PASS, GateReason.OBJECTIVE_MET, f"{c.value:g}/s >= {minimum:g}/s", (
-                evidence)
-        return Verdict.FAIL, GateReason.OBJECTIVE_MISSED, f"{c.value:g}/s < {minimum:g}/s", (
-            evidence)
+        return _throughput_verdict(slo, c, evidence)
     if kind == SLIKind.GAUGE:
-        g = slo.sli.gauge
-        assert g is not None
-        bad = _unusable(c, "canary")
-        if bad:
-            return Verdict.INCONCLUSIVE, bad[0], bad[1], evidence
-        assert c.value is not None
-        evidence |= {"value": c.value, "objective": g.max if g.max is not None else g.min}
-        missed = GateReason.OBJECTIVE_MISSED
-        if g.max is not None and g.exclusive_max and c.value >= g.max:
-            return Verdict.FAIL, missed, f"{c.value:g} >= {g.max:g} (must stay below)", evidence
-        if g.max is not None and c.value > g.max:
-            return Verdict.FAIL, missed, f"{c.value:g} > max {g.max:g}", evidence
-        if g.min is not None and c.value < g.min:
-            return Verdict.FAIL, missed, f"{c.value:g} < min {g.min:g}", evidence
-        return Verdict.PASS, GateReason.OBJECTIVE_MET, f"{c.value:g} within bounds", evidence
+        return _gauge_verdict(slo, c, evidence)
 
     # ratio, latency, probe SLIs: judged by the bad ratio against the error budget
     assert slo.objective is not None
@@ -329,6 +304,42 @@ def _verdict(
             evidence["value"] = _percent_good(c.value)
         return Verdict.FAIL, GateReason.FAST_BURN, fast[1], evidence
     return _ratio_verdict(c, slo.objective, min_samples, evidence, "events")
+
+
+Judged = tuple[Verdict, GateReason, str, Evidence]
+
+
+def _throughput_verdict(slo: SLO, c: Measurement, evidence: Evidence) -> Judged:
+    assert slo.sli.throughput is not None
+    bad = _unusable(c, "canary")
+    if bad:
+        return Verdict.INCONCLUSIVE, bad[0], bad[1], evidence
+    assert c.value is not None
+    minimum = slo.sli.throughput.min
+    evidence |= {"value": c.value, "objective": minimum}
+    if c.value >= minimum:
+        return Verdict.PASS, GateReason.OBJECTIVE_MET, f"{c.value:g}/s >= {minimum:g}/s", (
+            evidence)
+    return Verdict.FAIL, GateReason.OBJECTIVE_MISSED, f"{c.value:g}/s < {minimum:g}/s", (
+        evidence)
+
+
+def _gauge_verdict(slo: SLO, c: Measurement, evidence: Evidence) -> Judged:
+    g = slo.sli.gauge
+    assert g is not None
+    bad = _unusable(c, "canary")
+    if bad:
+        return Verdict.INCONCLUSIVE, bad[0], bad[1], evidence
+    assert c.value is not None
+    evidence |= {"value": c.value, "objective": g.max if g.max is not None else g.min}
+    missed = GateReason.OBJECTIVE_MISSED
+    if g.max is not None and g.exclusive_max and c.value >= g.max:
+        return Verdict.FAIL, missed, f"{c.value:g} >= {g.max:g} (must stay below)", evidence
+    if g.max is not None and c.value > g.max:
+        return Verdict.FAIL, missed, f"{c.value:g} > max {g.max:g}", evidence
+    if g.min is not None and c.value < g.min:
+        return Verdict.FAIL, missed, f"{c.value:g} < min {g.min:g}", evidence
+    return Verdict.PASS, GateReason.OBJECTIVE_MET, f"{c.value:g} within bounds", evidence
 
 
 def _ratio_verdict(

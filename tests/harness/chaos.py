@@ -52,6 +52,7 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from controller.api import templates
+from controller.api.decisions import DECISIONS, DecisionType, Source
 from controller.api.plan import Analysis, OnNoData
 from controller.api.policy import SLOPolicy
 from controller.api.types import DURATION_PATTERN, GROUP, LABEL_VALUE_PATTERN, PLURALS, VERSION
@@ -80,7 +81,9 @@ STEPS = (10, 25, 50, 100)
 TERMINAL = ("Succeeded", "RolledBack")
 SLACK = {"channel": "#deploys", "criticalChannel": "#oncall",
          "tokenSecretRef": {"name": "slack", "key": "token"}}
-ALARMS = ("RollbackStarted", "RolledBack")
+#: decision types copied to criticalChannel (the decision table's alarms of a plan)
+ALARMS = frozenset(t for t, info in DECISIONS.items() if info.alarm and info.source is Source.PLAN)
+ROLLBACKS = (DecisionType.ROLLBACK_STARTED, DecisionType.ROLLED_BACK)
 
 
 # ============================================================================ results
@@ -337,17 +340,17 @@ def check_run(plan: str, run: int, decisions: list[dict[str, Any]], expected: st
               steps: Sequence[int] = STEPS) -> RunCheck:
     """DECISIONS are the run's, oldest first (every decision with a seq >= FIRST_SEQ)."""
     types = [d["type"] for d in decisions]
-    advanced = [int(d["weight"]) for d in decisions if d["type"] == "StepAdvanced"]
+    advanced = [int(d["weight"]) for d in decisions if d["type"] == DecisionType.STEP_ADVANCED]
     check = RunCheck(plan, run, expected, outcome, advanced)
     p = check.problems
     seqs = [int(d["seq"]) for d in decisions]
     check.repeated_decisions = len(seqs) - len(set(seqs))
     if seqs != sorted(set(seqs)):
         p.append(f"{plan} run {run}: decision sequence repeated or out of order: {seqs}")
-    if not seqs or seqs[0] != first_seq or types[0] != "RunStarted":
+    if not seqs or seqs[0] != first_seq or types[0] != DecisionType.RUN_STARTED:
         p.append(f"{plan} run {run}: the run's first decision is not RunStarted at seq "
                  f"{first_seq} (decisions lost?): {list(zip(seqs, types, strict=True))[:3]}")
-    if types.count("RunStarted") != 1:
+    if types.count(DecisionType.RUN_STARTED) != 1:
         p.append(f"{plan} run {run}: {types.count('RunStarted')} RunStarted decisions")
     if outcome != expected:
         p.append(f"{plan} run {run}: ended {outcome}, expected {expected}")
@@ -357,14 +360,15 @@ def check_run(plan: str, run: int, decisions: list[dict[str, Any]], expected: st
     if advanced != wanted:
         p.append(f"{plan} run {run}: steps {advanced}, expected {wanted}")
     if outcome == "Succeeded":
-        if types.count("Promoting") != 1 or types.count("Succeeded") != 1:
+        if (types.count(DecisionType.PROMOTING) != 1
+                or types.count(DecisionType.SUCCEEDED) != 1):
             p.append(f"{plan} run {run}: Promoting x{types.count('Promoting')}, "
                      f"Succeeded x{types.count('Succeeded')}")
-    elif outcome == "RolledBack" and ("Succeeded" in types
-                                      or types.count("RolledBack") != 1):
+    elif outcome == "RolledBack" and (DecisionType.SUCCEEDED in types
+                                      or types.count(DecisionType.ROLLED_BACK) != 1):
         p.append(f"{plan} run {run}: RolledBack x{types.count('RolledBack')}: {types}")
     for d in decisions:
-        if d["type"] == "StepAdvanced" and int(d["weight"]) > steps[0]:
+        if d["type"] == DecisionType.STEP_ADVANCED and int(d["weight"]) > steps[0]:
             missing = [g for g in gates if f"{g} Pass" not in d.get("message", "")]
             if missing:
                 check.skipped_gates += len(missing)
@@ -692,7 +696,8 @@ def leader_failover(env: Env, short: bool = False) -> ScenarioResult:
         for stack in fleet.stacks:
             st = stack.status()
             decisions = [d for d in st.get("decisions") or [] if d["seq"] > 0]
-            first = next((i for i, d in enumerate(decisions) if d["type"] == "RunStarted"), 0)
+            first = next((i for i, d in enumerate(decisions)
+                          if d["type"] == DecisionType.RUN_STARTED), 0)
             run_decisions = decisions[first:]
             checks.append(check_run(stack.service, int(st.get("run") or 0), run_decisions,
                                     "Succeeded", str(st.get("phase")),
@@ -790,12 +795,13 @@ def prometheus_outage(env: Env, short: bool = False) -> ScenarioResult:
                 weights.add(stack.route_weight())
             time.sleep(1.0)
         during = [d for d in stack.status().get("decisions") or [] if d["seq"] > before["seq"]]
-        promotions = [d for d in during if d["type"] in ("StepAdvanced", "Promoting",
-                                                         "Succeeded")]
-        rollbacks = [d for d in during if d["type"] in ALARMS]
+        promotions = [d for d in during if d["type"] in (
+            DecisionType.STEP_ADVANCED, DecisionType.PROMOTING, DecisionType.SUCCEEDED)]
+        rollbacks = [d for d in during if d["type"] in ROLLBACKS]
         restart_prometheus(fleet.prometheus)
         back = time.monotonic()
-        resumed = wait_until(lambda: any(d["type"] == "StepAdvanced" and d["seq"] > before["seq"]
+        resumed = wait_until(lambda: any(d["type"] == DecisionType.STEP_ADVANCED
+                                         and d["seq"] > before["seq"]
                                          for d in stack.status().get("decisions") or []), 180)
         resumed_after = time.monotonic() - back if resumed else None
         done = wait_until(lambda: stack.status().get("phase") in TERMINAL, 240)
@@ -822,7 +828,8 @@ def prometheus_outage(env: Env, short: bool = False) -> ScenarioResult:
         result.expect(done is not None and st.get("phase") == "Succeeded",
                       f"ended {st.get('phase')} {st.get('reason')}")
         decisions = [d for d in st.get("decisions") or [] if d["seq"] > 0]
-        first = next((i for i, d in enumerate(decisions) if d["type"] == "RunStarted"), 0)
+        first = next((i for i, d in enumerate(decisions)
+                      if d["type"] == DecisionType.RUN_STARTED), 0)
         check = check_run(stack.service, int(st.get("run") or 0), decisions[first:],
                           "Succeeded", str(st.get("phase")),
                           int(decisions[first]["seq"]) if decisions else 1)
@@ -921,7 +928,7 @@ def slack_down(env: Env, short: bool = False) -> ScenarioResult:
                 zero = wait_until(partial(routes.zero_after, fault), 10)
                 st = stack.status()
                 decision = next(d for d in reversed(st["decisions"])
-                                if d["type"] == "RollbackStarted")
+                                if d["type"] == DecisionType.ROLLBACK_STARTED)
                 if zero is None:
                     result.problems.append(f"{mode} run {run}: no weight 0 seen by the watch")
                     continue
@@ -1085,7 +1092,8 @@ def apiserver_restart(env: Env, short: bool = False) -> ScenarioResult:
         result.expect(done is not None and st.get("phase") == "Succeeded",
                       f"ended {st.get('phase')} {st.get('reason')}")
         decisions = [d for d in st.get("decisions") or [] if d["seq"] > 0]
-        first = next((i for i, d in enumerate(decisions) if d["type"] == "RunStarted"), 0)
+        first = next((i for i, d in enumerate(decisions)
+                      if d["type"] == DecisionType.RUN_STARTED), 0)
         check = check_run(stack.service, int(st.get("run") or 0), decisions[first:],
                           "Succeeded", str(st.get("phase")),
                           int(decisions[first]["seq"]) if decisions else 1)

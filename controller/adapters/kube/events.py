@@ -16,13 +16,13 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from controller.adapters.kube.client import REQUEST_TIMEOUT
+from controller.api.decisions import DECISIONS, Reason
 
 log = logging.getLogger(__name__)
 
-WARNING_TYPES = frozenset({
-    "RollbackStarted", "RolledBack", "Frozen", "DriftCorrected", "Holding", "Paused",
-    "Superseded", "PromoteRefused", "FreezeStarted", "InvalidSpec", "Failed",
-})
+#: Event types shown as Warning: the decision table's, and the reconciler's InvalidSpec.
+WARNING_TYPES = frozenset(
+    {str(t) for t, info in DECISIONS.items() if info.warning_event} | {Reason.INVALID_SPEC.value})
 
 
 class EventRecorder:

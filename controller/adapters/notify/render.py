@@ -22,6 +22,7 @@ from slack_sdk.models.blocks.basic_components import MarkdownTextObject, PlainTe
 
 from controller.adapters.notify.routing import IncidentAction
 from controller.adapters.notify.subject import GateView, Kind, PlanView, PolicyView, Subject
+from controller.api.decisions import decision_info
 from controller.api.notifications import EmailSettings, OutgoingMessage
 
 METADATA_EVENT_TYPE = "rolloutctl"
@@ -46,31 +47,6 @@ _PHASE_EMOJI = {
     "Invalid": ":warning:",
 }
 _VERDICT_EMOJI = {"Pass": ":white_check_mark:", "Fail": ":x:", "Inconclusive": ":grey_question:"}
-_TYPE_EMOJI = {
-    "RunStarted": ":new:",
-    "StepAdvanced": ":arrow_up:",
-    "AwaitingPromotion": ":raised_hand:",
-    "Paused": ":double_vertical_bar:",
-    "Resumed": ":arrow_forward:",
-    "Holding": ":hourglass_flowing_sand:",
-    "Frozen": ":ice_cube:",
-    "Unfrozen": ":sunny:",
-    "RollbackStarted": ":rotating_light:",
-    "RolledBack": ":leftwards_arrow_with_hook:",
-    "Promoting": ":rocket:",
-    "Succeeded": ":white_check_mark:",
-    "Failed": ":x:",
-    "Superseded": ":fast_forward:",
-    "DriftCorrected": ":wrench:",
-    "DrillStarted": ":fire_drill:",
-    "DrillCompleted": ":checkered_flag:",
-    "Invalid": ":warning:",
-    "PromoteRefused": ":no_entry:",
-    "FreezeStarted": ":ice_cube:",
-    "FreezeLifted": ":sunny:",
-    "OverrideActivated": ":unlock:",
-    "OverrideExpired": ":lock:",
-}
 _SEVERITY_EMOJI = {"info": "", "warning": ":warning: ", "critical": ":red_circle: "}
 
 
@@ -318,7 +294,8 @@ def entry_message(
     """An outbox entry as a thread reply, or STANDALONE (criticalChannel, incoming webhook,
     no thread) with the object named in full."""
     ref = subject.ref
-    emoji = _TYPE_EMOJI.get(entry.type, ":information_source:")
+    info = decision_info(entry.type)
+    emoji = info.emoji if info is not None else ":information_source:"
     sev = _SEVERITY_EMOJI.get(str(entry.severity), "")
     blocks: list[Block] = []
     if standalone:

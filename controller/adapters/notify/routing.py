@@ -5,6 +5,13 @@ from __future__ import annotations
 from enum import StrEnum
 
 from controller.adapters.notify.subject import Kind, Subject
+from controller.api.decisions import (
+    DECISIONS,
+    DecisionType,
+    IncidentAction,
+    Source,
+    decision_info,
+)
 from controller.api.notifications import OutgoingMessage, Severity
 
 
@@ -15,33 +22,22 @@ class Channel(StrEnum):
     INCIDENT = "incident"
 
 
-class IncidentAction(StrEnum):
-    TRIGGER = "trigger"
-    RESOLVE = "resolve"
-
-
 #: Every type the engine and the policy evaluator emit; anything else is "Other" in metrics.
-KNOWN_TYPES = frozenset({
-    "RunStarted", "StepAdvanced", "AwaitingPromotion", "Paused", "Resumed", "Holding",
-    "Frozen", "Unfrozen", "RollbackStarted", "RolledBack", "Promoting", "Succeeded",
-    "Superseded", "DriftCorrected", "DrillStarted", "DrillCompleted", "Invalid",
-    "PromoteRefused", "Failed",
-    "FreezeStarted", "FreezeLifted", "OverrideActivated", "OverrideExpired", "BurnRateWarning",
-})
-
+KNOWN_TYPES = frozenset(str(t) for t in DecisionType)
 #: Failures: broadcast from the thread to the channel and copied to criticalChannel.
-ALARM_TYPES = frozenset({"RollbackStarted", "RolledBack", "Failed", "FreezeStarted", "Invalid"})
+ALARM_TYPES = frozenset(str(t) for t, d in DECISIONS.items() if d.alarm)
 #: E-mail goes out for critical entries (rollbacks, freezes) and when a freeze is lifted.
-EMAIL_TYPES = frozenset({"RollbackStarted", "RolledBack", "Failed", "FreezeStarted",
-                         "FreezeLifted"})
-
-_TRIGGERS = {Kind.ROLLOUT_PLAN: frozenset({"RollbackStarted", "Failed"}),
-             Kind.SLO_POLICY: frozenset({"FreezeStarted"})}
-_RESOLVERS = {Kind.ROLLOUT_PLAN: frozenset({"Succeeded", "RunStarted"}),
-              Kind.SLO_POLICY: frozenset({"FreezeLifted"})}
-
+EMAIL_TYPES = frozenset(str(t) for t, d in DECISIONS.items() if d.email)
 #: A policy's thread starts with a freeze; a plan's with a new run.
-POLICY_THREAD_STARTERS = frozenset({"FreezeStarted"})
+POLICY_THREAD_STARTERS = frozenset(str(t) for t, d in DECISIONS.items() if d.starts_thread)
+
+__all__ = [
+    "ALARM_TYPES", "EMAIL_TYPES", "KNOWN_TYPES", "POLICY_THREAD_STARTERS", "Channel",
+    "IncidentAction", "channels_for", "incident_action", "is_alarming", "metric_type",
+    "wants_email",
+]
+
+_SOURCE = {Kind.ROLLOUT_PLAN: Source.PLAN, Kind.SLO_POLICY: Source.POLICY}
 
 
 def metric_type(entry: OutgoingMessage) -> str:
@@ -49,11 +45,13 @@ def metric_type(entry: OutgoingMessage) -> str:
 
 
 def is_alarming(entry: OutgoingMessage) -> bool:
-    return entry.severity is Severity.CRITICAL or entry.type in ALARM_TYPES
+    info = decision_info(entry.type)
+    return entry.severity is Severity.CRITICAL or (info is not None and info.alarm)
 
 
 def wants_email(entry: OutgoingMessage) -> bool:
-    return entry.severity is Severity.CRITICAL or entry.type in EMAIL_TYPES
+    info = decision_info(entry.type)
+    return entry.severity is Severity.CRITICAL or (info is not None and info.email)
 
 
 def incident_action(kind: Kind, entry: OutgoingMessage) -> IncidentAction | None:
@@ -61,11 +59,10 @@ def incident_action(kind: Kind, entry: OutgoingMessage) -> IncidentAction | None
     rehearsal must not page anyone)."""
     if entry.drill:
         return None
-    if entry.type in _TRIGGERS[kind]:
-        return IncidentAction.TRIGGER
-    if entry.type in _RESOLVERS[kind]:
-        return IncidentAction.RESOLVE
-    return None
+    info = decision_info(entry.type)
+    if info is None or info.source is not _SOURCE[kind]:
+        return None
+    return info.incident
 
 
 def channels_for(subject: Subject, entry: OutgoingMessage) -> list[Channel]:

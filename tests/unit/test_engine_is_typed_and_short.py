@@ -11,7 +11,7 @@ import pytest
 import controller.engine
 from controller.api.plan import RolloutPlanStatus
 from controller.engine.draft import FIELDS, StatusDraft
-from controller.testing import builders as b
+from tests.harness import builders as b
 
 MAX_LINES = 60
 ENGINE = Path(controller.engine.__file__).parent

@@ -13,7 +13,7 @@ from controller.api.decisions import (
     decision_info,
 )
 from controller.api.notifications import OutgoingMessage, Severity
-from controller.testing import builders as b
+from tests.harness import builders as b
 
 
 def test_every_decision_type_has_a_row() -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from controller.api.notifications import MAX_OUTBOX, OutgoingMessage, Severity, trim_outbox
-from controller.testing import builders as b
+from tests.harness import builders as b
 
 
 def entry(i: int, type_: str, severity: Severity, prefix: str = "p") -> OutgoingMessage:

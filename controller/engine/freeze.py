@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Protocol
 
 from controller.api.conditions import Condition, ConditionStatus, ConditionType, set_condition
 from controller.api.decisions import DecisionType, Reason, severity_of, title_of
@@ -39,13 +38,6 @@ from controller.api.policy import (
 from controller.engine import budget
 from controller.engine.measurements import BurnRateMeasurement, Measurement
 from controller.engine.observation import FreezeInput, FreezeReason
-
-
-class Announce(Protocol):
-    """announce(type, title, text, severity): severity defaults to the decision table's."""
-
-    def __call__(self, type_: DecisionType, title: str, text: str,
-                 severity: Severity | None = None, /) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,7 +209,7 @@ class _Announcer:
         self.added.append(key)
 
 
-def _overrides(policy: SLOPolicy, now: datetime, announce: Announce) -> list[OverrideStatus]:
+def _overrides(policy: SLOPolicy, now: datetime, announce: _Announcer) -> list[OverrideStatus]:
     """The break-glass overrides' state; each activation and expiry announced once."""
     overrides = []
     previous = {o.id: o for o in policy.status.overrides}
@@ -259,7 +251,7 @@ def _conditions(old: SLOPolicyStatus, services: list[ServiceStatus], only: bool,
 
 def _service(policy: SLOPolicy, service: str, measured: dict[str, SLOMeasurements],
              old: ServiceStatus, now: datetime, never_evaluated: bool, label: str,
-             announce: Announce) -> ServiceStatus:
+             announce: _Announcer) -> ServiceStatus:
     """One service's budgets and freeze, announcing its transitions through ANNOUNCE."""
     spec = policy.spec
     slos = [_slo_status(slo, measured.get(slo.name)) for slo in spec.slos]

@@ -13,8 +13,10 @@
   election) and after every cache has synced. ``leading`` is checked again right before each
   reconcile, and reconcilers get it (``manager.leading``) to re-check between steps.
 * Per key: ``reconcile(key)``; success forgets the key's backoff and re-queues it after the
-  seconds returned (if any); ``Conflict`` re-queues at once; ``Transient`` and anything else
-  are logged (type and reason, no secrets) and re-queued with per-key backoff.
+  seconds returned (if any); ``Conflict`` re-queues at once; ``Permanent`` is logged and not
+  retried (the key comes back with the object's next change or the resync); ``Transient``
+  and anything else are logged (type and reason, no secrets) and re-queued with per-key
+  backoff.
 * On becoming leader every cached key is queued; on losing it workers stop taking keys at
   once and the in-flight reconciles are waited for (bounded) before the Lease is released.
 * Resync: every ``resync_seconds`` the informers re-deliver each object, queueing its keys
@@ -441,8 +443,13 @@ class Manager:
             result = "conflict"
             log.info("%s %s: conflict, retrying now", ctl.name, key)
             ctl.queue.add(key)
-        except (Transient, Permanent) as exc:
-            result = "transient" if isinstance(exc, Transient) else "permanent"
+        except Permanent as exc:
+            result = "permanent"
+            ctl.queue.forget(key)  # retrying cannot help: wait for the object to change
+            log.warning("%s %s: %s: %s (not retried)", ctl.name, key, exc.reason,
+                        redact(exc.message))
+        except Transient as exc:
+            result = "transient"
             ctl.queue.add_rate_limited(key)
             log.warning("%s %s: %s: %s (retry %d)", ctl.name, key, exc.reason,
                         redact(exc.message), ctl.queue.num_requeues(key))

@@ -23,9 +23,9 @@ from controller.adapters.notify import (
     Kind,
     NotifyMetrics,
     ObjectRef,
-    StoreError,
 )
 from controller.adapters.notify.memory import outbox_entry, plan_object, policy_object
+from controller.errors import Transient
 from controller.testing.slack_stub import SlackStub
 
 NS = "shop"
@@ -232,7 +232,7 @@ def test_a_crash_between_posting_and_recording_does_not_post_twice(
         nonlocal writes
         writes += 1
         if writes > 1:
-            raise StoreError("write: ConnectionRefusedError")
+            raise Transient("write: ConnectionRefusedError")
 
     store.before_write = api_down_after_the_claim
     crashed = dispatcher(store, slack, clock, write_attempts=2, claim_ttl=60)

@@ -25,13 +25,7 @@ from controller.adapters.notify.dispatcher import (
     NullNotifier,
     SystemClock,
 )
-from controller.adapters.notify.errors import (
-    Conflict,
-    DeliveryError,
-    ObjectGone,
-    SecretUnavailable,
-    StoreError,
-)
+from controller.adapters.notify.errors import DeliveryError, SecretUnavailable
 from controller.adapters.notify.memory import InMemoryNotificationStore
 from controller.adapters.notify.metrics import NotifyMetrics
 from controller.adapters.notify.routing import Channel
@@ -40,7 +34,6 @@ from controller.adapters.notify.subject import Kind, ObjectRef, Subject
 
 __all__ = [
     "Channel",
-    "Conflict",
     "DeliveryError",
     "Dispatcher",
     "DispatcherConfig",
@@ -50,10 +43,8 @@ __all__ = [
     "NotificationStore",
     "NotifyMetrics",
     "NullNotifier",
-    "ObjectGone",
     "ObjectRef",
     "SecretUnavailable",
-    "StoreError",
     "Subject",
     "SystemClock",
 ]

@@ -33,13 +33,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from controller.adapters.notify.errors import (
-    Conflict,
-    DeliveryError,
-    ObjectGone,
-    SecretUnavailable,
-    StoreError,
-)
+from controller.adapters.notify.errors import DeliveryError, SecretUnavailable
 from controller.adapters.notify.incident import IncidentWebhook
 from controller.adapters.notify.mail import SmtpMailer
 from controller.adapters.notify.metrics import NotifyMetrics, default_metrics
@@ -83,6 +77,7 @@ from controller.api.notifications import (
     SlackThread,
 )
 from controller.clock import SystemClock
+from controller.errors import Conflict, NotFound, Transient
 from controller.ports import Clock
 
 log = redacting_logger("controller.adapters.notify")
@@ -281,12 +276,12 @@ class Dispatcher:
         for _ in range(cfg.write_attempts):
             try:
                 subject = self._store.read(ref)
-            except ObjectGone:
+            except NotFound:
                 return None
             except UnreadableState as exc:
                 log.error("%s", exc)
                 return None
-            except StoreError as exc:
+            except Transient as exc:
                 log.warning("cannot read %s: %s", ref, exc)
                 return cfg.backoff_base
             if subject.settings_error is not None:
@@ -304,9 +299,9 @@ class Dispatcher:
                                                                       cfg.claim_ttl))
                 except Conflict:
                     continue  # someone wrote first: read again and see what is left
-                except ObjectGone:
+                except NotFound:
                     return None
-                except StoreError as exc:
+                except Transient as exc:
                     log.warning("cannot claim notifications of %s: %s", ref, exc)
                     return cfg.backoff_base
             p = _Pass(
@@ -451,7 +446,7 @@ class Dispatcher:
             return self._secrets.get(p.subject.ref.namespace, ref)
         except SecretUnavailable as exc:
             raise DeliveryError(ch, "SecretUnavailable", str(exc), permanent=True) from None
-        except StoreError as exc:
+        except Transient as exc:
             raise DeliveryError(ch, "SecretUnavailable", str(exc)) from None
 
     def _forget_credentials(self, p: _Pass, ch: Channel) -> None:
@@ -699,14 +694,14 @@ class Dispatcher:
                     time.sleep(random.uniform(0, min(0.5, 0.02 * attempt)))
                 try:
                     subject = self._store.read(subject.ref)
-                except ObjectGone:
+                except NotFound:
                     return None
-                except StoreError:
+                except Transient:
                     errors_left -= 1
                     time.sleep(min(2.0, 0.2 * attempt))
-            except ObjectGone:
+            except NotFound:
                 return None
-            except StoreError as exc:
+            except Transient as exc:
                 log.warning("cannot record notifications of %s: %s", subject.ref, exc)
                 errors_left -= 1
                 time.sleep(min(2.0, 0.2 * attempt))

@@ -22,6 +22,7 @@ __all__ = [
     "RouterError",
     "RouterObservation",
     "TrafficRouter",
+    "WorkQueue",
 ]
 
 
@@ -91,8 +92,42 @@ class Reconciler(Protocol):
 
     Returns the seconds after which to look again (None: only on the next change). Raises
     ``controller.errors.Transient`` to be retried with backoff, ``Conflict`` to be retried
-    at once; anything else is logged, counted and retried with backoff.
+    at once, ``Permanent`` not to be retried; anything else is logged, counted and retried
+    with backoff.
     """
 
     def reconcile(self, key: str) -> float | None:
+        ...
+
+
+class WorkQueue(Protocol):
+    """The runtime's keyed work queue (``controller.runtime.workqueue.WorkQueue``), as a
+    component that runs its own workers on it (the notification dispatcher) sees it."""
+
+    def try_add(self, key: str) -> bool:
+        """Queue KEY now; False when the queue is full or shut down."""
+        ...
+
+    def add_after(self, key: str, seconds: float) -> None:
+        ...
+
+    def get(self, timeout: float | None = None) -> str | None:
+        """The next key (blocking up to TIMEOUT); None on timeout or shutdown."""
+        ...
+
+    def done(self, key: str) -> None:
+        ...
+
+    def shutdown(self) -> None:
+        ...
+
+    def __len__(self) -> int:
+        """Keys queued now (not the delayed ones, nor those being processed)."""
+        ...
+
+    def waiting(self) -> int:
+        """Keys waiting for a delay to pass."""
+        ...
+
+    def processing(self) -> frozenset[str]:
         ...

@@ -140,6 +140,7 @@ def run(
     from controller.reconciler import PlanReconciler, PolicyReconciler, Slots, policy_view
     from controller.runtime.fastpath import FastBoard, FastLoop
     from controller.runtime.manager import Manager, default_identity, is_platform_policy
+    from controller.runtime.workqueue import WorkQueue
     from controller.telemetry import Telemetry
 
     try:
@@ -191,8 +192,14 @@ def run(
     config = DispatcherConfig(cluster_name=cluster_name, identity=me)
     if slack_base_url:
         config = dataclasses.replace(config, slack_base_url=slack_base_url)
+    # Notifications run on the runtime's work queue (one namespace's slow webhook or SMTP
+    # server never holds every worker).
+    notify_queue = WorkQueue("notifications", registry, clock=clock.monotonic,
+                             max_keys=config.queue_size,
+                             max_per_namespace=config.workers - 1 if config.workers > 1 else None)
     dispatcher = Dispatcher(KubeNotificationStore(api, reporting_instance=me), config,
-                            metrics=NotifyMetrics(registry)).start()
+                            clock=clock, metrics=NotifyMetrics(registry),
+                            queue=notify_queue).start()
 
     def seed_slots() -> list[str]:
         """Plans in a run, from the cache's raw status (also read every 5 s by the probe

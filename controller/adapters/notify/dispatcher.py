@@ -67,7 +67,6 @@ from controller.adapters.notify.subject import (
     Subject,
     UnreadableState,
 )
-from controller.adapters.notify.workqueue import KeyQueue
 from controller.api.notifications import (
     MAX_SENT_KEYS,
     NotificationState,
@@ -78,7 +77,7 @@ from controller.api.notifications import (
 )
 from controller.clock import SystemClock
 from controller.errors import Conflict, NotFound, Transient
-from controller.ports import Clock
+from controller.ports import Clock, WorkQueue
 
 log = redacting_logger("controller.adapters.notify")
 
@@ -173,7 +172,15 @@ class _SecretCache:
 
 
 class Dispatcher:
-    """Delivers outbox entries in the background; see the module docstring."""
+    """Delivers outbox entries in the background; see the module docstring.
+
+    A reconciler of notifications (:meth:`reconcile`, keys ``namespace/Kind/name``) on the
+    runtime's work queue, given as QUEUE (``controller.runtime.workqueue.WorkQueue``, with
+    the same injectable clock as everything else): the queue dedups keys, never gives one
+    key to two workers, bounds the keys of one namespace in progress and holds the delayed
+    retries. :meth:`start` runs ``config.workers`` threads on it; tests call
+    :meth:`work_once` instead, or :meth:`process` for one pass over one object.
+    """
 
     def __init__(
         self,
@@ -182,16 +189,13 @@ class Dispatcher:
         *,
         clock: Clock | None = None,
         metrics: NotifyMetrics | None = None,
+        queue: WorkQueue | None = None,
     ) -> None:
         self.config = config or DispatcherConfig()
         self._store = store
         self._clock: Clock = clock or SystemClock()
         self._metrics = metrics or default_metrics()
-        workers = max(1, self.config.workers)
-        self._queue: KeyQueue[ObjectRef] = KeyQueue(
-            self.config.queue_size, group=lambda ref: ref.namespace,
-            # one namespace's slow webhook or SMTP server never holds every worker
-            max_per_group=workers - 1 if workers > 1 else None)
+        self._queue = queue
         self._secrets = _SecretCache(store, self.config.secret_ttl, self._clock)
         self._bots: OrderedDict[str, SlackBot] = OrderedDict()
         self._bots_lock = threading.Lock()
@@ -207,9 +211,17 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ lifecycle
 
+    @property
+    def queue(self) -> WorkQueue:
+        if self._queue is None:
+            raise RuntimeError("this Dispatcher has no work queue: pass queue=WorkQueue(...) "
+                               "(controller.runtime.workqueue) to submit or start it")
+        return self._queue
+
     def start(self) -> Dispatcher:
         if self._threads:
             return self
+        self.queue  # noqa: B018  (fails early without a queue)
         for i in range(max(1, self.config.workers)):
             t = threading.Thread(target=self._work, name=f"notify-{i}", daemon=True)
             t.start()
@@ -218,7 +230,8 @@ class Dispatcher:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop taking work; workers finish the pass they are in (bounded by timeouts)."""
-        self._queue.shutdown()
+        if self._queue is not None:
+            self._queue.shutdown()
         deadline = time.monotonic() + timeout
         for t in self._threads:
             t.join(max(0.0, deadline - time.monotonic()))
@@ -238,34 +251,52 @@ class Dispatcher:
         except ValueError:
             log.error("submit: unknown kind %r", kind)
             return False
-        if self._queue.add(ref):
+        if self.queue.try_add(ref.key):
             return True
         self._metrics.dropped.labels("QueueFull").inc()
         return False
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
-        """True when nothing is queued or in progress (retries scheduled later may remain)."""
-        return self._queue.wait_idle(timeout)
+        """True when nothing is queued or in progress (retries scheduled later may remain).
+        Real time: for shutdown and end-to-end tests."""
+        deadline = time.monotonic() + timeout
+        pause = threading.Event()
+        while len(self.queue) or self.queue.processing():
+            if time.monotonic() >= deadline:
+                return False
+            pause.wait(0.02)
+        return True
 
     def pending(self) -> int:
-        return len(self._queue)
+        """Keys queued or waiting for a retry."""
+        return len(self.queue) + self.queue.waiting()
 
     def _work(self) -> None:
-        while True:
-            ref = self._queue.get()
-            if ref is None:
-                return
-            self._metrics.queue_depth.set(len(self._queue))
-            try:
-                delay = self.process(ref)
-            except Exception as exc:  # a bug must not kill the worker
-                log.error("notification pass for %s failed: %s", ref, type(exc).__name__)
-                log.debug("notification pass for %s failed", ref, exc_info=True)
-                delay = self.config.backoff_base
-            finally:
-                self._queue.done(ref)
-            if delay is not None:
-                self._queue.add_after(ref, delay)
+        while self.work_once(timeout=None):
+            pass
+
+    def work_once(self, timeout: float | None = 0.0) -> bool:
+        """Take one key from the queue (waiting up to TIMEOUT; None: until one comes),
+        process it and schedule its next pass. False when no key came (or shut down)."""
+        key = self.queue.get(timeout)
+        if key is None:
+            return False
+        self._metrics.queue_depth.set(len(self.queue))
+        try:
+            delay = self.reconcile(key)
+        except Exception as exc:  # a bug must not kill the worker
+            log.error("notification pass for %s failed: %s", key, type(exc).__name__)
+            log.debug("notification pass for %s failed", key, exc_info=True)
+            delay = self.config.backoff_base
+        finally:
+            self.queue.done(key)
+        if delay is not None:
+            self.queue.add_after(key, delay)
+        return True
+
+    def reconcile(self, key: str) -> float | None:
+        """``ports.Reconciler``: one pass over the object of KEY (``namespace/Kind/name``)."""
+        return self.process(ObjectRef.from_key(key))
 
     # ------------------------------------------------------------------ one pass
 

@@ -4,8 +4,8 @@
 * A key is never handed to two workers at once (the processing set): a key added while it
   is being processed waits, and is queued again when its worker calls :meth:`done`.
 * :meth:`add_after` queues a key later; of two delays for one key the earlier one wins.
-* ``max_keys``: at most this many distinct keys wait to be processed; :meth:`add` of one
-  more is dropped (:meth:`try_add` returns False: the caller counts it and asks again later). None: no bound.
+* ``max_keys``: at most this many distinct keys wait to be processed; one more is dropped
+  (:meth:`try_add` returns False: the caller counts it and asks again later).
 * ``max_per_namespace``: at most this many keys of one namespace (the part of ``ns/name``
   before the slash) are processed at once; a worker then takes the next key of another
   namespace, so one tenant whose calls are slow cannot hold every worker.

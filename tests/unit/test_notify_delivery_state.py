@@ -183,3 +183,28 @@ def test_the_work_queue_is_the_runtimes_deduplicating_bounded_and_on_the_clock()
         assert d.work_once() and d.pending() == 0
         assert [p.body["event_action"] for p in hook.posts] == ["trigger"]
     assert outbox(store, ref) == []
+
+
+def test_conflicting_writes_of_the_outcome_are_retried_in_place_not_after_the_claim() -> None:
+    """Another replica or the engine writing between the claim and the record (eight times
+    in a row here, more than ``write_attempts``): the outcome is re-merged into the fresh
+    state and written in this pass, not left claimed until the claim expires."""
+    store = InMemoryNotificationStore()
+    store.put_secret(NS, "pd", {"key": "routing-key-123456"})
+    with WebhookReceiver() as hook:
+        ref = store.put(Kind.ROLLOUT_PLAN, incident_plan(
+            hook, outbox_entry("1.1", "RollbackStarted")))
+        writes = 0
+
+        def someone_else_writes_first(r: ObjectRef) -> None:
+            nonlocal writes
+            writes += 1
+            if 2 <= writes <= 9:  # every write of the outcome, eight times
+                store.update_status(r, lambda st: st.update(canaryWeight=writes))
+
+        store.before_write = someone_else_writes_first
+        assert make(store, write_attempts=5).process(ref) is None  # done: nothing left
+    assert store.conflicts == 8
+    state = store.get(ref)["status"]["notifications"]
+    assert state["outbox"] == [] and state["sent"] == ["1.1"]
+    assert [p.body["event_action"] for p in hook.posts] == ["trigger"]

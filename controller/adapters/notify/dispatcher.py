@@ -25,13 +25,14 @@ one still waits for. Nothing here raises into the caller; every send has a timeo
 from __future__ import annotations
 
 import hashlib
-import random
 import ssl
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_random_exponential
 
 from controller.adapters.notify.errors import DeliveryError, SecretUnavailable
 from controller.adapters.notify.incident import IncidentWebhook
@@ -80,6 +81,10 @@ from controller.errors import Conflict, NotFound, Transient
 from controller.ports import Clock, WorkQueue
 
 log = redacting_logger("controller.adapters.notify")
+
+# Conflicting writes of one pass's outcome tried before giving up (each conflict is another
+# writer's success, so this is generous; the claim's deadline bounds it too).
+_RECORD_CONFLICT_ATTEMPTS = 50
 
 # How far back to look in a channel's history for a message that may have been posted
 # before a crash: the entry's time minus this margin.
@@ -700,45 +705,10 @@ class Dispatcher:
         errors = [r.error for r in p.results.values() if r.error is not None]
         if p.root_error is not None:
             errors.append(p.root_error)
-        # A conflict means another writer (the reconciler, another replica) wrote first:
-        # what was delivered must still be recorded, so conflicts are retried for as long as
-        # this pass holds its claim (jittered, so replicas writing in lockstep drift apart);
-        # giving up would leave delivered messages claimed, hence unsent and unrecorded,
-        # until the claim expires. Other store errors get ``write_attempts`` tries.
-        errors_left = cfg.write_attempts
-        attempt = 0
-        written: Subject | None
-        while True:
-            attempt += 1
-            state = _merge(subject.state, p, now, cfg)
-            if state == subject.state:
-                written = subject
-                break
-            try:
-                written = self._store.write_state(subject, state)
-                break
-            except Conflict:
-                if self._clock.monotonic() >= p.deadline:
-                    written = None
-                    break
-                if attempt > cfg.write_attempts:
-                    time.sleep(random.uniform(0, min(0.5, 0.02 * attempt)))
-                try:
-                    subject = self._store.read(subject.ref)
-                except NotFound:
-                    return None
-                except Transient:
-                    errors_left -= 1
-                    time.sleep(min(2.0, 0.2 * attempt))
-            except NotFound:
-                return None
-            except Transient as exc:
-                log.warning("cannot record notifications of %s: %s", subject.ref, exc)
-                errors_left -= 1
-                time.sleep(min(2.0, 0.2 * attempt))
-            if errors_left <= 0:
-                written = None
-                break
+        try:
+            written = self._write_outcome(p, now)
+        except NotFound:
+            return None
         if written is None:
             # The claim expires by itself and the entries are looked up before reposting.
             log.error("gave up recording notifications of %s; they will be checked and "
@@ -753,6 +723,50 @@ class Dispatcher:
         if p.root_retry is not None:
             delay = p.root_retry if delay is None else min(delay, p.root_retry)
         return delay
+
+    def _write_outcome(self, p: _Pass, now: datetime) -> Subject | None:
+        """Write this pass's outcome merged into the stored state; None when it could not be
+        written. A conflict means another writer (the reconciler, another replica) wrote
+        first: what was delivered must still be recorded (else it stays claimed, hence
+        unsent and unrecorded, until the claim expires), so a conflict is retried in place
+        at once, re-reading and re-merging, with a short jittered backoff (replicas writing
+        in lockstep drift apart) while this pass holds its claim. Other store errors get
+        ``write_attempts`` tries. Raises NotFound when the object is gone."""
+        cfg = self.config
+        subject = p.subject
+        store_errors = 0
+
+        def write() -> Subject:
+            nonlocal subject, store_errors
+            state = _merge(subject.state, p, now, cfg)
+            if state == subject.state:
+                return subject
+            try:
+                return self._store.write_state(subject, state)
+            except Conflict:
+                try:
+                    subject = self._store.read(subject.ref)
+                except Transient:
+                    store_errors += 1
+                raise
+            except Transient as exc:
+                store_errors += 1
+                log.warning("cannot record notifications of %s: %s", subject.ref, exc)
+                raise
+
+        def give_up(state: RetryCallState) -> bool:
+            return (store_errors >= cfg.write_attempts
+                    or state.attempt_number >= _RECORD_CONFLICT_ATTEMPTS
+                    or self._clock.monotonic() >= p.deadline)
+
+        try:
+            return Retrying(
+                retry=retry_if_exception_type((Conflict, Transient)),
+                wait=wait_random_exponential(multiplier=0.02, max=0.5),
+                stop=give_up, reraise=True,
+            )(write)
+        except (Conflict, Transient):
+            return None
 
     def _announce_failures(self, subject: Subject, p: _Pass,
                            errors: list[DeliveryError]) -> None:

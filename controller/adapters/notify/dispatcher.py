@@ -68,8 +68,8 @@ from controller.adapters.notify.subject import (
     Subject,
     UnreadableState,
 )
+from controller.api.notification_merge import KEEP, Keep, merge_notifications
 from controller.api.notifications import (
-    MAX_SENT_KEYS,
     NotificationState,
     OpenIncident,
     OutgoingMessage,
@@ -820,14 +820,12 @@ def _backoff(cfg: DispatcherConfig, attempts: int, err: DeliveryError) -> float:
 def _merge(fresh: NotificationState, p: _Pass, now: datetime, cfg: DispatcherConfig
            ) -> NotificationState:
     """FRESH (the state as stored now) with this pass's outcome applied by key."""
-    sent = list(fresh.sent)
-    outbox: list[OutgoingMessage] = []
+    updates: dict[str, OutgoingMessage | None] = {}
     failures = 0
     last_error: str | None = None
     for e in fresh.outbox:
         r = p.results.get(e.key)
         if r is None:
-            outbox.append(e)
             continue
         before = p.original.get(e.key, e)
         if r.error is not None:
@@ -836,8 +834,7 @@ def _merge(fresh: NotificationState, p: _Pass, now: datetime, cfg: DispatcherCon
         if r.complete:
             if r.gave_up:
                 last_error = f"gave up on {e.key} after {e.attempts} attempts: {last_error}"
-            if e.key not in sent:
-                sent.append(e.key)
+            updates[e.key] = None
             continue
         if r.error is not None:
             nxt: datetime | None = now + timedelta(seconds=_backoff(cfg, e.attempts, r.error))
@@ -847,35 +844,26 @@ def _merge(fresh: NotificationState, p: _Pass, now: datetime, cfg: DispatcherCon
             # again as soon as what held it is.
             nxt = None
             err_text = e.last_error
-        outbox.append(e.model_copy(update={
+        updates[e.key] = e.model_copy(update={
             "attempts": e.attempts if r.attempted else before.attempts,
             "next_attempt_at": nxt,
             "delivered": sorted(r.delivered),
             "last_error": redact(err_text) if err_text else None,
-        }))
-    for key, r in p.results.items():
-        if r.complete and key not in sent and not any(e.key == key for e in fresh.outbox):
-            sent.append(key)
-    slack = fresh.slack
-    if p.thread_changed:
-        ours = p.thread
-        theirs = fresh.slack
-        if ours is None or theirs is None or theirs.run <= ours.run:
-            slack = ours
-    incident = p.incident if p.incident_changed else fresh.incident
-    state_error = fresh.last_error
+        })
+    state_error: str | Keep | None = KEEP
     if last_error is not None:
         state_error = redact(last_error)
     elif p.root_error is not None:
         state_error = redact(f"root message: {p.root_error.message}")
-    return fresh.model_copy(update={
-        "slack": slack,
-        "incident": incident,
-        "outbox": outbox,
-        "sent": sent[-MAX_SENT_KEYS:],
-        "failures": fresh.failures + failures + (1 if p.root_error is not None else 0),
-        "last_error": state_error,
-    })
+    return merge_notifications(
+        fresh,
+        update=lambda e: updates.get(e.key, e),
+        done=[key for key, r in p.results.items() if r.complete],
+        slack=p.thread if p.thread_changed else KEEP,
+        incident=p.incident if p.incident_changed else KEEP,
+        failures=failures + (1 if p.root_error is not None else 0),
+        last_error=state_error,
+    )
 
 
 __all__ = ["Dispatcher", "DispatcherConfig", "NullNotifier", "SystemClock"]

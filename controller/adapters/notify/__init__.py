@@ -19,6 +19,7 @@ app scopes: ``chat:write``, ``channels:history``, ``groups:history``, ``channels
 ``groups:read``.
 """
 
+from controller.adapters.notify.channels import Channel
 from controller.adapters.notify.dispatcher import (
     Dispatcher,
     DispatcherConfig,
@@ -28,12 +29,13 @@ from controller.adapters.notify.dispatcher import (
 from controller.adapters.notify.errors import DeliveryError, SecretUnavailable
 from controller.adapters.notify.memory import InMemoryNotificationStore
 from controller.adapters.notify.metrics import NotifyMetrics
-from controller.adapters.notify.routing import Channel
+from controller.adapters.notify.routing import ChannelName
 from controller.adapters.notify.store import KubeNotificationStore, NotificationStore
 from controller.adapters.notify.subject import Kind, ObjectRef, Subject
 
 __all__ = [
     "Channel",
+    "ChannelName",
     "DeliveryError",
     "Dispatcher",
     "DispatcherConfig",

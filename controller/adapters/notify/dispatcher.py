@@ -29,37 +29,31 @@ import ssl
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_random_exponential
 
+from controller.adapters.notify.channels import (
+    DeliveryPass,
+    EntryResult,
+    needed,
+    registry,
+)
 from controller.adapters.notify.errors import DeliveryError, SecretUnavailable
-from controller.adapters.notify.incident import IncidentWebhook
-from controller.adapters.notify.mail import SmtpMailer
 from controller.adapters.notify.metrics import NotifyMetrics, default_metrics
 from controller.adapters.notify.redact import redact, redacting_logger
 from controller.adapters.notify.render import (
-    email_message,
-    entry_message,
-    incident_dedup_key,
-    incident_event,
     metadata,
-    orphan_root,
     root_key,
     root_message,
     significant_state,
 )
 from controller.adapters.notify.routing import (
-    POLICY_THREAD_STARTERS,
-    Channel,
-    IncidentAction,
-    channels_for,
-    incident_action,
-    is_alarming,
+    ChannelName,
     metric_type,
 )
-from controller.adapters.notify.slack import DEFAULT_BASE_URL, SlackBot, SlackWebhook
+from controller.adapters.notify.slack import DEFAULT_BASE_URL, SlackBot
 from controller.adapters.notify.store import NotificationStore
 from controller.adapters.notify.subject import (
     Kind,
@@ -71,7 +65,6 @@ from controller.adapters.notify.subject import (
 from controller.api.notification_merge import KEEP, Keep, merge_notifications
 from controller.api.notifications import (
     NotificationState,
-    OpenIncident,
     OutgoingMessage,
     SecretKeyRef,
     SlackThread,
@@ -86,9 +79,6 @@ log = redacting_logger("controller.adapters.notify")
 # writer's success, so this is generous; the claim's deadline bounds it too).
 _RECORD_CONFLICT_ATTEMPTS = 50
 
-# How far back to look in a channel's history for a message that may have been posted
-# before a crash: the entry's time minus this margin.
-_LOOKBACK = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -121,34 +111,6 @@ class DispatcherConfig:
 
 
 # ----------------------------------------------------------------------------- pass state
-
-
-@dataclass
-class _EntryResult:
-    attempted: bool = False
-    delivered: set[str] = field(default_factory=set)
-    complete: bool = False
-    error: DeliveryError | None = None
-    gave_up: bool = False
-
-
-@dataclass
-class _Pass:
-    subject: Subject
-    now: datetime
-    deadline: float
-    thread: SlackThread | None
-    incident: OpenIncident | None
-    thread_changed: bool = False
-    incident_changed: bool = False
-    blocked: set[Channel] = field(default_factory=set)
-    failed: dict[Channel, DeliveryError] = field(default_factory=dict)
-    thread_keys: dict[str, set[str]] = field(default_factory=dict)
-    results: dict[str, _EntryResult] = field(default_factory=dict)
-    original: dict[str, OutgoingMessage] = field(default_factory=dict)
-    cut_short: bool = False
-    root_error: DeliveryError | None = None
-    root_retry: float | None = None  # seconds until a failed root update is tried again
 
 
 class _SecretCache:
@@ -204,9 +166,8 @@ class Dispatcher:
         self._secrets = _SecretCache(store, self.config.secret_ttl, self._clock)
         self._bots: OrderedDict[str, SlackBot] = OrderedDict()
         self._bots_lock = threading.Lock()
-        self._mailer = SmtpMailer(timeout=self.config.send_timeout,
-                                  ssl_context=self.config.smtp_ssl_context)
-        self._incident = IncidentWebhook(timeout=self.config.send_timeout)
+        self._registry = registry(self)
+        self._by_name = {c.name: c for c in self._registry}
         self._threads: list[threading.Thread] = []
         # ref -> (significant state shown in its root, monotonic time it was shown)
         self._root_shown: dict[ObjectRef, tuple[str, float]] = {}
@@ -340,7 +301,7 @@ class Dispatcher:
                 except Transient as exc:
                     log.warning("cannot claim notifications of %s: %s", ref, exc)
                     return cfg.backoff_base
-            p = _Pass(
+            p = DeliveryPass(
                 subject=subject,
                 now=now,
                 deadline=self._clock.monotonic()
@@ -358,31 +319,16 @@ class Dispatcher:
         # The longest one send may take: a timeout, an in-place rate-limit wait, a retry.
         return 2 * self.config.send_timeout + self.config.rate_limit_inline_wait + 1
 
-    def _channels(self, subject: Subject) -> dict[str, list[Channel]]:
-        """Per outbox entry, the channels it still needs, in delivery order. A resolve is
-        needed only when an incident is open or an earlier entry will trigger one."""
-        kind = subject.ref.kind
-        incident = subject.state.incident is not None
-        out: dict[str, list[Channel]] = {}
-        for e in subject.state.outbox:
-            chans = channels_for(subject, e)
-            if Channel.INCIDENT in chans:
-                action = incident_action(kind, e)
-                if action is IncidentAction.TRIGGER:
-                    incident = True
-                elif action is IncidentAction.RESOLVE:
-                    if not incident:
-                        chans = [c for c in chans if c is not Channel.INCIDENT]
-                    incident = False
-            out[e.key] = [c for c in chans if c not in e.delivered]
-        return out
+    def _channels(self, subject: Subject) -> dict[str, list[ChannelName]]:
+        """Per outbox entry, the channels it still needs, in delivery order."""
+        return needed(self._registry, subject)
 
     def _due(self, subject: Subject, now: datetime) -> list[str]:
         """Keys of the entries to work on now: due, and with no channel or at least one
         channel not held up by an earlier entry that is waiting (backoff, or another
         replica's claim)."""
         channels = self._channels(subject)
-        blocked: set[Channel] = set()
+        blocked: set[ChannelName] = set()
         keys = []
         for e in subject.state.outbox:
             needed = set(channels[e.key])
@@ -406,7 +352,7 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ delivering
 
-    def _deliver(self, p: _Pass, work: list[str]) -> None:
+    def _deliver(self, p: DeliveryPass, work: list[str]) -> None:
         todo = set(work)
         channels = self._channels(p.subject)
         for e in p.subject.state.outbox:
@@ -416,7 +362,7 @@ class Dispatcher:
                     p.blocked |= needed  # claimed by another replica, or backing off
                 continue
             before = p.original.get(e.key, e)
-            r = _EntryResult(delivered=set(e.delivered))
+            r = EntryResult(delivered=set(e.delivered))
             p.results[e.key] = r
             held = False
             for ch in channels[e.key]:
@@ -447,37 +393,19 @@ class Dispatcher:
                 r.gave_up = r.complete = True
                 self._metrics.dropped.labels("GaveUp").inc()
 
-    def _send(self, p: _Pass, ch: Channel, e: OutgoingMessage, attempts_before: int) -> None:
-        settings = p.subject.settings
-        assert settings is not None
+    def _send(self, p: DeliveryPass, name: ChannelName, e: OutgoingMessage,
+              attempts_before: int) -> None:
+        channel = self._by_name[name]
         try:
-            if ch is Channel.SLACK:
-                assert settings.slack is not None
-                if settings.slack.webhook_secret_ref is not None:
-                    url = self._secret(p, ch, settings.slack.webhook_secret_ref)
-                    SlackWebhook(url, timeout=self.config.send_timeout,
-                                 max_inline_wait=self.config.rate_limit_inline_wait).post(
-                        entry_message(p.subject, e, self.config.cluster_name, standalone=True)
-                    )
-                else:
-                    self._slack_thread_reply(p, e, attempts_before)
-            elif ch is Channel.SLACK_CRITICAL:
-                self._slack_critical(p, e, attempts_before)
-            elif ch is Channel.EMAIL:
-                assert settings.email is not None
-                smtp = settings.email.smtp
-                password = (self._secret(p, ch, smtp.password_secret_ref)
-                            if smtp.password_secret_ref is not None else None)
-                self._mailer.send(smtp, password, email_message(
-                    p.subject, e, self.config.cluster_name, settings.email))
-            elif ch is Channel.INCIDENT:
-                self._incident_event(p, e)
+            channel.send(p, e, attempts_before)
         except DeliveryError as err:
-            if err.reason == "AuthFailed":
-                self._forget_credentials(p, ch)
+            if err.reason == "AuthFailed" and p.subject.settings is not None:
+                for ref in channel.credentials(p.subject.settings):
+                    if ref is not None:
+                        self._secrets.forget(p.subject.ref.namespace, ref)
             raise
 
-    def _secret(self, p: _Pass, ch: Channel, ref: SecretKeyRef) -> str:
+    def secret(self, p: DeliveryPass, ch: ChannelName, ref: SecretKeyRef) -> str:
         try:
             return self._secrets.get(p.subject.ref.namespace, ref)
         except SecretUnavailable as exc:
@@ -485,26 +413,11 @@ class Dispatcher:
         except Transient as exc:
             raise DeliveryError(ch, "SecretUnavailable", str(exc)) from None
 
-    def _forget_credentials(self, p: _Pass, ch: Channel) -> None:
-        settings = p.subject.settings
-        if settings is None:
-            return
-        refs: list[SecretKeyRef | None] = []
-        if ch in (Channel.SLACK, Channel.SLACK_CRITICAL) and settings.slack is not None:
-            refs = [settings.slack.token_secret_ref, settings.slack.webhook_secret_ref]
-        elif ch is Channel.EMAIL and settings.email is not None:
-            refs = [settings.email.smtp.password_secret_ref]
-        elif ch is Channel.INCIDENT and settings.incident is not None:
-            refs = [settings.incident.routing_key_secret_ref]
-        for ref in refs:
-            if ref is not None:
-                self._secrets.forget(p.subject.ref.namespace, ref)
-
-    def _bot(self, p: _Pass, ch: Channel) -> SlackBot:
+    def bot(self, p: DeliveryPass, ch: ChannelName) -> SlackBot:
         settings = p.subject.settings
         assert settings is not None and settings.slack is not None
         assert settings.slack.token_secret_ref is not None
-        token = self._secret(p, ch, settings.slack.token_secret_ref)
+        token = self.secret(p, ch, settings.slack.token_secret_ref)
         digest = hashlib.sha256(token.encode()).hexdigest()
         with self._bots_lock:
             bot = self._bots.get(digest)
@@ -519,108 +432,6 @@ class Dispatcher:
             while len(self._bots) > 64:
                 self._bots.popitem(last=False)
         return bot
-
-    def _slack_thread_reply(self, p: _Pass, e: OutgoingMessage, attempts_before: int) -> None:
-        subject = p.subject
-        settings = subject.settings
-        assert settings is not None and settings.slack is not None
-        bot = self._bot(p, Channel.SLACK)
-        bot.check()
-        cluster = self.config.cluster_name
-        maybe_posted = attempts_before > 0
-        oldest = (e.at - _LOOKBACK).timestamp()
-        is_plan = subject.ref.kind is Kind.ROLLOUT_PLAN
-        run = (e.run if e.run is not None else subject.current_run) if is_plan else 0
-        thread = p.thread
-        if is_plan:
-            needs_root = thread is None or thread.run < run
-            orphan = thread is not None and thread.run > run
-        else:
-            starter = e.type in POLICY_THREAD_STARTERS
-            needs_root = starter and (thread is None or thread.root_key != root_key(subject, 0, e))
-            orphan = thread is None and not starter
-        if orphan:
-            # No thread to reply in (an earlier run's late message, or a policy message
-            # outside a freeze): a top-level message.
-            if maybe_posted and bot.find(settings.slack.channel, e.key, oldest,
-                                         uid=subject.uid):
-                return
-            bot.post(settings.slack.channel, entry_message(subject, e, cluster, standalone=True),
-                     metadata(e.key, subject), broadcast=False)
-            return
-        if needs_root:
-            rk = root_key(subject, run, e)
-            found = (bot.find(settings.slack.channel, rk, oldest, uid=subject.uid)
-                     if maybe_posted else None)
-            if found is not None:
-                channel_id, ts = found
-                rendered_hash = None  # unknown: the root is refreshed at the end of the pass
-            else:
-                live = not is_plan or run == subject.current_run
-                msg = root_message(subject, cluster) if live else orphan_root(subject, run,
-                                                                              cluster)
-                channel_id, ts = bot.post(settings.slack.channel, msg, metadata(rk, subject))
-                rendered_hash = msg.hash if live else None
-                if live:
-                    self._root_was_shown(subject)
-            thread = SlackThread(channel=channel_id, thread_ts=ts, run=run, root_key=rk,
-                                 rendered_hash=rendered_hash)
-            p.thread = thread
-            p.thread_changed = True
-            p.thread_keys[ts] = {rk}
-        assert thread is not None
-        if maybe_posted:
-            keys = p.thread_keys.get(thread.thread_ts)
-            if keys is None or e.key not in keys:
-                keys = bot.thread_keys(thread.channel, thread.thread_ts)
-                p.thread_keys[thread.thread_ts] = keys
-            if e.key in keys:
-                log.info("%s: %s already in the Slack thread; not posting it again",
-                         subject.ref, e.key)
-                return
-        bot.post(thread.channel, entry_message(subject, e, cluster), metadata(e.key, subject),
-                 thread_ts=thread.thread_ts, broadcast=is_alarming(e))
-        p.thread_keys.setdefault(thread.thread_ts, set()).add(e.key)
-        if not is_plan and e.type == "FreezeLifted":
-            # The freeze is over: show its final state and start afresh next time.
-            self._refresh_root(p, bot, force=True)
-            p.thread = None
-            p.thread_changed = True
-
-    def _slack_critical(self, p: _Pass, e: OutgoingMessage, attempts_before: int) -> None:
-        settings = p.subject.settings
-        assert settings is not None and settings.slack is not None
-        channel = settings.slack.critical_channel
-        assert channel is not None
-        bot = self._bot(p, Channel.SLACK_CRITICAL)
-        if attempts_before > 0 and bot.find(channel, e.key, (e.at - _LOOKBACK).timestamp(),
-                                            uid=p.subject.uid,
-                                            as_channel=Channel.SLACK_CRITICAL):
-            return
-        bot.post(channel, entry_message(p.subject, e, self.config.cluster_name, standalone=True),
-                 metadata(e.key, p.subject), as_channel=Channel.SLACK_CRITICAL)
-
-    def _incident_event(self, p: _Pass, e: OutgoingMessage) -> None:
-        settings = p.subject.settings
-        assert settings is not None and settings.incident is not None
-        action = incident_action(p.subject.ref.kind, e)
-        if action is None:
-            return
-        if action is IncidentAction.RESOLVE and p.incident is None:
-            return  # nothing open: nothing to resolve
-        cluster = self.config.cluster_name
-        dedup = (p.incident.dedup_key if p.incident is not None
-                 else incident_dedup_key(p.subject, e, cluster))
-        routing_key = self._secret(p, Channel.INCIDENT, settings.incident.routing_key_secret_ref)
-        event = incident_event(p.subject, e, cluster, action=action, dedup_key=dedup,
-                               routing_key=routing_key, severity=settings.incident.severity)
-        self._incident.send(settings.incident.url, event)
-        if action is IncidentAction.TRIGGER:
-            if p.incident is None:
-                p.incident = OpenIncident(dedup_key=dedup, since=e.at, trigger_key=e.key)
-        else:
-            p.incident = None
-        p.incident_changed = True
 
     # ------------------------------------------------------------------ the root message
 
@@ -647,7 +458,7 @@ class Dispatcher:
             return True
         return self._clock.monotonic() - shown[1] >= self.config.root_refresh_interval
 
-    def _root_was_shown(self, subject: Subject) -> None:
+    def root_was_shown(self, subject: Subject) -> None:
         with self._root_lock:
             self._root_shown[subject.ref] = (significant_state(subject),
                                              self._clock.monotonic())
@@ -661,8 +472,8 @@ class Dispatcher:
             self._root_failing[subject.ref] = (failures, self._clock.monotonic() + delay)
         return delay
 
-    def _update_root(self, p: _Pass) -> None:
-        if Channel.SLACK in p.failed or Channel.SLACK in p.blocked or p.thread is None:
+    def _update_root(self, p: DeliveryPass) -> None:
+        if ChannelName.SLACK in p.failed or ChannelName.SLACK in p.blocked or p.thread is None:
             return
         subject = p.subject
         settings = subject.settings
@@ -671,14 +482,14 @@ class Dispatcher:
         if isinstance(subject.view, PlanView) and p.thread.run != subject.view.run:
             return
         try:
-            self._refresh_root(p, self._bot(p, Channel.SLACK), force=False)
+            self.refresh_root(p, self.bot(p, ChannelName.SLACK), force=False)
         except DeliveryError as err:
             p.root_error = err
             p.root_retry = self._root_failed(subject, err)
-            self._metrics.failed.labels(str(Channel.SLACK), err.reason).inc()
+            self._metrics.failed.labels(str(ChannelName.SLACK), err.reason).inc()
             log.warning("%s: root message not updated: %s", subject.ref, err.message)
 
-    def _refresh_root(self, p: _Pass, bot: SlackBot, *, force: bool) -> None:
+    def refresh_root(self, p: DeliveryPass, bot: SlackBot, *, force: bool) -> None:
         assert p.thread is not None
         if not force and not self._root_due(p.subject, p.thread):
             return
@@ -691,14 +502,14 @@ class Dispatcher:
                 raise
             # The root is gone or not ours to edit: stop trying, keep threading.
             log.warning("%s: root message cannot be updated: %s", p.subject.ref, err.message)
-        self._metrics.sent.labels(str(Channel.SLACK), "RootUpdated").inc()
-        self._root_was_shown(p.subject)
+        self._metrics.sent.labels(str(ChannelName.SLACK), "RootUpdated").inc()
+        self.root_was_shown(p.subject)
         p.thread = replace_thread(p.thread, rendered_hash=msg.hash)
         p.thread_changed = True
 
     # ------------------------------------------------------------------ recording
 
-    def _record(self, p: _Pass) -> float | None:
+    def _record(self, p: DeliveryPass) -> float | None:
         cfg = self.config
         subject = p.subject
         now = self._clock.now()
@@ -724,7 +535,7 @@ class Dispatcher:
             delay = p.root_retry if delay is None else min(delay, p.root_retry)
         return delay
 
-    def _write_outcome(self, p: _Pass, now: datetime) -> Subject | None:
+    def _write_outcome(self, p: DeliveryPass, now: datetime) -> Subject | None:
         """Write this pass's outcome merged into the stored state; None when it could not be
         written. A conflict means another writer (the reconciler, another replica) wrote
         first: what was delivered must still be recorded (else it stays claimed, hence
@@ -768,7 +579,7 @@ class Dispatcher:
         except (Conflict, Transient):
             return None
 
-    def _announce_failures(self, subject: Subject, p: _Pass,
+    def _announce_failures(self, subject: Subject, p: DeliveryPass,
                            errors: list[DeliveryError]) -> None:
         first = [
             r.error for key, r in p.results.items()
@@ -817,7 +628,7 @@ def _backoff(cfg: DispatcherConfig, attempts: int, err: DeliveryError) -> float:
     return delay
 
 
-def _merge(fresh: NotificationState, p: _Pass, now: datetime, cfg: DispatcherConfig
+def _merge(fresh: NotificationState, p: DeliveryPass, now: datetime, cfg: DispatcherConfig
            ) -> NotificationState:
     """FRESH (the state as stored now) with this pass's outcome applied by key."""
     updates: dict[str, OutgoingMessage | None] = {}

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from controller.adapters.notify.subject import Kind, Subject
+from controller.adapters.notify.subject import Kind
 from controller.api.notifications import OutgoingMessage, Severity
 
 
-class Channel(StrEnum):
+class ChannelName(StrEnum):
+    """A channel's name: a metrics label and what ``delivered`` lists (the channels
+    themselves are in ``channels.py``)."""
+
     SLACK = "slack"  # the run's thread (or the incoming webhook)
     SLACK_CRITICAL = "slackCritical"  # a top-level copy in criticalChannel
     EMAIL = "email"
@@ -66,33 +69,3 @@ def incident_action(kind: Kind, entry: OutgoingMessage) -> IncidentAction | None
     if entry.type in _RESOLVERS[kind]:
         return IncidentAction.RESOLVE
     return None
-
-
-def channels_for(subject: Subject, entry: OutgoingMessage) -> list[Channel]:
-    """The channels ENTRY should reach, in delivery order, before considering whether an
-    incident is open (a resolve without an open incident is dropped by the dispatcher)."""
-    settings = subject.settings
-    if settings is None:
-        return []
-    allowed = subject.freeze_channels  # policies may restrict (freezeReleases.notify)
-    out: list[Channel] = []
-    if settings.slack is not None and (allowed is None or "slack" in allowed):
-        out.append(Channel.SLACK)
-        if (
-            is_alarming(entry)
-            and settings.slack.critical_channel
-            and settings.slack.critical_channel != settings.slack.channel
-            and settings.slack.token_secret_ref is not None
-        ):
-            out.append(Channel.SLACK_CRITICAL)
-    if settings.email is not None and wants_email(entry) and (
-        allowed is None or "email" in allowed
-    ):
-        out.append(Channel.EMAIL)
-    if (
-        settings.incident is not None
-        and incident_action(subject.ref.kind, entry) is not None
-        and (subject.ref.kind is Kind.ROLLOUT_PLAN or subject.open_incident)
-    ):
-        out.append(Channel.INCIDENT)
-    return out

@@ -192,14 +192,14 @@ def run(
     config = DispatcherConfig(cluster_name=cluster_name, identity=me)
     if slack_base_url:
         config = dataclasses.replace(config, slack_base_url=slack_base_url)
-    # Notifications run on the runtime's work queue (one namespace's slow webhook or SMTP
-    # server never holds every worker).
+    # Notifications are a second controller on the manager: its own work queue (bounded; one
+    # namespace's slow webhook or SMTP server never holds every worker), fed by the
+    # reconcilers' submits after their status writes.
     notify_queue = WorkQueue("notifications", registry, clock=clock.monotonic,
                              max_keys=config.queue_size,
                              max_per_namespace=config.workers - 1 if config.workers > 1 else None)
     dispatcher = Dispatcher(KubeNotificationStore(api, reporting_instance=me), config,
-                            clock=clock, metrics=NotifyMetrics(registry),
-                            queue=notify_queue).start()
+                            clock=clock, metrics=NotifyMetrics(registry), queue=notify_queue)
 
     def seed_slots() -> list[str]:
         """Plans in a run, from the cache's raw status (also read every 5 s by the probe
@@ -256,6 +256,7 @@ def run(
             enqueue=plans_queue.add, clock=clock, interval=fast_interval,
             leading=manager.leading, registry=registry)
     manager.add_policies_controller(policy_reconciler, max(1, min(2, workers)))
+    manager.add_controller("notifications", dispatcher, config.workers, queue=notify_queue)
     log.info("rolloutctl controller %s starting (pid %d, namespaces: %s, leader election: %s)",
              me, os.getpid(), ", ".join(namespace) if namespace else "all", leader_elect)
     reaping = threading.Event()
@@ -275,7 +276,6 @@ def run(
         reaping.set()
         if fast_loop is not None:
             fast_loop.stop()
-        dispatcher.stop(timeout=5.0)
         probes.stop_all()
         for source in sources.values():
             source.close()

@@ -232,10 +232,12 @@ class Manager:
         reconciler: Reconciler,
         workers: int | None = None,
         sources: Sequence[tuple[Informer, Mapper] | Source] = (),
+        queue: WorkQueue | None = None,
     ) -> WorkQueue:
         """Register a controller: a work queue NAME fed by SOURCES (``(informer, mapper)``
         or a :class:`Source`), drained by WORKERS threads calling RECONCILER. Returns the
-        queue (for metrics and benchmarks)."""
+        queue (for metrics and benchmarks). QUEUE: one built by the caller (a controller
+        fed by another's submits rather than by informers: notifications)."""
         if self._started:
             raise RuntimeError("add controllers before start()")
         if name in self._controllers:
@@ -244,7 +246,8 @@ class Manager:
         cap = self.max_workers_per_namespace
         if cap is not None and n > 1:
             cap = min(cap, n - 1)  # at least one worker is always free for other namespaces
-        queue = WorkQueue(name, self.registry, max_per_namespace=cap)
+        if queue is None:
+            queue = WorkQueue(name, self.registry, max_per_namespace=cap)
         ctl = _Controller(name, reconciler, workers or self.default_workers, queue,
                           [s if isinstance(s, Source) else Source(*s) for s in sources])
         self._controllers[name] = ctl

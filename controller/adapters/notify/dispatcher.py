@@ -163,6 +163,8 @@ class Dispatcher:
         self._clock: Clock = clock or SystemClock()
         self._metrics = metrics or default_metrics()
         self._queue = queue
+        if queue is not None:
+            self._metrics.queue_depth.set_function(self.pending)
         self._secrets = _SecretCache(store, self.config.secret_ttl, self._clock)
         self._bots: OrderedDict[str, SlackBot] = OrderedDict()
         self._bots_lock = threading.Lock()
@@ -247,7 +249,6 @@ class Dispatcher:
         key = self.queue.get(timeout)
         if key is None:
             return False
-        self._metrics.queue_depth.set(len(self.queue))
         try:
             delay = self.reconcile(key)
         except Exception as exc:  # a bug must not kill the worker

@@ -2,18 +2,23 @@
 
 Contract with the reconciler: after it has written an object's status (and, cheaply, after
 any pass over an object whose outbox is not empty), it calls ``submit(kind, namespace,
-name)``. ``submit`` only puts the key in a bounded, deduplicating queue and returns at once;
-worker threads do the rest:
+name)``. ``submit`` only puts the key ``namespace/Kind/name`` in the runtime's work queue
+(bounded, deduplicating, one worker per key, per-namespace bound, delays on the injected
+clock) and returns at once. The dispatcher is a reconciler of that queue (:meth:`reconcile`):
+``rolloutctl run`` hosts it on the manager as the ``notifications`` controller, like
+controller-runtime runs a second controller on a shared manager; tests run it standalone
+(:meth:`Dispatcher.start`, or :meth:`Dispatcher.work_once` with a FakeClock). One pass:
 
 1. read the object; pick the outbox entries that are due (``nextAttemptAt`` unset or past);
 2. **claim** them with one status write guarded by resourceVersion (``attempts`` + 1,
    ``nextAttemptAt`` = now + claim TTL), so a second replica leaves them alone and a
    crashed one's claim expires;
-3. deliver each entry, in outbox order, to its channels (Slack thread reply, criticalChannel
-   copy, e-mail, incident webhook); an entry whose earlier attempt may have reached Slack
-   (``attempts`` > 0 before the claim) is first looked up by its dedup key in Slack message
-   metadata and skipped if found;
-4. **record** the outcome with a second guarded write (on 409: re-read, merge, retry):
+3. deliver each entry, in outbox order, to its channels (``channels.py``: Slack thread
+   reply, criticalChannel copy, e-mail, incident webhook); an entry whose earlier attempt
+   may have reached Slack (``attempts`` > 0 before the claim) is first looked up by its
+   dedup key in Slack message metadata and skipped if found;
+4. **record** the outcome with a second guarded write (on 409: re-read, merge with
+   ``api.notification_merge``, retry in place with tenacity's short jittered backoff):
    delivered entries move to ``sent``, failed ones keep their ``attempts``, get
    ``nextAttemptAt`` (exponential backoff, or Slack's Retry-After) and ``lastError``;
 5. update the Slack root message in place when the live state it shows has changed.

@@ -208,3 +208,29 @@ def test_conflicting_writes_of_the_outcome_are_retried_in_place_not_after_the_cl
     state = store.get(ref)["status"]["notifications"]
     assert state["outbox"] == [] and state["sent"] == ["1.1"]
     assert [p.body["event_action"] for p in hook.posts] == ["trigger"]
+
+
+def test_a_pass_that_used_its_time_up_delivering_still_records_after_a_conflict() -> None:
+    """The record comes after the pass's delivery deadline (a slow channel, a loaded
+    machine) and meets another replica's write: it is merged and written at once, not left
+    claimed for the claim's two minutes."""
+    clock = FakeClock(T0)
+    store = InMemoryNotificationStore()
+    store.put_secret(NS, "pd", {"key": "routing-key-123456"})
+    with WebhookReceiver() as hook:
+        ref = store.put(Kind.ROLLOUT_PLAN, incident_plan(
+            hook, outbox_entry("1.1", "RollbackStarted", at=clock.now())))
+        writes = 0
+
+        def slow_pass_then_a_race(r: ObjectRef) -> None:
+            nonlocal writes
+            writes += 1
+            if writes == 2:  # the record: the pass took its whole time, someone wrote first
+                clock.advance(119)
+                store.update_status(r, lambda st: st.update(canaryWeight=0))
+
+        store.before_write = slow_pass_then_a_race
+        assert make(store, clock, claim_ttl=120).process(ref) is None
+    assert store.conflicts == 1
+    state = store.get(ref)["status"]["notifications"]
+    assert state["outbox"] == [] and state["sent"] == ["1.1"]

@@ -81,7 +81,7 @@ from controller.ports import Clock, WorkQueue
 log = redacting_logger("controller.adapters.notify")
 
 # Conflicting writes of one pass's outcome tried before giving up (each conflict is another
-# writer's success, so this is generous; the claim's deadline bounds it too).
+# writer's success, so this is generous: at most ~25 s with the backoff below).
 _RECORD_CONFLICT_ATTEMPTS = 50
 
 
@@ -547,8 +547,13 @@ class Dispatcher:
         first: what was delivered must still be recorded (else it stays claimed, hence
         unsent and unrecorded, until the claim expires), so a conflict is retried in place
         at once, re-reading and re-merging, with a short jittered backoff (replicas writing
-        in lockstep drift apart) while this pass holds its claim. Other store errors get
-        ``write_attempts`` tries. Raises NotFound when the object is gone."""
+        in lockstep drift apart). Each conflict is another writer's success, so the bound is
+        a generous count, not the pass's delivery deadline: a pass that used its time up
+        delivering must not then give up on its first conflict (that left two replicas'
+        messages claimed, hence unrecorded, for the claim's two minutes). Merging by key is
+        right even after the claim expired: what was delivered is recorded as sent. Other
+        store errors get ``write_attempts`` tries. Raises NotFound when the object is
+        gone."""
         cfg = self.config
         subject = p.subject
         store_errors = 0
@@ -573,8 +578,7 @@ class Dispatcher:
 
         def give_up(state: RetryCallState) -> bool:
             return (store_errors >= cfg.write_attempts
-                    or state.attempt_number >= _RECORD_CONFLICT_ATTEMPTS
-                    or self._clock.monotonic() >= p.deadline)
+                    or state.attempt_number >= _RECORD_CONFLICT_ATTEMPTS)
 
         try:
             return Retrying(

@@ -13,14 +13,16 @@ root message's bookkeeping) is the small :class:`Host` Protocol.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from controller.adapters.notify.errors import DeliveryError
 from controller.adapters.notify.incident import IncidentWebhook
 from controller.adapters.notify.mail import SmtpMailer
+from controller.adapters.notify.metrics import NotifyMetrics
 from controller.adapters.notify.redact import redacting_logger
 from controller.adapters.notify.render import (
     email_message,
@@ -31,6 +33,7 @@ from controller.adapters.notify.render import (
     orphan_root,
     root_key,
     root_message,
+    significant_state,
 )
 from controller.adapters.notify.routing import (
     POLICY_THREAD_STARTERS,
@@ -41,7 +44,7 @@ from controller.adapters.notify.routing import (
     wants_email,
 )
 from controller.adapters.notify.slack import SlackBot, SlackWebhook
-from controller.adapters.notify.subject import Kind, Subject
+from controller.adapters.notify.subject import Kind, ObjectRef, PlanView, Subject
 from controller.api.notifications import (
     Notifications,
     OpenIncident,
@@ -52,6 +55,7 @@ from controller.api.notifications import (
 
 if TYPE_CHECKING:
     from controller.adapters.notify.dispatcher import DispatcherConfig
+    from controller.ports import Clock
 
 __all__ = [
     "Channel",
@@ -60,8 +64,10 @@ __all__ = [
     "EntryResult",
     "Host",
     "IncidentChannel",
+    "LiveView",
     "SlackChannel",
     "SlackCriticalChannel",
+    "backoff",
     "channels_for",
     "needed",
     "registry",
@@ -114,6 +120,8 @@ class Host(Protocol):
     """The dispatcher's services the channels use."""
 
     config: DispatcherConfig
+    clock: Clock
+    metrics: NotifyMetrics
 
     def secret(self, p: DeliveryPass, channel: ChannelName, ref: SecretKeyRef) -> str:
         """A Secret's value (cached); DeliveryError(SecretUnavailable) when missing."""
@@ -123,11 +131,6 @@ class Host(Protocol):
         """The Slack client of the object's token (one per token)."""
         ...
 
-    def root_was_shown(self, subject: Subject) -> None:
-        ...
-
-    def refresh_root(self, p: DeliveryPass, bot: SlackBot, *, force: bool) -> None:
-        ...
 
 
 class Channel(Protocol):
@@ -150,6 +153,30 @@ class Channel(Protocol):
         ...
 
 
+@runtime_checkable
+class LiveView(Protocol):
+    """A channel that also shows an object's live state (Slack's root message), refreshed
+    after each pass and on its own when it goes stale."""
+
+    def stale(self, subject: Subject) -> bool:
+        ...
+
+    def refresh(self, p: DeliveryPass) -> None:
+        """Never raises: a failure is recorded in P (``root_error``, ``root_retry``)."""
+        ...
+
+
+def backoff(cfg: DispatcherConfig, attempts: int, err: DeliveryError) -> float:
+    """The wait before the next attempt after ATTEMPTS failed ones ending with ERR."""
+    if err.permanent:
+        delay = cfg.backoff_max
+    else:
+        delay = min(cfg.backoff_max, cfg.backoff_base * 2 ** max(0, attempts - 1))
+    if err.retry_after is not None:
+        delay = max(delay, err.retry_after)
+    return delay
+
+
 def _allowed(subject: Subject, channel: str) -> bool:
     """Policies may restrict their channels (``freezeReleases.notify``)."""
     return subject.freeze_channels is None or channel in subject.freeze_channels
@@ -165,6 +192,11 @@ class SlackChannel:
 
     def __init__(self, host: Host) -> None:
         self.host = host
+        # ref -> (significant state shown in its root, monotonic time it was shown)
+        self._root_shown: dict[ObjectRef, tuple[str, float]] = {}
+        # ref -> (failed root updates in a row, monotonic time before which not to retry)
+        self._root_failing: dict[ObjectRef, tuple[int, float]] = {}
+        self._root_lock = threading.Lock()
 
     def wants(self, subject: Subject, entry: OutgoingMessage) -> bool:
         settings = subject.settings
@@ -230,7 +262,7 @@ class SlackChannel:
                 channel_id, ts = bot.post(settings.slack.channel, msg, metadata(rk, subject))
                 rendered_hash = msg.hash if live else None
                 if live:
-                    self.host.root_was_shown(subject)
+                    self.root_was_shown(subject)
             thread = SlackThread(channel=channel_id, thread_ts=ts, run=run, root_key=rk,
                                  rendered_hash=rendered_hash)
             p.thread = thread
@@ -251,9 +283,85 @@ class SlackChannel:
         p.thread_keys.setdefault(thread.thread_ts, set()).add(e.key)
         if not is_plan and e.type == "FreezeLifted":
             # The freeze is over: show its final state and start afresh next time.
-            self.host.refresh_root(p, bot, force=True)
+            self.refresh_root(p, bot, force=True)
             p.thread = None
             p.thread_changed = True
+
+    # -- the root message: the live state, updated in place (LiveView)
+
+    def stale(self, subject: Subject) -> bool:
+        """The root shows an outdated state and may be refreshed now."""
+        thread = subject.state.slack
+        settings = subject.settings
+        if thread is None or settings is None or settings.slack is None:
+            return False
+        if settings.slack.token_secret_ref is None:
+            return False
+        if isinstance(subject.view, PlanView) and thread.run != subject.view.run:
+            return False
+        return self._root_due(subject, thread)
+
+    def _root_due(self, subject: Subject, thread: SlackThread) -> bool:
+        if root_message(subject, self.host.config.cluster_name).hash == thread.rendered_hash:
+            return False
+        with self._root_lock:
+            shown = self._root_shown.get(subject.ref)
+            failing = self._root_failing.get(subject.ref)
+        if failing is not None and self.host.clock.monotonic() < failing[1]:
+            return False  # backing off: every reconcile submits, Slack must not be hammered
+        if shown is None or shown[0] != significant_state(subject):
+            return True
+        return self.host.clock.monotonic() - shown[1] >= self.host.config.root_refresh_interval
+
+    def root_was_shown(self, subject: Subject) -> None:
+        with self._root_lock:
+            self._root_shown[subject.ref] = (significant_state(subject),
+                                             self.host.clock.monotonic())
+            self._root_failing.pop(subject.ref, None)
+
+    def _root_failed(self, subject: Subject, err: DeliveryError) -> float:
+        """Back off root updates of SUBJECT after a failure; returns the delay."""
+        with self._root_lock:
+            failures = self._root_failing.get(subject.ref, (0, 0.0))[0] + 1
+            delay = backoff(self.host.config, failures, err)
+            self._root_failing[subject.ref] = (failures, self.host.clock.monotonic() + delay)
+        return delay
+
+    def refresh(self, p: DeliveryPass) -> None:
+        """After the pass's deliveries: show the live state in the root, if due."""
+        if ChannelName.SLACK in p.failed or ChannelName.SLACK in p.blocked or p.thread is None:
+            return
+        subject = p.subject
+        settings = subject.settings
+        if settings is None or settings.slack is None or settings.slack.token_secret_ref is None:
+            return
+        if isinstance(subject.view, PlanView) and p.thread.run != subject.view.run:
+            return
+        try:
+            self.refresh_root(p, self.host.bot(p, ChannelName.SLACK), force=False)
+        except DeliveryError as err:
+            p.root_error = err
+            p.root_retry = self._root_failed(subject, err)
+            self.host.metrics.failed.labels(str(ChannelName.SLACK), err.reason).inc()
+            log.warning("%s: root message not updated: %s", subject.ref, err.message)
+
+    def refresh_root(self, p: DeliveryPass, bot: SlackBot, *, force: bool) -> None:
+        assert p.thread is not None
+        if not force and not self._root_due(p.subject, p.thread):
+            return
+        msg = root_message(p.subject, self.host.config.cluster_name)
+        rk = p.thread.root_key or root_key(p.subject, p.thread.run)
+        try:
+            bot.update(p.thread.channel, p.thread.thread_ts, msg, metadata(rk, p.subject))
+        except DeliveryError as err:
+            if not err.permanent:
+                raise
+            # The root is gone or not ours to edit: stop trying, keep threading.
+            log.warning("%s: root message cannot be updated: %s", p.subject.ref, err.message)
+        self.host.metrics.sent.labels(str(ChannelName.SLACK), "RootUpdated").inc()
+        self.root_was_shown(p.subject)
+        p.thread = p.thread.model_copy(update={"rendered_hash": msg.hash})
+        p.thread_changed = True
 
 
 class SlackCriticalChannel:

@@ -42,18 +42,14 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_ran
 from controller.adapters.notify.channels import (
     DeliveryPass,
     EntryResult,
+    LiveView,
+    backoff,
     needed,
     registry,
 )
 from controller.adapters.notify.errors import DeliveryError, SecretUnavailable
 from controller.adapters.notify.metrics import NotifyMetrics, default_metrics
 from controller.adapters.notify.redact import redact, redacting_logger
-from controller.adapters.notify.render import (
-    metadata,
-    root_key,
-    root_message,
-    significant_state,
-)
 from controller.adapters.notify.routing import (
     ChannelName,
     metric_type,
@@ -63,7 +59,6 @@ from controller.adapters.notify.store import NotificationStore
 from controller.adapters.notify.subject import (
     Kind,
     ObjectRef,
-    PlanView,
     Subject,
     UnreadableState,
 )
@@ -72,7 +67,6 @@ from controller.api.notifications import (
     NotificationState,
     OutgoingMessage,
     SecretKeyRef,
-    SlackThread,
 )
 from controller.clock import SystemClock
 from controller.errors import Conflict, NotFound, Transient
@@ -167,6 +161,7 @@ class Dispatcher:
         self._store = store
         self._clock: Clock = clock or SystemClock()
         self._metrics = metrics or default_metrics()
+        self.clock, self.metrics = self._clock, self._metrics  # for the channels (Host)
         self._queue = queue
         if queue is not None:
             self._metrics.queue_depth.set_function(self.pending)
@@ -175,12 +170,8 @@ class Dispatcher:
         self._bots_lock = threading.Lock()
         self._registry = registry(self)
         self._by_name = {c.name: c for c in self._registry}
+        self._views = [c for c in self._registry if isinstance(c, LiveView)]
         self._threads: list[threading.Thread] = []
-        # ref -> (significant state shown in its root, monotonic time it was shown)
-        self._root_shown: dict[ObjectRef, tuple[str, float]] = {}
-        # ref -> (failed root updates in a row, monotonic time before which not to retry)
-        self._root_failing: dict[ObjectRef, tuple[int, float]] = {}
-        self._root_lock = threading.Lock()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -292,7 +283,7 @@ class Dispatcher:
                 return None
             now = self._clock.now()
             work = self._due(subject, now)
-            if not work and not self._root_stale(subject):
+            if not work and not any(v.stale(subject) for v in self._views):
                 return self._next_delay(subject.state, now)
             original = {e.key: e for e in subject.state.outbox}
             channels = self._channels(subject)
@@ -317,7 +308,8 @@ class Dispatcher:
                 original=original,
             )
             self._deliver(p, work)
-            self._update_root(p)
+            for view in self._views:
+                view.refresh(p)
             return self._record(p)
         return cfg.backoff_base
 
@@ -439,80 +431,6 @@ class Dispatcher:
                 self._bots.popitem(last=False)
         return bot
 
-    # ------------------------------------------------------------------ the root message
-
-    def _root_stale(self, subject: Subject) -> bool:
-        thread = subject.state.slack
-        settings = subject.settings
-        if thread is None or settings is None or settings.slack is None:
-            return False
-        if settings.slack.token_secret_ref is None:
-            return False
-        if isinstance(subject.view, PlanView) and thread.run != subject.view.run:
-            return False
-        return self._root_due(subject, thread)
-
-    def _root_due(self, subject: Subject, thread: SlackThread) -> bool:
-        if root_message(subject, self.config.cluster_name).hash == thread.rendered_hash:
-            return False
-        with self._root_lock:
-            shown = self._root_shown.get(subject.ref)
-            failing = self._root_failing.get(subject.ref)
-        if failing is not None and self._clock.monotonic() < failing[1]:
-            return False  # backing off: every reconcile submits, Slack must not be hammered
-        if shown is None or shown[0] != significant_state(subject):
-            return True
-        return self._clock.monotonic() - shown[1] >= self.config.root_refresh_interval
-
-    def root_was_shown(self, subject: Subject) -> None:
-        with self._root_lock:
-            self._root_shown[subject.ref] = (significant_state(subject),
-                                             self._clock.monotonic())
-            self._root_failing.pop(subject.ref, None)
-
-    def _root_failed(self, subject: Subject, err: DeliveryError) -> float:
-        """Back off root updates of SUBJECT after a failure; returns the delay."""
-        with self._root_lock:
-            failures = self._root_failing.get(subject.ref, (0, 0.0))[0] + 1
-            delay = _backoff(self.config, failures, err)
-            self._root_failing[subject.ref] = (failures, self._clock.monotonic() + delay)
-        return delay
-
-    def _update_root(self, p: DeliveryPass) -> None:
-        if ChannelName.SLACK in p.failed or ChannelName.SLACK in p.blocked or p.thread is None:
-            return
-        subject = p.subject
-        settings = subject.settings
-        if settings is None or settings.slack is None or settings.slack.token_secret_ref is None:
-            return
-        if isinstance(subject.view, PlanView) and p.thread.run != subject.view.run:
-            return
-        try:
-            self.refresh_root(p, self.bot(p, ChannelName.SLACK), force=False)
-        except DeliveryError as err:
-            p.root_error = err
-            p.root_retry = self._root_failed(subject, err)
-            self._metrics.failed.labels(str(ChannelName.SLACK), err.reason).inc()
-            log.warning("%s: root message not updated: %s", subject.ref, err.message)
-
-    def refresh_root(self, p: DeliveryPass, bot: SlackBot, *, force: bool) -> None:
-        assert p.thread is not None
-        if not force and not self._root_due(p.subject, p.thread):
-            return
-        msg = root_message(p.subject, self.config.cluster_name)
-        rk = p.thread.root_key or root_key(p.subject, p.thread.run)
-        try:
-            bot.update(p.thread.channel, p.thread.thread_ts, msg, metadata(rk, p.subject))
-        except DeliveryError as err:
-            if not err.permanent:
-                raise
-            # The root is gone or not ours to edit: stop trying, keep threading.
-            log.warning("%s: root message cannot be updated: %s", p.subject.ref, err.message)
-        self._metrics.sent.labels(str(ChannelName.SLACK), "RootUpdated").inc()
-        self.root_was_shown(p.subject)
-        p.thread = replace_thread(p.thread, rendered_hash=msg.hash)
-        p.thread_changed = True
-
     # ------------------------------------------------------------------ recording
 
     def _record(self, p: DeliveryPass) -> float | None:
@@ -613,10 +531,6 @@ class NullNotifier:
         return True
 
 
-def replace_thread(thread: SlackThread, **changes: object) -> SlackThread:
-    return thread.model_copy(update=changes)
-
-
 def _claim(state: NotificationState, keys: list[str], now: datetime, ttl: float
            ) -> NotificationState:
     until = now + timedelta(seconds=ttl)
@@ -626,16 +540,6 @@ def _claim(state: NotificationState, keys: list[str], now: datetime, ttl: float
         if e.key in wanted else e
         for e in state.outbox
     ]})
-
-
-def _backoff(cfg: DispatcherConfig, attempts: int, err: DeliveryError) -> float:
-    if err.permanent:
-        delay = cfg.backoff_max
-    else:
-        delay = min(cfg.backoff_max, cfg.backoff_base * 2 ** max(0, attempts - 1))
-    if err.retry_after is not None:
-        delay = max(delay, err.retry_after)
-    return delay
 
 
 def _merge(fresh: NotificationState, p: DeliveryPass, now: datetime, cfg: DispatcherConfig
@@ -658,7 +562,7 @@ def _merge(fresh: NotificationState, p: DeliveryPass, now: datetime, cfg: Dispat
             updates[e.key] = None
             continue
         if r.error is not None:
-            nxt: datetime | None = now + timedelta(seconds=_backoff(cfg, e.attempts, r.error))
+            nxt: datetime | None = now + timedelta(seconds=backoff(cfg, e.attempts, r.error))
             err_text: str | None = f"{r.error.channel}: {r.error.message}"
         else:
             # Held behind an earlier entry, or the pass ran out of time: not a failure, due

@@ -5,10 +5,12 @@ which channel it is talking to. For each outbox entry it asks every registered c
 delivery order, whether it wants the entry (:meth:`Channel.wants`: configured on the object,
 allowed by the policy, and routed to it), then calls :meth:`Channel.send` on those still
 needed. A channel raises ``DeliveryError`` when it did not take the message, and names the
-Secrets to forget when the credentials were refused (:meth:`Channel.credentials`).
+Secrets to forget when the credentials were refused (:meth:`Channel.credentials`). A
+channel that also shows live state (Slack's root message, updated in place) is a
+:class:`LiveView`: the dispatcher refreshes it after each pass and when it goes stale.
 
 What a channel needs from the dispatcher (Secrets through its cache, Slack clients, the
-root message's bookkeeping) is the small :class:`Host` Protocol.
+clock, metrics, the configuration) is the small :class:`Host` Protocol.
 """
 
 from __future__ import annotations
@@ -130,7 +132,6 @@ class Host(Protocol):
     def bot(self, p: DeliveryPass, channel: ChannelName) -> SlackBot:
         """The Slack client of the object's token (one per token)."""
         ...
-
 
 
 class Channel(Protocol):

@@ -12,7 +12,8 @@ controller-runtime runs a second controller on a shared manager; tests run it st
 1. read the object; pick the outbox entries that are due (``nextAttemptAt`` unset or past);
 2. **claim** them with one status write guarded by resourceVersion (``attempts`` + 1,
    ``nextAttemptAt`` = now + claim TTL), so a second replica leaves them alone and a
-   crashed one's claim expires;
+   crashed one's claim expires (a claim that lost a race starts the pass again, with
+   tenacity's short jittered backoff, ``write_attempts`` times);
 3. deliver each entry, in outbox order, to its channels (``channels.py``: Slack thread
    reply, criticalChannel copy, e-mail, incident webhook); an entry whose earlier attempt
    may have reached Slack (``attempts`` > 0 before the claim) is first looked up by its
@@ -37,7 +38,13 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_random_exponential
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
 
 from controller.adapters.notify.channels import (
     DeliveryPass,
@@ -77,6 +84,8 @@ log = redacting_logger("controller.adapters.notify")
 # Conflicting writes of one pass's outcome tried before giving up (each conflict is another
 # writer's success, so this is generous: at most ~25 s with the backoff below).
 _RECORD_CONFLICT_ATTEMPTS = 50
+#: between tries after a conflict: short and jittered, so writers in lockstep drift apart
+_CONFLICT_WAIT = wait_random_exponential(multiplier=0.02, max=0.5)
 
 
 
@@ -267,51 +276,58 @@ class Dispatcher:
         """One delivery pass over REF (synchronously). Returns the seconds after which the
         object wants another pass, or None when nothing is left to do."""
         cfg = self.config
-        for _ in range(cfg.write_attempts):
+        try:
+            return Retrying(  # a claim that lost a race: read again and see what is left
+                retry=retry_if_exception_type(Conflict), wait=_CONFLICT_WAIT,
+                stop=stop_after_attempt(cfg.write_attempts), reraise=True,
+            )(self._pass, ref)
+        except Conflict:
+            return cfg.backoff_base
+
+    def _pass(self, ref: ObjectRef) -> float | None:
+        """:meth:`process`, once; raises Conflict when its claim lost a race."""
+        cfg = self.config
+        try:
+            subject = self._store.read(ref)
+        except NotFound:
+            return None
+        except UnreadableState as exc:
+            log.error("%s", exc)
+            return None
+        except Transient as exc:
+            log.warning("cannot read %s: %s", ref, exc)
+            return cfg.backoff_base
+        if subject.settings_error is not None:
+            log.warning("%s: %s; not delivering", ref, subject.settings_error)
+            return None
+        now = self._clock.now()
+        work = self._due(subject, now)
+        if not work and not any(v.stale(subject) for v in self._views):
+            return self._next_delay(subject.state, now)
+        original = {e.key: e for e in subject.state.outbox}
+        channels = self._channels(subject)
+        if any(channels[k] for k in work):
             try:
-                subject = self._store.read(ref)
+                subject = self._store.write_state(subject, _claim(subject.state, work, now,
+                                                                  cfg.claim_ttl))
             except NotFound:
                 return None
-            except UnreadableState as exc:
-                log.error("%s", exc)
-                return None
             except Transient as exc:
-                log.warning("cannot read %s: %s", ref, exc)
+                log.warning("cannot claim notifications of %s: %s", ref, exc)
                 return cfg.backoff_base
-            if subject.settings_error is not None:
-                log.warning("%s: %s; not delivering", ref, subject.settings_error)
-                return None
-            now = self._clock.now()
-            work = self._due(subject, now)
-            if not work and not any(v.stale(subject) for v in self._views):
-                return self._next_delay(subject.state, now)
-            original = {e.key: e for e in subject.state.outbox}
-            channels = self._channels(subject)
-            if any(channels[k] for k in work):
-                try:
-                    subject = self._store.write_state(subject, _claim(subject.state, work, now,
-                                                                      cfg.claim_ttl))
-                except Conflict:
-                    continue  # someone wrote first: read again and see what is left
-                except NotFound:
-                    return None
-                except Transient as exc:
-                    log.warning("cannot claim notifications of %s: %s", ref, exc)
-                    return cfg.backoff_base
-            p = DeliveryPass(
-                subject=subject,
-                now=now,
-                deadline=self._clock.monotonic()
-                + max(cfg.claim_ttl / 2, cfg.claim_ttl - self._send_budget()),
-                thread=subject.state.slack,
-                incident=subject.state.incident,
-                original=original,
-            )
-            self._deliver(p, work)
-            for view in self._views:
-                view.refresh(p)
-            return self._record(p)
-        return cfg.backoff_base
+        p = DeliveryPass(
+            subject=subject,
+            now=now,
+            deadline=self._clock.monotonic()
+            + max(cfg.claim_ttl / 2, cfg.claim_ttl - self._send_budget()),
+            thread=subject.state.slack,
+            incident=subject.state.incident,
+            original=original,
+        )
+        self._deliver(p, work)
+        for view in self._views:
+            view.refresh(p)
+        return self._record(p)
 
     def _send_budget(self) -> float:
         # The longest one send may take: a timeout, an in-place rate-limit wait, a retry.
@@ -501,8 +517,7 @@ class Dispatcher:
         try:
             return Retrying(
                 retry=retry_if_exception_type((Conflict, Transient)),
-                wait=wait_random_exponential(multiplier=0.02, max=0.5),
-                stop=give_up, reraise=True,
+                wait=_CONFLICT_WAIT, stop=give_up, reraise=True,
             )(write)
         except (Conflict, Transient):
             return None

@@ -207,7 +207,7 @@ class App:
 
     def stop(self) -> None:
         """Stop reconciling (in-flight passes finish, the Lease is released), then the fast
-        path, the notifier, the probers and the Prometheus clients. Idempotent."""
+        path, the probers and the Prometheus clients. Idempotent."""
         if self._stopped:
             return
         self._stopped = True
@@ -215,7 +215,6 @@ class App:
         self._reaping.set()
         if self.fast_loop is not None:
             self.fast_loop.stop()
-        self.dispatcher.stop(timeout=5.0)
         self.probes.stop_all()
         self._sources.close()
         self._close_api()
@@ -224,7 +223,6 @@ class App:
         log.info("rolloutctl controller %s starting (pid %d, namespaces: %s, leader "
                  "election: %s)", self.identity, os.getpid(),
                  ", ".join(self.config.namespaces) or "all", self.config.leader_elect)
-        self.dispatcher.start()
         self._reaper = threading.Thread(target=self._reap_probers, name="probe-reaper",
                                         daemon=True)
         self._reaper.start()
@@ -256,7 +254,9 @@ def build(config: Config) -> App:
         KubeNotificationStore,
         NotifyMetrics,
     )
+    from controller.clock import SystemClock
     from controller.runtime.manager import Manager, default_identity
+    from controller.runtime.workqueue import WorkQueue
 
     os.environ[egress.ALLOW_ENV] = config.egress_allow  # read by every outbound call
     api = api_client(ClusterConfig(config.kubeconfig, config.context))
@@ -274,12 +274,21 @@ def build(config: Config) -> App:
     notify_config = DispatcherConfig(cluster_name=config.cluster_name, identity=me)
     if config.slack_base_url:
         notify_config = dataclasses.replace(notify_config, slack_base_url=config.slack_base_url)
+    # Notifications are a second controller on the manager: its own work queue (bounded; one
+    # namespace's slow webhook or SMTP server never holds every worker), fed by the
+    # reconcilers' submits after their status writes.
+    clock = SystemClock()
+    notify_queue = WorkQueue(
+        "notifications", registry, clock=clock.monotonic, max_keys=notify_config.queue_size,
+        max_per_namespace=notify_config.workers - 1 if notify_config.workers > 1 else None)
     dispatcher = Dispatcher(KubeNotificationStore(api, reporting_instance=me), notify_config,
-                            metrics=NotifyMetrics(registry))
+                            clock=clock, metrics=NotifyMetrics(registry), queue=notify_queue)
     parts = _Parts(config=config, api=api, identity=me, registry=registry, manager=manager,
                    dispatcher=dispatcher, sources=_Sources(config.prometheus_url, registry),
                    probes=ProbeRegistry(max_per_namespace=config.max_probes_per_namespace))
     plan_reconciler, policy_reconciler, fast_loop = _controllers(parts)
+    manager.add_controller("notifications", dispatcher, notify_config.workers,
+                           queue=notify_queue)
     return App(config=config, identity=me, registry=registry, manager=manager,
                dispatcher=dispatcher, plan_reconciler=plan_reconciler,
                policy_reconciler=policy_reconciler, probes=parts.probes, fast_loop=fast_loop,

@@ -5,7 +5,12 @@
 - ``Conflict``: someone else wrote first (409, a failed resourceVersion precondition):
   re-read and try again now.
 - ``Permanent``: retrying cannot help (invalid spec, 403, 404 of a referenced object): show
-  a condition with the reason and do not retry until the object changes.
+  a condition with the reason and do not retry until the object changes (the manager
+  forgets the key; the object's next event queues it again).
+
+Adapters raise these (or subclasses: ``NotFound`` here; the notifier's
+``SecretUnavailable`` is a ``Permanent``, its ``DeliveryError`` a ``ControllerError`` that
+carries the channel and the server's Retry-After); there is no second taxonomy.
 """
 
 from __future__ import annotations

@@ -5,7 +5,27 @@ never sees these; the reconciler, the simulator, the runtime, the notifier and t
 dashboard are written against them, ``adapters/`` provides the real implementations
 (``tests/harness/`` the fakes) and ``controller.app`` chooses which.
 
-=================  =============================================  ==================="""
+=================  =============================================  ==========================
+Protocol           used by                                        provided by (adapters/)
+=================  =============================================  ==========================
+Clock              reconciler, runtime, notifier                  clock.SystemClock
+MetricsSource      gate analysis, simulator                       metrics.prometheus
+BudgetSource       PolicyReconciler (budgets and burn rates)      metrics.prometheus
+BatchingSource     gate analysis (many measurements in one go)    metrics.prometheus
+VectorSource       the fast path (one query per SLO template)     metrics.prometheus
+RangeSource        dashboard charts                               metrics.series
+TrafficRouter      reconciler                                     traffic.*
+PlanStore          reconcilers (read, whole-status writes)        kube.objects.ObjectStore
+WorkloadControl    PlanReconciler                                 kube.workloads.Workloads
+EventSink          reconcilers                                    kube.events.EventRecorder
+NotificationStore  notification dispatcher                        notify.store
+Channel, LiveView  notification dispatcher (one per channel)      notify.channels.*
+Host               notification channels (the dispatcher)         notify.dispatcher
+LeaseStore         runtime.leader                                 kube.lease.KubeLeaseStore
+WorkQueue          notification dispatcher (keys, workers)        runtime.workqueue (given)
+Reconciler         runtime.manager                                reconciler.*
+=================  =============================================  ==========================
+"""
 
 from __future__ import annotations
 
@@ -19,16 +39,25 @@ from controller.api.policy import SLO
 from controller.engine.measurements import Measurement, Track
 from controller.engine.observation import RouterObservation, WorkloadState
 
-if TYPE_CHECKING:  # the notifier's own value types (adapters/notify/subject.py)
+if TYPE_CHECKING:  # the notifier's own value types (adapters/notify/)
+    from controller.adapters.notify.channels import DeliveryPass
+    from controller.adapters.notify.dispatcher import DispatcherConfig
+    from controller.adapters.notify.metrics import NotifyMetrics
+    from controller.adapters.notify.routing import ChannelName
+    from controller.adapters.notify.slack import SlackBot
     from controller.adapters.notify.subject import ObjectRef, Subject
+    from controller.api.notifications import Notifications, OutgoingMessage
 
 __all__ = [
     "BatchingSource",
     "BudgetSource",
+    "Channel",
     "Clock",
     "EventSink",
+    "Host",
     "LeaseRecord",
     "LeaseStore",
+    "LiveView",
     "MetricsSource",
     "NotificationStore",
     "PlanStore",
@@ -41,6 +70,7 @@ __all__ = [
     "SeriesAnswer",
     "TrafficRouter",
     "VectorSource",
+    "WorkQueue",
     "WorkloadControl",
 ]
 
@@ -161,7 +191,8 @@ class Reconciler(Protocol):
 
     Returns the seconds after which to look again (None: only on the next change). Raises
     ``controller.errors.Transient`` to be retried with backoff, ``Conflict`` to be retried
-    at once; anything else is logged, counted and retried with backoff.
+    at once, ``Permanent`` not to be retried; anything else is logged, counted and retried
+    with backoff.
     """
 
     def reconcile(self, key: str) -> float | None:
@@ -201,16 +232,16 @@ class NotificationStore(Protocol):
     state."""
 
     def read(self, ref: ObjectRef) -> Subject:
-        """The object as it is now. Raises ObjectGone, StoreError."""
+        """The object as it is now. Raises NotFound, Transient."""
         ...
 
     def write_state(self, subject: Subject, state: NotificationState) -> Subject:
         """Replace status.notifications, guarded by ``subject.resource_version``; returns the
-        object as written. Raises Conflict (changed since read), ObjectGone, StoreError."""
+        object as written. Raises Conflict (changed since read), NotFound, Transient."""
         ...
 
     def read_secret(self, namespace: str, ref: SecretKeyRef) -> str:
-        """The value of a Secret key. Raises SecretUnavailable, StoreError."""
+        """The value of a Secret key. Raises SecretUnavailable, Transient."""
         ...
 
     def record_event(self, subject: Subject, reason: str, message: str) -> None:
@@ -256,4 +287,86 @@ class LeaseStore(Protocol):
 
     def cancel_wait(self) -> None:
         """Make a :meth:`wait_for_change` in progress return at once."""
+        ...
+
+
+class WorkQueue(Protocol):
+    """The runtime's keyed work queue (``controller.runtime.workqueue.WorkQueue``), as a
+    component that runs its own workers on it (the notification dispatcher) sees it."""
+
+    def try_add(self, key: str) -> bool:
+        """Queue KEY now; False when the queue is full or shut down."""
+        ...
+
+    def add_after(self, key: str, seconds: float) -> None:
+        ...
+
+    def get(self, timeout: float | None = None) -> str | None:
+        """The next key (blocking up to TIMEOUT); None on timeout or shutdown."""
+        ...
+
+    def done(self, key: str) -> None:
+        ...
+
+    def shutdown(self) -> None:
+        ...
+
+    def __len__(self) -> int:
+        """Keys queued now (not the delayed ones, nor those being processed)."""
+        ...
+
+    def waiting(self) -> int:
+        """Keys waiting for a delay to pass."""
+        ...
+
+    def processing(self) -> frozenset[str]:
+        ...
+
+
+class Host(Protocol):
+    """The notification dispatcher's services the channels use."""
+
+    config: DispatcherConfig
+    clock: Clock
+    metrics: NotifyMetrics
+
+    def secret(self, p: DeliveryPass, channel: ChannelName, ref: SecretKeyRef) -> str:
+        """A Secret's value (cached); DeliveryError(SecretUnavailable) when missing."""
+        ...
+
+    def bot(self, p: DeliveryPass, channel: ChannelName) -> SlackBot:
+        """The Slack client of the object's token (one per token)."""
+        ...
+
+
+class Channel(Protocol):
+    """One way of delivering an outbox entry."""
+
+    name: ChannelName
+
+    def wants(self, subject: Subject, entry: OutgoingMessage) -> bool:
+        """Configured on SUBJECT, allowed, and routed to for ENTRY (before considering
+        whether an incident is open)."""
+        ...
+
+    def send(self, p: DeliveryPass, entry: OutgoingMessage, attempts_before: int) -> None:
+        """Deliver ENTRY; ATTEMPTS_BEFORE > 0: an earlier attempt may have reached the
+        channel (look before posting again). Raises DeliveryError."""
+        ...
+
+    def credentials(self, settings: Notifications) -> list[SecretKeyRef | None]:
+        """The Secrets to forget when the channel refused the credentials."""
+        ...
+
+
+@runtime_checkable
+class LiveView(Protocol):
+    """A channel that also shows an object's live state (Slack's root message), refreshed
+    after each pass and on its own when it goes stale."""
+
+    def stale(self, subject: Subject) -> bool:
+        ...
+
+    def refresh(self, p: DeliveryPass) -> None:
+        """Never raises: a failure is recorded in P (``root_error``, ``root_retry``)."""
         ...

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from controller.api.notification_merge import merge_notifications
 from controller.api.notifications import NotificationState
 from controller.api.plan import Phase, RolloutPlan, RolloutPlanStatus
 from controller.api.policy import SLOPolicy, SLOPolicyStatus
@@ -322,7 +323,7 @@ class PlanReconciler:
         theirs = RolloutPlanStatus.model_validate(fresh.get("status") or {})
         if theirs.model_copy(update={"notifications": old.notifications}) != old:
             raise Conflict("the plan's status changed while it was reconciled")
-        merged = status.model_copy(update={"notifications": _merge_notifications(
+        merged = status.model_copy(update={"notifications": _with_announcements(
             theirs.notifications, status.notifications, decision.announcements)})
         return self.store.write_status(fresh, merged.to_wire())
 
@@ -355,12 +356,10 @@ class PlanReconciler:
                                    status.message, now)
 
 
-def _merge_notifications(theirs: NotificationState, ours: NotificationState,
-                         added: tuple[str, ...]) -> NotificationState:
-    """The dispatcher's progress plus the entries this pass added."""
-    known = {m.key for m in theirs.outbox} | set(theirs.sent)
-    new = [m for m in ours.outbox if m.key in added and m.key not in known]
-    return theirs.model_copy(update={"outbox": [*theirs.outbox, *new]})
+def _with_announcements(theirs: NotificationState, ours: NotificationState,
+                        added: tuple[str, ...]) -> NotificationState:
+    """The dispatcher's progress (THEIRS, as stored now) plus the entries this pass added."""
+    return merge_notifications(theirs, added=[m for m in ours.outbox if m.key in added])
 
 
 @dataclass
@@ -419,7 +418,7 @@ class PolicyReconciler:
                     raise
                 theirs = SLOPolicyStatus.model_validate(fresh.get("status") or {})
                 merged = decision.status.model_copy(update={
-                    "notifications": _merge_notifications(
+                    "notifications": _with_announcements(
                         theirs.notifications, decision.status.notifications,
                         decision.announcements)})
                 written = self.store.write_status(fresh, merged.to_wire())

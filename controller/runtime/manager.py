@@ -13,8 +13,10 @@
   election) and after every cache has synced. ``leading`` is checked again right before each
   reconcile, and reconcilers get it (``manager.leading``) to re-check between steps.
 * Per key: ``reconcile(key)``; success forgets the key's backoff and re-queues it after the
-  seconds returned (if any); ``Conflict`` re-queues at once; ``Transient`` and anything else
-  are logged (type and reason, no secrets) and re-queued with per-key backoff.
+  seconds returned (if any); ``Conflict`` re-queues at once; ``Permanent`` is logged and not
+  retried (the key comes back with the object's next change or the resync); ``Transient``
+  and anything else are logged (type and reason, no secrets) and re-queued with per-key
+  backoff.
 * On becoming leader every cached key is queued; on losing it workers stop taking keys at
   once and the in-flight reconciles are waited for (bounded) before the Lease is released.
 * Resync: every ``resync_seconds`` the informers re-deliver each object, queueing its keys
@@ -231,10 +233,12 @@ class Manager:
         reconciler: Reconciler,
         workers: int | None = None,
         sources: Sequence[tuple[Informer, Mapper] | Source] = (),
+        queue: WorkQueue | None = None,
     ) -> WorkQueue:
         """Register a controller: a work queue NAME fed by SOURCES (``(informer, mapper)``
         or a :class:`Source`), drained by WORKERS threads calling RECONCILER. Returns the
-        queue (for metrics and benchmarks)."""
+        queue (for metrics and benchmarks). QUEUE: one built by the caller (a controller
+        fed by another's submits rather than by informers: notifications)."""
         if self._started:
             raise RuntimeError("add controllers before start()")
         if name in self._controllers:
@@ -243,7 +247,8 @@ class Manager:
         cap = self.max_workers_per_namespace
         if cap is not None and n > 1:
             cap = min(cap, n - 1)  # at least one worker is always free for other namespaces
-        queue = WorkQueue(name, self.registry, max_per_namespace=cap)
+        if queue is None:
+            queue = WorkQueue(name, self.registry, max_per_namespace=cap)
         ctl = _Controller(name, reconciler, workers or self.default_workers, queue,
                           [s if isinstance(s, Source) else Source(*s) for s in sources])
         self._controllers[name] = ctl
@@ -442,8 +447,13 @@ class Manager:
             result = "conflict"
             log.info("%s %s: conflict, retrying now", ctl.name, key)
             ctl.queue.add(key)
-        except (Transient, Permanent) as exc:
-            result = "transient" if isinstance(exc, Transient) else "permanent"
+        except Permanent as exc:
+            result = "permanent"
+            ctl.queue.forget(key)  # retrying cannot help: wait for the object to change
+            log.warning("%s %s: %s: %s (not retried)", ctl.name, key, exc.reason,
+                        redact(exc.message))
+        except Transient as exc:
+            result = "transient"
             ctl.queue.add_rate_limited(key)
             log.warning("%s %s: %s: %s (retry %d)", ctl.name, key, exc.reason,
                         redact(exc.message), ctl.queue.num_requeues(key))

@@ -4,6 +4,8 @@
 * A key is never handed to two workers at once (the processing set): a key added while it
   is being processed waits, and is queued again when its worker calls :meth:`done`.
 * :meth:`add_after` queues a key later; of two delays for one key the earlier one wins.
+* ``max_keys``: at most this many distinct keys wait to be processed; one more is dropped
+  (:meth:`try_add` returns False: the caller counts it and asks again later).
 * ``max_per_namespace``: at most this many keys of one namespace (the part of ``ns/name``
   before the slash) are processed at once; a worker then takes the next key of another
   namespace, so one tenant whose calls are slow cannot hold every worker.
@@ -125,8 +127,10 @@ class WorkQueue:
         latency_samples: int = 4096,
         on_latency: Callable[[str, float], None] | None = None,
         max_per_namespace: int | None = None,
+        max_keys: int | None = None,
     ) -> None:
         self.name = name
+        self._max_keys = max_keys
         self._max_per_namespace = max_per_namespace
         self._busy: dict[str, int] = {}  # namespace -> keys being processed
         self._backoff = backoff or ExponentialBackoff()
@@ -160,19 +164,30 @@ class WorkQueue:
         with self._cond:
             self._add_locked(key)
 
-    def _add_locked(self, key: str, at: float | None = None) -> None:
+    def try_add(self, key: str) -> bool:
+        """:meth:`add`, saying whether KEY is queued: False when the queue is shut down or
+        holds ``max_keys`` keys already."""
+        with self._cond:
+            return self._add_locked(key)
+
+    def _add_locked(self, key: str, at: float | None = None) -> bool:
         """Queue KEY, waiting since AT (default now: a delayed key waits since it was due)."""
-        if self._shutting_down or key in self._dirty:
-            return
+        if self._shutting_down:
+            return False
+        if key in self._dirty:
+            return True
+        if self._max_keys is not None and len(self._dirty) >= self._max_keys:
+            return False
         self._dirty.add(key)
         self._added_at[key] = self._clock() if at is None else at
         if self._adds is not None:
             self._adds.inc()
         if key in self._processing:
-            return  # queued again by done(key)
+            return True  # queued again by done(key)
         self._queue.append(key)
         self._set_depth()
         self._cond.notify()
+        return True
 
     def add_unless_scheduled(self, key: str) -> bool:
         """Queue KEY now unless it is already queued, being processed, or waiting for a

@@ -33,6 +33,7 @@ from controller.adapters.notify import (
 )
 from controller.adapters.notify.memory import outbox_entry, plan_object, policy_object
 from controller.api.types import GROUP, VERSION
+from controller.runtime.workqueue import WorkQueue
 from tests.harness.fixtures import TestCluster
 from tests.harness.slack_stub import SlackOutage, SlackStub
 from tests.harness.smtp_stub import SmtpServer
@@ -139,7 +140,10 @@ def replica(cluster: TestCluster, slack: SlackStub, registry: CollectorRegistry 
     store = KubeNotificationStore(cluster.api_client(), reporting_instance="test")
     cfg = DispatcherConfig(cluster_name="kind-local", slack_base_url=slack.api_url,
                            **{"send_timeout": 3, "backoff_base": 0.5, "workers": 2, **config})
-    return Dispatcher(store, cfg, metrics=NotifyMetrics(registry or CollectorRegistry()))
+    queue = WorkQueue("notifications", max_keys=cfg.queue_size,
+                      max_per_namespace=cfg.workers - 1 if cfg.workers > 1 else None)
+    return Dispatcher(store, cfg, metrics=NotifyMetrics(registry or CollectorRegistry()),
+                      queue=queue)
 
 
 def drained(engine: Engine, kind: Kind, *names: str) -> bool:

@@ -5,8 +5,6 @@ promises (one worker per key, deduplicated keys, bounded, delays).
 
 from __future__ import annotations
 
-import threading
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,25 +19,13 @@ from controller.adapters.notify import (
     ObjectRef,
 )
 from controller.adapters.notify.memory import outbox_entry, plan_object
-from controller.adapters.notify.workqueue import KeyQueue
 from controller.api.notifications import MAX_SENT_KEYS
+from controller.runtime.workqueue import WorkQueue
+from tests.harness.fakes import FakeClock
 from tests.harness.webhook_stub import WebhookReceiver
 
 NS = "shop"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.at = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
-
-    def now(self) -> datetime:
-        return self.at
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    def advance(self, seconds: float) -> None:
-        self.at += timedelta(seconds=seconds)
+T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 
 def incident_plan(hook: WebhookReceiver, *entries: dict[str, Any]) -> dict[str, Any]:
@@ -59,21 +45,21 @@ def outbox(store: InMemoryNotificationStore, ref: ObjectRef) -> list[dict[str, A
 
 
 def test_failures_back_off_exponentially_and_are_recorded_then_given_up_on() -> None:
-    clock = FakeClock()
+    clock = FakeClock(T0)
     registry = CollectorRegistry()
     store = InMemoryNotificationStore()
     store.put_secret(NS, "pd", {"key": "routing-key-123456"})
     with WebhookReceiver() as hook:
         hook.fail(503, count=100)
         ref = store.put(Kind.ROLLOUT_PLAN, incident_plan(
-            hook, outbox_entry("1.1", "RollbackStarted", at=clock.at)))
+            hook, outbox_entry("1.1", "RollbackStarted", at=clock.now())))
         d = make(store, clock, registry, backoff_base=5, backoff_max=60, max_attempts=4)
         delays = []
         for _ in range(3):
             delays.append(d.process(ref))
             entry = outbox(store, ref)[0]
             assert entry["lastError"] == "incident: incident webhook trigger: HTTP 5xx"
-            assert datetime.fromisoformat(entry["nextAttemptAt"]) == clock.at + timedelta(
+            assert datetime.fromisoformat(entry["nextAttemptAt"]) == clock.now() + timedelta(
                 seconds=delays[-1] or 0)
             assert d.process(ref) == delays[-1]  # not due yet: nothing sent
             clock.advance(delays[-1] or 0)
@@ -98,7 +84,7 @@ def test_a_missing_secret_is_a_clear_error_and_a_single_event() -> None:
     with WebhookReceiver() as hook:
         ref = store.put(Kind.ROLLOUT_PLAN, incident_plan(
             hook, outbox_entry("1.1", "RollbackStarted")))
-        clock = FakeClock()
+        clock = FakeClock(T0)
         d = make(store, clock, backoff_max=30)
         assert d.process(ref) == 30  # permanent until someone creates it: longest backoff
         clock.advance(30)
@@ -166,56 +152,85 @@ def test_a_deleted_object_is_forgotten() -> None:
     assert make(store).process(ref) is None
 
 
-def test_the_work_queue_never_gives_one_key_to_two_workers_and_dedups() -> None:
-    q: KeyQueue[str] = KeyQueue(maxsize=10)
-    assert q.add("a") and q.add("a") and q.add("b")
-    assert len(q) == 2
-    assert q.get() == "a"
-    assert q.add("a")  # queued again while being processed...
-    assert q.get() == "b"  # ...but not handed out until done
-    q.done("b")
-    q.done("a")
-    assert q.get() == "a"
-    q.done("a")
-    assert q.idle()
-
-    busy: set[str] = set()
-    overlap = threading.Event()
-    seen: list[str] = []
-    lock = threading.Lock()
-
-    def worker() -> None:
-        while (key := q.get()) is not None:
-            with lock:
-                if key in busy:
-                    overlap.set()
-                busy.add(key)
-                seen.append(key)
-            time.sleep(0.001)
-            with lock:
-                busy.discard(key)
-            q.done(key)
-
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for _ in range(200):
-        for k in "xyz":
-            q.add(k)
-    assert q.wait_idle(5)
-    q.shutdown()
-    for t in threads:
-        t.join()
-    assert not overlap.is_set() and set(seen) == {"x", "y", "z"}
+def test_the_work_queue_is_the_runtimes_deduplicating_bounded_and_on_the_clock() -> None:
+    """Notifications run on the runtime's work queue: keys ``namespace/Kind/name``, a key
+    submitted twice is one pass, never two passes of one key at once, bounded, and the
+    retries wait on the injected clock."""
+    clock = FakeClock(T0)
+    store = InMemoryNotificationStore()
+    store.put_secret(NS, "pd", {"key": "routing-key-123456"})
+    with WebhookReceiver() as hook:
+        hook.fail(503, count=1)
+        ref = store.put(Kind.ROLLOUT_PLAN, incident_plan(
+            hook, outbox_entry("1.1", "RollbackStarted", at=clock.now())))
+        queue = WorkQueue("notifications", clock=clock.monotonic, max_keys=2)
+        d = Dispatcher(store, DispatcherConfig(send_timeout=2, backoff_base=5), clock=clock,
+                       metrics=NotifyMetrics(CollectorRegistry()), queue=queue)
+        assert d.submit("RolloutPlan", NS, "checkout") and d.submit("RolloutPlan", NS,
+                                                                     "checkout")
+        assert len(queue) == 1 and queue.get(0) == f"{NS}/RolloutPlan/checkout"
+        assert d.submit("RolloutPlan", NS, "checkout")  # queued again while processed...
+        assert d.submit("SLOPolicy", NS, "budget")
+        assert not d.submit("SLOPolicy", NS, "other")  # ...and the queue holds two keys
+        assert queue.get(0) == f"{NS}/SLOPolicy/budget"  # not the key being processed
+        queue.done(f"{NS}/SLOPolicy/budget")
+        queue.done(f"{NS}/RolloutPlan/checkout")
+        assert d.work_once() and not d.work_once()  # one pass: the webhook fails (503)
+        assert len(hook.posts) == 0 and d.pending() == 1 and queue.waiting() == 1
+        clock.advance(4.9)
+        assert not d.work_once()  # the retry waits for the clock
+        clock.advance(0.1)
+        assert d.work_once() and d.pending() == 0
+        assert [p.body["event_action"] for p in hook.posts] == ["trigger"]
+    assert outbox(store, ref) == []
 
 
-def test_the_work_queue_is_bounded_and_delays() -> None:
-    q: KeyQueue[int] = KeyQueue(maxsize=3)
-    assert [q.add(i) for i in range(5)] == [True, True, True, False, False]
-    for _ in range(3):
-        q.done(q.get() or 0)
-    t0 = time.monotonic()
-    q.add_after(7, 0.3)
-    q.add_after(7, 5.0)  # a later request does not postpone the earlier one
-    assert q.get() == 7
-    assert 0.25 <= time.monotonic() - t0 < 2
+def test_conflicting_writes_of_the_outcome_are_retried_in_place_not_after_the_claim() -> None:
+    """Another replica or the engine writing between the claim and the record (eight times
+    in a row here, more than ``write_attempts``): the outcome is re-merged into the fresh
+    state and written in this pass, not left claimed until the claim expires."""
+    store = InMemoryNotificationStore()
+    store.put_secret(NS, "pd", {"key": "routing-key-123456"})
+    with WebhookReceiver() as hook:
+        ref = store.put(Kind.ROLLOUT_PLAN, incident_plan(
+            hook, outbox_entry("1.1", "RollbackStarted")))
+        writes = 0
+
+        def someone_else_writes_first(r: ObjectRef) -> None:
+            nonlocal writes
+            writes += 1
+            if 2 <= writes <= 9:  # every write of the outcome, eight times
+                store.update_status(r, lambda st: st.update(canaryWeight=writes))
+
+        store.before_write = someone_else_writes_first
+        assert make(store, write_attempts=5).process(ref) is None  # done: nothing left
+    assert store.conflicts == 8
+    state = store.get(ref)["status"]["notifications"]
+    assert state["outbox"] == [] and state["sent"] == ["1.1"]
+    assert [p.body["event_action"] for p in hook.posts] == ["trigger"]
+
+
+def test_a_pass_that_used_its_time_up_delivering_still_records_after_a_conflict() -> None:
+    """The record comes after the pass's delivery deadline (a slow channel, a loaded
+    machine) and meets another replica's write: it is merged and written at once, not left
+    claimed for the claim's two minutes."""
+    clock = FakeClock(T0)
+    store = InMemoryNotificationStore()
+    store.put_secret(NS, "pd", {"key": "routing-key-123456"})
+    with WebhookReceiver() as hook:
+        ref = store.put(Kind.ROLLOUT_PLAN, incident_plan(
+            hook, outbox_entry("1.1", "RollbackStarted", at=clock.now())))
+        writes = 0
+
+        def slow_pass_then_a_race(r: ObjectRef) -> None:
+            nonlocal writes
+            writes += 1
+            if writes == 2:  # the record: the pass took its whole time, someone wrote first
+                clock.advance(119)
+                store.update_status(r, lambda st: st.update(canaryWeight=0))
+
+        store.before_write = slow_pass_then_a_race
+        assert make(store, clock, claim_ttl=120).process(ref) is None
+    assert store.conflicts == 1
+    state = store.get(ref)["status"]["notifications"]
+    assert state["outbox"] == [] and state["sent"] == ["1.1"]

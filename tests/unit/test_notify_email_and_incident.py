@@ -6,8 +6,8 @@ dedup_key. Drills never page anyone. One channel failing never holds up another.
 from __future__ import annotations
 
 import ssl
-import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from controller.adapters.notify import (
     ObjectRef,
 )
 from controller.adapters.notify.memory import outbox_entry, plan_object, policy_object
+from tests.harness.fakes import FakeClock
 from tests.harness.slack_stub import SlackStub
 from tests.harness.smtp_stub import SmtpServer, self_signed_cert
 from tests.harness.webhook_stub import WebhookReceiver
@@ -62,10 +63,11 @@ def settings(smtp: SmtpServer, hook: WebhookReceiver) -> dict[str, Any]:
     }
 
 
-def dispatcher(store: InMemoryNotificationStore, **config: Any) -> Dispatcher:
+def dispatcher(store: InMemoryNotificationStore, clock: FakeClock | None = None,
+               **config: Any) -> Dispatcher:
     return Dispatcher(store, DispatcherConfig(cluster_name="prod-eu1", send_timeout=3,
                                               **config),
-                      metrics=NotifyMetrics(CollectorRegistry()))
+                      clock=clock, metrics=NotifyMetrics(CollectorRegistry()))
 
 
 def add(store: InMemoryNotificationStore, ref: ObjectRef, *entries: dict[str, Any],
@@ -196,7 +198,8 @@ def test_a_resolve_never_overtakes_a_trigger_that_failed(
         "checkout", NS, notifications=settings(smtp, hook),
         outbox=[outbox_entry("1.1", "RollbackStarted"), outbox_entry("1.2", "RolledBack"),
                 outbox_entry("2.1", "RunStarted", run=2)]))
-    d = dispatcher(store, backoff_base=0.3)
+    clock = FakeClock(datetime.now(UTC))
+    d = dispatcher(store, clock, backoff_base=0.3)
     delay = d.process(ref)
     state = store.get(ref)["status"]["notifications"]
     assert hook.posts == [] and delay is not None and 0 < delay <= 0.3
@@ -204,7 +207,7 @@ def test_a_resolve_never_overtakes_a_trigger_that_failed(
     assert [m.message["X-Rolloutctl-Key"] for m in smtp.messages] == ["1.1", "1.2"]
     assert [(e["key"], e.get("delivered", [])) for e in state["outbox"]] == [
         ("1.1", ["email"]), ("2.1", [])]
-    time.sleep(delay)
+    clock.advance(delay)
     assert d.process(ref) is None
 
     assert [p.body["event_action"] for p in hook.posts] == ["trigger", "resolve"]

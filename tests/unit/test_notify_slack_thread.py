@@ -7,10 +7,11 @@ resourceVersion rules as the API server; tests/e2e/test_notify_e2e_* use the rea
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -23,9 +24,11 @@ from controller.adapters.notify import (
     Kind,
     NotifyMetrics,
     ObjectRef,
-    StoreError,
 )
 from controller.adapters.notify.memory import outbox_entry, plan_object, policy_object
+from controller.errors import Transient
+from controller.runtime.workqueue import WorkQueue
+from tests.harness.fakes import FakeClock
 from tests.harness.slack_stub import SlackStub
 
 NS = "shop"
@@ -33,18 +36,7 @@ SLACK = {"channel": "#deploys", "criticalChannel": "#oncall",
          "tokenSecretRef": {"name": "slack", "key": "token"}}
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.at = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
-
-    def now(self) -> datetime:
-        return self.at
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    def advance(self, seconds: float) -> None:
-        self.at += timedelta(seconds=seconds)
+T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -64,7 +56,10 @@ def dispatcher(store: InMemoryNotificationStore, slack: SlackStub, clock: Any = 
                **config: Any) -> Dispatcher:
     cfg = DispatcherConfig(cluster_name="prod-eu1", slack_base_url=slack.api_url,
                            send_timeout=3, **config)
-    return Dispatcher(store, cfg, clock=clock, metrics=NotifyMetrics(CollectorRegistry()))
+    queue = WorkQueue("notifications", clock=clock.monotonic if clock else time.monotonic,
+                      max_per_namespace=cfg.workers - 1 if cfg.workers > 1 else None)
+    return Dispatcher(store, cfg, clock=clock, metrics=NotifyMetrics(CollectorRegistry()),
+                      queue=queue)
 
 
 def add(store: InMemoryNotificationStore, ref: ObjectRef, *entries: dict[str, Any],
@@ -144,7 +139,8 @@ def test_measured_values_alone_refresh_the_root_at_most_once_per_interval(
     ref = store.put(Kind.ROLLOUT_PLAN, plan_object(
         "checkout", NS, notifications={"slack": SLACK}, gates=[gate("Pass", 99.95)],
         outbox=[outbox_entry("1.1", "RunStarted")]))
-    d = dispatcher(store, slack, root_refresh_interval=0.5)
+    clock = FakeClock(datetime.now(UTC))
+    d = dispatcher(store, slack, clock, root_refresh_interval=0.5)
     d.process(ref)
 
     def edits() -> int:
@@ -159,7 +155,7 @@ def test_measured_values_alone_refresh_the_root_at_most_once_per_interval(
     add(store, ref, gates=[gate("Fail", 99.1)])
     d.process(ref)
     assert edits() == 1
-    time.sleep(0.5)
+    clock.advance(0.5)
     d.process(ref)
     assert edits() == 2  # the interval has passed: the latest value is shown
     assert "99.1" in str(slack.roots()[0].blocks)
@@ -221,18 +217,18 @@ def test_a_restarted_controller_keeps_posting_into_the_same_thread(
 def test_a_crash_between_posting_and_recording_does_not_post_twice(
     slack: SlackStub, store: InMemoryNotificationStore
 ) -> None:
-    clock = FakeClock()
+    clock = FakeClock(T0)
     ref = store.put(Kind.ROLLOUT_PLAN, plan_object(
         "checkout", NS, notifications={"slack": SLACK},
-        outbox=[outbox_entry("1.1", "RunStarted", at=clock.at),
-                outbox_entry("1.2", "StepAdvanced", at=clock.at)]))
+        outbox=[outbox_entry("1.1", "RunStarted", at=clock.now()),
+                outbox_entry("1.2", "StepAdvanced", at=clock.now())]))
     writes = 0
 
     def api_down_after_the_claim(_: ObjectRef) -> None:
         nonlocal writes
         writes += 1
         if writes > 1:
-            raise StoreError("write: ConnectionRefusedError")
+            raise Transient("write: ConnectionRefusedError")
 
     store.before_write = api_down_after_the_claim
     crashed = dispatcher(store, slack, clock, write_attempts=2, claim_ttl=60)
@@ -265,36 +261,42 @@ def test_two_replicas_working_the_same_objects_post_each_message_once(
         outbox=[outbox_entry(f"1.{j}", "StepAdvanced") for j in range(1, 4)]))
         for i in range(4)]
     a, b = dispatcher(store, slack, workers=2), dispatcher(store, slack, workers=2)
-    with a, b:
-        stop = threading.Event()
+    # The first two writes to the first object wait for each other: both replicas have read
+    # it before either writes, so they do race (without a sleep to make it likely).
+    both_read = threading.Barrier(2, timeout=10)
+    arrivals = itertools.count()
+
+    def hold_first_claims(ref: ObjectRef) -> None:
+        if ref == refs[0] and next(arrivals) < 2:
+            both_read.wait()
+
+    store.before_write = hold_first_claims
+    a.start(), b.start()
+    try:
+        def submit_all() -> None:
+            for ref in refs:
+                a.submit("RolloutPlan", NS, ref.name)
+                b.submit("RolloutPlan", NS, ref.name)
 
         def engine() -> None:  # keeps appending while both replicas deliver
-            n = 4
-            while not stop.is_set() and n < 12:
+            for n in range(4, 12):
                 for ref in refs:
                     add(store, ref, outbox_entry(f"1.{n}", "StepAdvanced"))
-                    a.submit("RolloutPlan", NS, ref.name)
-                    b.submit("RolloutPlan", NS, ref.name)
-                n += 1
-                time.sleep(0.01)
+                submit_all()
 
         t = threading.Thread(target=engine)
         t.start()
         for _ in range(20):
-            for ref in refs:
-                a.submit("RolloutPlan", NS, ref.name)
-                b.submit("RolloutPlan", NS, ref.name)
+            submit_all()
         t.join()
-        stop.set()
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and any(
-            store.get(r)["status"]["notifications"]["outbox"] for r in refs
-        ):
-            for ref in refs:
-                a.submit("RolloutPlan", NS, ref.name)
-                b.submit("RolloutPlan", NS, ref.name)
-            time.sleep(0.1)
+        for _ in range(50):  # until drained: each round waits for both replicas' passes
+            if not any(store.get(r)["status"]["notifications"]["outbox"] for r in refs):
+                break
+            submit_all()
+            assert a.wait_idle(10) and b.wait_idle(10)
         assert a.wait_idle(10) and b.wait_idle(10)
+    finally:
+        a.stop(), b.stop()
 
     roots = slack.roots("#deploys")
     assert len(roots) == 4
@@ -405,14 +407,14 @@ def test_a_retried_alarm_is_not_mistaken_for_another_plans_alarm_with_the_same_k
     B's rollback alarm is retried after a crash that came before it was posted (attempts 1:
     it may have been posted, so Slack is searched first) while plan A's alarm with the same
     key is already in the channels: B's must still be posted, once."""
-    clock = FakeClock()
+    clock = FakeClock(T0)
     a = store.put(Kind.ROLLOUT_PLAN, plan_object(
         "checkout", NS, notifications={"slack": SLACK},
-        outbox=[outbox_entry("2.3", "RolledBack", run=2, at=clock.at)], run=2))
+        outbox=[outbox_entry("2.3", "RolledBack", run=2, at=clock.now())], run=2))
     dispatcher(store, slack, clock).process(a)
     assert [m.key for m in slack.messages("#oncall")] == ["2.3"]
 
-    claimed_then_crashed = {**outbox_entry("2.3", "RolledBack", run=2, at=clock.at),
+    claimed_then_crashed = {**outbox_entry("2.3", "RolledBack", run=2, at=clock.now()),
                             "attempts": 1}
     b = store.put(Kind.ROLLOUT_PLAN, plan_object(
         "payments", NS, notifications={"slack": SLACK}, outbox=[claimed_then_crashed], run=2))

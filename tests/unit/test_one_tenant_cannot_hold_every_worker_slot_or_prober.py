@@ -162,12 +162,16 @@ def test_idle_connections_beyond_the_cap_get_no_thread_and_are_dropped() -> None
 
 
 def test_notification_workers_are_bounded_per_namespace_too() -> None:
-    from controller.adapters.notify.workqueue import KeyQueue
+    """Notifications run on the runtime's work queue; their keys start with the namespace."""
+    from controller.adapters.notify import Kind, ObjectRef
+    from controller.runtime.workqueue import WorkQueue
 
-    q: KeyQueue[str] = KeyQueue(group=lambda k: k.split("/")[0], max_per_group=1)
-    for key in ("a/1", "a/2", "b/1"):
+    q = WorkQueue("notifications", max_per_namespace=1)
+    a1, a2, b1 = (ObjectRef(Kind.ROLLOUT_PLAN, ns, n).key
+                  for ns, n in (("a", "1"), ("a", "2"), ("b", "1")))
+    for key in (a1, a2, b1):
         q.add(key)
-    assert q.get() == "a/1"
-    assert q.get() == "b/1"  # a/2 waits for a's worker
-    q.done("a/1")
-    assert q.get() == "a/2"
+    assert q.get(0) == a1
+    assert q.get(0) == b1  # a/2 waits for a's worker
+    q.done(a1)
+    assert q.get(0) == a2

@@ -17,14 +17,8 @@ from pathlib import Path
 
 UNIT = Path(__file__).resolve().parent
 
-#: files that still sleep on this branch, named relative to tests/unit
-# h22notify removes these (the notifier's tests move to the runtime's queue and FakeClock)
-STILL_SLEEPING: set[str] = {
-    "test_notify_delivery_state.py",
-    "test_notify_email_and_incident.py",
-    "test_notify_slack_outage.py",
-    "test_notify_slack_thread.py",
-}
+#: files allowed to sleep, named relative to tests/unit (none: inject a clock)
+STILL_SLEEPING: set[str] = set()
 
 CLOCKS = {"monotonic", "time", "perf_counter", "monotonic_ns", "time_ns", "perf_counter_ns"}
 

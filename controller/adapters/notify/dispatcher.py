@@ -2,18 +2,24 @@
 
 Contract with the reconciler: after it has written an object's status (and, cheaply, after
 any pass over an object whose outbox is not empty), it calls ``submit(kind, namespace,
-name)``. ``submit`` only puts the key in a bounded, deduplicating queue and returns at once;
-worker threads do the rest:
+name)``. ``submit`` only puts the key ``namespace/Kind/name`` in the runtime's work queue
+(bounded, deduplicating, one worker per key, per-namespace bound, delays on the injected
+clock) and returns at once. The dispatcher is a reconciler of that queue (:meth:`reconcile`):
+``rolloutctl run`` hosts it on the manager as the ``notifications`` controller, like
+controller-runtime runs a second controller on a shared manager; tests run it standalone
+(:meth:`Dispatcher.start`, or :meth:`Dispatcher.work_once` with a FakeClock). One pass:
 
 1. read the object; pick the outbox entries that are due (``nextAttemptAt`` unset or past);
 2. **claim** them with one status write guarded by resourceVersion (``attempts`` + 1,
    ``nextAttemptAt`` = now + claim TTL), so a second replica leaves them alone and a
-   crashed one's claim expires;
-3. deliver each entry, in outbox order, to its channels (Slack thread reply, criticalChannel
-   copy, e-mail, incident webhook); an entry whose earlier attempt may have reached Slack
-   (``attempts`` > 0 before the claim) is first looked up by its dedup key in Slack message
-   metadata and skipped if found;
-4. **record** the outcome with a second guarded write (on 409: re-read, merge, retry):
+   crashed one's claim expires (a claim that lost a race starts the pass again, with
+   tenacity's short jittered backoff, ``write_attempts`` times);
+3. deliver each entry, in outbox order, to its channels (``channels.py``: Slack thread
+   reply, criticalChannel copy, e-mail, incident webhook); an entry whose earlier attempt
+   may have reached Slack (``attempts`` > 0 before the claim) is first looked up by its
+   dedup key in Slack message metadata and skipped if found;
+4. **record** the outcome with a second guarded write (on 409: re-read, merge with
+   ``api.notification_merge``, retry in place with tenacity's short jittered backoff):
    delivered entries move to ``sent``, failed ones keep their ``attempts``, get
    ``nextAttemptAt`` (exponential backoff, or Slack's Retry-After) and ``lastError``;
 5. update the Slack root message in place when the live state it shows has changed.
@@ -25,71 +31,62 @@ one still waits for. Nothing here raises into the caller; every send has a timeo
 from __future__ import annotations
 
 import hashlib
-import random
 import ssl
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from controller.adapters.notify.errors import (
-    Conflict,
-    DeliveryError,
-    ObjectGone,
-    SecretUnavailable,
-    StoreError,
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
 )
-from controller.adapters.notify.incident import IncidentWebhook
-from controller.adapters.notify.mail import SmtpMailer
+
+from controller.adapters.notify.channels import (
+    DeliveryPass,
+    EntryResult,
+    LiveView,
+    backoff,
+    needed,
+    registry,
+)
+from controller.adapters.notify.errors import DeliveryError, SecretUnavailable
 from controller.adapters.notify.metrics import NotifyMetrics, default_metrics
 from controller.adapters.notify.redact import redact, redacting_logger
-from controller.adapters.notify.render import (
-    email_message,
-    entry_message,
-    incident_dedup_key,
-    incident_event,
-    metadata,
-    orphan_root,
-    root_key,
-    root_message,
-    significant_state,
-)
 from controller.adapters.notify.routing import (
-    POLICY_THREAD_STARTERS,
-    Channel,
-    IncidentAction,
-    channels_for,
-    incident_action,
-    is_alarming,
+    ChannelName,
     metric_type,
 )
-from controller.adapters.notify.slack import DEFAULT_BASE_URL, SlackBot, SlackWebhook
+from controller.adapters.notify.slack import DEFAULT_BASE_URL, SlackBot
 from controller.adapters.notify.store import NotificationStore
 from controller.adapters.notify.subject import (
     Kind,
     ObjectRef,
-    PlanView,
     Subject,
     UnreadableState,
 )
-from controller.adapters.notify.workqueue import KeyQueue
+from controller.api.notification_merge import KEEP, Keep, merge_notifications
 from controller.api.notifications import (
-    MAX_SENT_KEYS,
     NotificationState,
-    OpenIncident,
     OutgoingMessage,
     SecretKeyRef,
-    SlackThread,
 )
 from controller.clock import SystemClock
-from controller.ports import Clock
+from controller.errors import Conflict, NotFound, Transient
+from controller.ports import Clock, WorkQueue
 
 log = redacting_logger("controller.adapters.notify")
 
-# How far back to look in a channel's history for a message that may have been posted
-# before a crash: the entry's time minus this margin.
-_LOOKBACK = timedelta(minutes=10)
+# Conflicting writes of one pass's outcome tried before giving up (each conflict is another
+# writer's success, so this is generous: at most ~25 s with the backoff below).
+_RECORD_CONFLICT_ATTEMPTS = 50
+#: between tries after a conflict: short and jittered, so writers in lockstep drift apart
+_CONFLICT_WAIT = wait_random_exponential(multiplier=0.02, max=0.5)
+
 
 
 @dataclass(frozen=True)
@@ -124,34 +121,6 @@ class DispatcherConfig:
 # ----------------------------------------------------------------------------- pass state
 
 
-@dataclass
-class _EntryResult:
-    attempted: bool = False
-    delivered: set[str] = field(default_factory=set)
-    complete: bool = False
-    error: DeliveryError | None = None
-    gave_up: bool = False
-
-
-@dataclass
-class _Pass:
-    subject: Subject
-    now: datetime
-    deadline: float
-    thread: SlackThread | None
-    incident: OpenIncident | None
-    thread_changed: bool = False
-    incident_changed: bool = False
-    blocked: set[Channel] = field(default_factory=set)
-    failed: dict[Channel, DeliveryError] = field(default_factory=dict)
-    thread_keys: dict[str, set[str]] = field(default_factory=dict)
-    results: dict[str, _EntryResult] = field(default_factory=dict)
-    original: dict[str, OutgoingMessage] = field(default_factory=dict)
-    cut_short: bool = False
-    root_error: DeliveryError | None = None
-    root_retry: float | None = None  # seconds until a failed root update is tried again
-
-
 class _SecretCache:
     def __init__(self, store: NotificationStore, ttl: float, clock: Clock) -> None:
         self._store = store
@@ -178,7 +147,15 @@ class _SecretCache:
 
 
 class Dispatcher:
-    """Delivers outbox entries in the background; see the module docstring."""
+    """Delivers outbox entries in the background; see the module docstring.
+
+    A reconciler of notifications (:meth:`reconcile`, keys ``namespace/Kind/name``) on the
+    runtime's work queue, given as QUEUE (``controller.runtime.workqueue.WorkQueue``, with
+    the same injectable clock as everything else): the queue dedups keys, never gives one
+    key to two workers, bounds the keys of one namespace in progress and holds the delayed
+    retries. :meth:`start` runs ``config.workers`` threads on it; tests call
+    :meth:`work_once` instead, or :meth:`process` for one pass over one object.
+    """
 
     def __init__(
         self,
@@ -187,34 +164,37 @@ class Dispatcher:
         *,
         clock: Clock | None = None,
         metrics: NotifyMetrics | None = None,
+        queue: WorkQueue | None = None,
     ) -> None:
         self.config = config or DispatcherConfig()
         self._store = store
         self._clock: Clock = clock or SystemClock()
         self._metrics = metrics or default_metrics()
-        workers = max(1, self.config.workers)
-        self._queue: KeyQueue[ObjectRef] = KeyQueue(
-            self.config.queue_size, group=lambda ref: ref.namespace,
-            # one namespace's slow webhook or SMTP server never holds every worker
-            max_per_group=workers - 1 if workers > 1 else None)
+        self.clock, self.metrics = self._clock, self._metrics  # for the channels (Host)
+        self._queue = queue
+        if queue is not None:
+            self._metrics.queue_depth.set_function(self.pending)
         self._secrets = _SecretCache(store, self.config.secret_ttl, self._clock)
         self._bots: OrderedDict[str, SlackBot] = OrderedDict()
         self._bots_lock = threading.Lock()
-        self._mailer = SmtpMailer(timeout=self.config.send_timeout,
-                                  ssl_context=self.config.smtp_ssl_context)
-        self._incident = IncidentWebhook(timeout=self.config.send_timeout)
+        self._registry = registry(self)
+        self._by_name = {c.name: c for c in self._registry}
+        self._views = [c for c in self._registry if isinstance(c, LiveView)]
         self._threads: list[threading.Thread] = []
-        # ref -> (significant state shown in its root, monotonic time it was shown)
-        self._root_shown: dict[ObjectRef, tuple[str, float]] = {}
-        # ref -> (failed root updates in a row, monotonic time before which not to retry)
-        self._root_failing: dict[ObjectRef, tuple[int, float]] = {}
-        self._root_lock = threading.Lock()
 
     # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def queue(self) -> WorkQueue:
+        if self._queue is None:
+            raise RuntimeError("this Dispatcher has no work queue: pass queue=WorkQueue(...) "
+                               "(controller.runtime.workqueue) to submit or start it")
+        return self._queue
 
     def start(self) -> Dispatcher:
         if self._threads:
             return self
+        self.queue  # noqa: B018  (fails early without a queue)
         for i in range(max(1, self.config.workers)):
             t = threading.Thread(target=self._work, name=f"notify-{i}", daemon=True)
             t.start()
@@ -223,7 +203,8 @@ class Dispatcher:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop taking work; workers finish the pass they are in (bounded by timeouts)."""
-        self._queue.shutdown()
+        if self._queue is not None:
+            self._queue.shutdown()
         deadline = time.monotonic() + timeout
         for t in self._threads:
             t.join(max(0.0, deadline - time.monotonic()))
@@ -243,34 +224,51 @@ class Dispatcher:
         except ValueError:
             log.error("submit: unknown kind %r", kind)
             return False
-        if self._queue.add(ref):
+        if self.queue.try_add(ref.key):
             return True
         self._metrics.dropped.labels("QueueFull").inc()
         return False
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
-        """True when nothing is queued or in progress (retries scheduled later may remain)."""
-        return self._queue.wait_idle(timeout)
+        """True when nothing is queued or in progress (retries scheduled later may remain).
+        Real time: for shutdown and end-to-end tests."""
+        deadline = time.monotonic() + timeout
+        pause = threading.Event()
+        while len(self.queue) or self.queue.processing():
+            if time.monotonic() >= deadline:
+                return False
+            pause.wait(0.02)
+        return True
 
     def pending(self) -> int:
-        return len(self._queue)
+        """Keys queued or waiting for a retry."""
+        return len(self.queue) + self.queue.waiting()
 
     def _work(self) -> None:
-        while True:
-            ref = self._queue.get()
-            if ref is None:
-                return
-            self._metrics.queue_depth.set(len(self._queue))
-            try:
-                delay = self.process(ref)
-            except Exception as exc:  # a bug must not kill the worker
-                log.error("notification pass for %s failed: %s", ref, type(exc).__name__)
-                log.debug("notification pass for %s failed", ref, exc_info=True)
-                delay = self.config.backoff_base
-            finally:
-                self._queue.done(ref)
-            if delay is not None:
-                self._queue.add_after(ref, delay)
+        while self.work_once(timeout=None):
+            pass
+
+    def work_once(self, timeout: float | None = 0.0) -> bool:
+        """Take one key from the queue (waiting up to TIMEOUT; None: until one comes),
+        process it and schedule its next pass. False when no key came (or shut down)."""
+        key = self.queue.get(timeout)
+        if key is None:
+            return False
+        try:
+            delay = self.reconcile(key)
+        except Exception as exc:  # a bug must not kill the worker
+            log.error("notification pass for %s failed: %s", key, type(exc).__name__)
+            log.debug("notification pass for %s failed", key, exc_info=True)
+            delay = self.config.backoff_base
+        finally:
+            self.queue.done(key)
+        if delay is not None:
+            self.queue.add_after(key, delay)
+        return True
+
+    def reconcile(self, key: str) -> float | None:
+        """``ports.Reconciler``: one pass over the object of KEY (``namespace/Kind/name``)."""
+        return self.process(ObjectRef.from_key(key))
 
     # ------------------------------------------------------------------ one pass
 
@@ -278,80 +276,73 @@ class Dispatcher:
         """One delivery pass over REF (synchronously). Returns the seconds after which the
         object wants another pass, or None when nothing is left to do."""
         cfg = self.config
-        for _ in range(cfg.write_attempts):
+        try:
+            return Retrying(  # a claim that lost a race: read again and see what is left
+                retry=retry_if_exception_type(Conflict), wait=_CONFLICT_WAIT,
+                stop=stop_after_attempt(cfg.write_attempts), reraise=True,
+            )(self._pass, ref)
+        except Conflict:
+            return cfg.backoff_base
+
+    def _pass(self, ref: ObjectRef) -> float | None:
+        """:meth:`process`, once; raises Conflict when its claim lost a race."""
+        cfg = self.config
+        try:
+            subject = self._store.read(ref)
+        except NotFound:
+            return None
+        except UnreadableState as exc:
+            log.error("%s", exc)
+            return None
+        except Transient as exc:
+            log.warning("cannot read %s: %s", ref, exc)
+            return cfg.backoff_base
+        if subject.settings_error is not None:
+            log.warning("%s: %s; not delivering", ref, subject.settings_error)
+            return None
+        now = self._clock.now()
+        work = self._due(subject, now)
+        if not work and not any(v.stale(subject) for v in self._views):
+            return self._next_delay(subject.state, now)
+        original = {e.key: e for e in subject.state.outbox}
+        channels = self._channels(subject)
+        if any(channels[k] for k in work):
             try:
-                subject = self._store.read(ref)
-            except ObjectGone:
+                subject = self._store.write_state(subject, _claim(subject.state, work, now,
+                                                                  cfg.claim_ttl))
+            except NotFound:
                 return None
-            except UnreadableState as exc:
-                log.error("%s", exc)
-                return None
-            except StoreError as exc:
-                log.warning("cannot read %s: %s", ref, exc)
+            except Transient as exc:
+                log.warning("cannot claim notifications of %s: %s", ref, exc)
                 return cfg.backoff_base
-            if subject.settings_error is not None:
-                log.warning("%s: %s; not delivering", ref, subject.settings_error)
-                return None
-            now = self._clock.now()
-            work = self._due(subject, now)
-            if not work and not self._root_stale(subject):
-                return self._next_delay(subject.state, now)
-            original = {e.key: e for e in subject.state.outbox}
-            channels = self._channels(subject)
-            if any(channels[k] for k in work):
-                try:
-                    subject = self._store.write_state(subject, _claim(subject.state, work, now,
-                                                                      cfg.claim_ttl))
-                except Conflict:
-                    continue  # someone wrote first: read again and see what is left
-                except ObjectGone:
-                    return None
-                except StoreError as exc:
-                    log.warning("cannot claim notifications of %s: %s", ref, exc)
-                    return cfg.backoff_base
-            p = _Pass(
-                subject=subject,
-                now=now,
-                deadline=self._clock.monotonic()
-                + max(cfg.claim_ttl / 2, cfg.claim_ttl - self._send_budget()),
-                thread=subject.state.slack,
-                incident=subject.state.incident,
-                original=original,
-            )
-            self._deliver(p, work)
-            self._update_root(p)
-            return self._record(p)
-        return cfg.backoff_base
+        p = DeliveryPass(
+            subject=subject,
+            now=now,
+            deadline=self._clock.monotonic()
+            + max(cfg.claim_ttl / 2, cfg.claim_ttl - self._send_budget()),
+            thread=subject.state.slack,
+            incident=subject.state.incident,
+            original=original,
+        )
+        self._deliver(p, work)
+        for view in self._views:
+            view.refresh(p)
+        return self._record(p)
 
     def _send_budget(self) -> float:
         # The longest one send may take: a timeout, an in-place rate-limit wait, a retry.
         return 2 * self.config.send_timeout + self.config.rate_limit_inline_wait + 1
 
-    def _channels(self, subject: Subject) -> dict[str, list[Channel]]:
-        """Per outbox entry, the channels it still needs, in delivery order. A resolve is
-        needed only when an incident is open or an earlier entry will trigger one."""
-        kind = subject.ref.kind
-        incident = subject.state.incident is not None
-        out: dict[str, list[Channel]] = {}
-        for e in subject.state.outbox:
-            chans = channels_for(subject, e)
-            if Channel.INCIDENT in chans:
-                action = incident_action(kind, e)
-                if action is IncidentAction.TRIGGER:
-                    incident = True
-                elif action is IncidentAction.RESOLVE:
-                    if not incident:
-                        chans = [c for c in chans if c is not Channel.INCIDENT]
-                    incident = False
-            out[e.key] = [c for c in chans if c not in e.delivered]
-        return out
+    def _channels(self, subject: Subject) -> dict[str, list[ChannelName]]:
+        """Per outbox entry, the channels it still needs, in delivery order."""
+        return needed(self._registry, subject)
 
     def _due(self, subject: Subject, now: datetime) -> list[str]:
         """Keys of the entries to work on now: due, and with no channel or at least one
         channel not held up by an earlier entry that is waiting (backoff, or another
         replica's claim)."""
         channels = self._channels(subject)
-        blocked: set[Channel] = set()
+        blocked: set[ChannelName] = set()
         keys = []
         for e in subject.state.outbox:
             needed = set(channels[e.key])
@@ -375,7 +366,7 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ delivering
 
-    def _deliver(self, p: _Pass, work: list[str]) -> None:
+    def _deliver(self, p: DeliveryPass, work: list[str]) -> None:
         todo = set(work)
         channels = self._channels(p.subject)
         for e in p.subject.state.outbox:
@@ -385,7 +376,7 @@ class Dispatcher:
                     p.blocked |= needed  # claimed by another replica, or backing off
                 continue
             before = p.original.get(e.key, e)
-            r = _EntryResult(delivered=set(e.delivered))
+            r = EntryResult(delivered=set(e.delivered))
             p.results[e.key] = r
             held = False
             for ch in channels[e.key]:
@@ -416,64 +407,31 @@ class Dispatcher:
                 r.gave_up = r.complete = True
                 self._metrics.dropped.labels("GaveUp").inc()
 
-    def _send(self, p: _Pass, ch: Channel, e: OutgoingMessage, attempts_before: int) -> None:
-        settings = p.subject.settings
-        assert settings is not None
+    def _send(self, p: DeliveryPass, name: ChannelName, e: OutgoingMessage,
+              attempts_before: int) -> None:
+        channel = self._by_name[name]
         try:
-            if ch is Channel.SLACK:
-                assert settings.slack is not None
-                if settings.slack.webhook_secret_ref is not None:
-                    url = self._secret(p, ch, settings.slack.webhook_secret_ref)
-                    SlackWebhook(url, timeout=self.config.send_timeout,
-                                 max_inline_wait=self.config.rate_limit_inline_wait).post(
-                        entry_message(p.subject, e, self.config.cluster_name, standalone=True)
-                    )
-                else:
-                    self._slack_thread_reply(p, e, attempts_before)
-            elif ch is Channel.SLACK_CRITICAL:
-                self._slack_critical(p, e, attempts_before)
-            elif ch is Channel.EMAIL:
-                assert settings.email is not None
-                smtp = settings.email.smtp
-                password = (self._secret(p, ch, smtp.password_secret_ref)
-                            if smtp.password_secret_ref is not None else None)
-                self._mailer.send(smtp, password, email_message(
-                    p.subject, e, self.config.cluster_name, settings.email))
-            elif ch is Channel.INCIDENT:
-                self._incident_event(p, e)
+            channel.send(p, e, attempts_before)
         except DeliveryError as err:
-            if err.reason == "AuthFailed":
-                self._forget_credentials(p, ch)
+            if err.reason == "AuthFailed" and p.subject.settings is not None:
+                for ref in channel.credentials(p.subject.settings):
+                    if ref is not None:
+                        self._secrets.forget(p.subject.ref.namespace, ref)
             raise
 
-    def _secret(self, p: _Pass, ch: Channel, ref: SecretKeyRef) -> str:
+    def secret(self, p: DeliveryPass, ch: ChannelName, ref: SecretKeyRef) -> str:
         try:
             return self._secrets.get(p.subject.ref.namespace, ref)
         except SecretUnavailable as exc:
             raise DeliveryError(ch, "SecretUnavailable", str(exc), permanent=True) from None
-        except StoreError as exc:
+        except Transient as exc:
             raise DeliveryError(ch, "SecretUnavailable", str(exc)) from None
 
-    def _forget_credentials(self, p: _Pass, ch: Channel) -> None:
-        settings = p.subject.settings
-        if settings is None:
-            return
-        refs: list[SecretKeyRef | None] = []
-        if ch in (Channel.SLACK, Channel.SLACK_CRITICAL) and settings.slack is not None:
-            refs = [settings.slack.token_secret_ref, settings.slack.webhook_secret_ref]
-        elif ch is Channel.EMAIL and settings.email is not None:
-            refs = [settings.email.smtp.password_secret_ref]
-        elif ch is Channel.INCIDENT and settings.incident is not None:
-            refs = [settings.incident.routing_key_secret_ref]
-        for ref in refs:
-            if ref is not None:
-                self._secrets.forget(p.subject.ref.namespace, ref)
-
-    def _bot(self, p: _Pass, ch: Channel) -> SlackBot:
+    def bot(self, p: DeliveryPass, ch: ChannelName) -> SlackBot:
         settings = p.subject.settings
         assert settings is not None and settings.slack is not None
         assert settings.slack.token_secret_ref is not None
-        token = self._secret(p, ch, settings.slack.token_secret_ref)
+        token = self.secret(p, ch, settings.slack.token_secret_ref)
         digest = hashlib.sha256(token.encode()).hexdigest()
         with self._bots_lock:
             bot = self._bots.get(digest)
@@ -489,230 +447,19 @@ class Dispatcher:
                 self._bots.popitem(last=False)
         return bot
 
-    def _slack_thread_reply(self, p: _Pass, e: OutgoingMessage, attempts_before: int) -> None:
-        subject = p.subject
-        settings = subject.settings
-        assert settings is not None and settings.slack is not None
-        bot = self._bot(p, Channel.SLACK)
-        bot.check()
-        cluster = self.config.cluster_name
-        maybe_posted = attempts_before > 0
-        oldest = (e.at - _LOOKBACK).timestamp()
-        is_plan = subject.ref.kind is Kind.ROLLOUT_PLAN
-        run = (e.run if e.run is not None else subject.current_run) if is_plan else 0
-        thread = p.thread
-        if is_plan:
-            needs_root = thread is None or thread.run < run
-            orphan = thread is not None and thread.run > run
-        else:
-            starter = e.type in POLICY_THREAD_STARTERS
-            needs_root = starter and (thread is None or thread.root_key != root_key(subject, 0, e))
-            orphan = thread is None and not starter
-        if orphan:
-            # No thread to reply in (an earlier run's late message, or a policy message
-            # outside a freeze): a top-level message.
-            if maybe_posted and bot.find(settings.slack.channel, e.key, oldest,
-                                         uid=subject.uid):
-                return
-            bot.post(settings.slack.channel, entry_message(subject, e, cluster, standalone=True),
-                     metadata(e.key, subject), broadcast=False)
-            return
-        if needs_root:
-            rk = root_key(subject, run, e)
-            found = (bot.find(settings.slack.channel, rk, oldest, uid=subject.uid)
-                     if maybe_posted else None)
-            if found is not None:
-                channel_id, ts = found
-                rendered_hash = None  # unknown: the root is refreshed at the end of the pass
-            else:
-                live = not is_plan or run == subject.current_run
-                msg = root_message(subject, cluster) if live else orphan_root(subject, run,
-                                                                              cluster)
-                channel_id, ts = bot.post(settings.slack.channel, msg, metadata(rk, subject))
-                rendered_hash = msg.hash if live else None
-                if live:
-                    self._root_was_shown(subject)
-            thread = SlackThread(channel=channel_id, thread_ts=ts, run=run, root_key=rk,
-                                 rendered_hash=rendered_hash)
-            p.thread = thread
-            p.thread_changed = True
-            p.thread_keys[ts] = {rk}
-        assert thread is not None
-        if maybe_posted:
-            keys = p.thread_keys.get(thread.thread_ts)
-            if keys is None or e.key not in keys:
-                keys = bot.thread_keys(thread.channel, thread.thread_ts)
-                p.thread_keys[thread.thread_ts] = keys
-            if e.key in keys:
-                log.info("%s: %s already in the Slack thread; not posting it again",
-                         subject.ref, e.key)
-                return
-        bot.post(thread.channel, entry_message(subject, e, cluster), metadata(e.key, subject),
-                 thread_ts=thread.thread_ts, broadcast=is_alarming(e))
-        p.thread_keys.setdefault(thread.thread_ts, set()).add(e.key)
-        if not is_plan and e.type == "FreezeLifted":
-            # The freeze is over: show its final state and start afresh next time.
-            self._refresh_root(p, bot, force=True)
-            p.thread = None
-            p.thread_changed = True
-
-    def _slack_critical(self, p: _Pass, e: OutgoingMessage, attempts_before: int) -> None:
-        settings = p.subject.settings
-        assert settings is not None and settings.slack is not None
-        channel = settings.slack.critical_channel
-        assert channel is not None
-        bot = self._bot(p, Channel.SLACK_CRITICAL)
-        if attempts_before > 0 and bot.find(channel, e.key, (e.at - _LOOKBACK).timestamp(),
-                                            uid=p.subject.uid,
-                                            as_channel=Channel.SLACK_CRITICAL):
-            return
-        bot.post(channel, entry_message(p.subject, e, self.config.cluster_name, standalone=True),
-                 metadata(e.key, p.subject), as_channel=Channel.SLACK_CRITICAL)
-
-    def _incident_event(self, p: _Pass, e: OutgoingMessage) -> None:
-        settings = p.subject.settings
-        assert settings is not None and settings.incident is not None
-        action = incident_action(p.subject.ref.kind, e)
-        if action is None:
-            return
-        if action is IncidentAction.RESOLVE and p.incident is None:
-            return  # nothing open: nothing to resolve
-        cluster = self.config.cluster_name
-        dedup = (p.incident.dedup_key if p.incident is not None
-                 else incident_dedup_key(p.subject, e, cluster))
-        routing_key = self._secret(p, Channel.INCIDENT, settings.incident.routing_key_secret_ref)
-        event = incident_event(p.subject, e, cluster, action=action, dedup_key=dedup,
-                               routing_key=routing_key, severity=settings.incident.severity)
-        self._incident.send(settings.incident.url, event)
-        if action is IncidentAction.TRIGGER:
-            if p.incident is None:
-                p.incident = OpenIncident(dedup_key=dedup, since=e.at, trigger_key=e.key)
-        else:
-            p.incident = None
-        p.incident_changed = True
-
-    # ------------------------------------------------------------------ the root message
-
-    def _root_stale(self, subject: Subject) -> bool:
-        thread = subject.state.slack
-        settings = subject.settings
-        if thread is None or settings is None or settings.slack is None:
-            return False
-        if settings.slack.token_secret_ref is None:
-            return False
-        if isinstance(subject.view, PlanView) and thread.run != subject.view.run:
-            return False
-        return self._root_due(subject, thread)
-
-    def _root_due(self, subject: Subject, thread: SlackThread) -> bool:
-        if root_message(subject, self.config.cluster_name).hash == thread.rendered_hash:
-            return False
-        with self._root_lock:
-            shown = self._root_shown.get(subject.ref)
-            failing = self._root_failing.get(subject.ref)
-        if failing is not None and self._clock.monotonic() < failing[1]:
-            return False  # backing off: every reconcile submits, Slack must not be hammered
-        if shown is None or shown[0] != significant_state(subject):
-            return True
-        return self._clock.monotonic() - shown[1] >= self.config.root_refresh_interval
-
-    def _root_was_shown(self, subject: Subject) -> None:
-        with self._root_lock:
-            self._root_shown[subject.ref] = (significant_state(subject),
-                                             self._clock.monotonic())
-            self._root_failing.pop(subject.ref, None)
-
-    def _root_failed(self, subject: Subject, err: DeliveryError) -> float:
-        """Back off root updates of SUBJECT after a failure; returns the delay."""
-        with self._root_lock:
-            failures = self._root_failing.get(subject.ref, (0, 0.0))[0] + 1
-            delay = _backoff(self.config, failures, err)
-            self._root_failing[subject.ref] = (failures, self._clock.monotonic() + delay)
-        return delay
-
-    def _update_root(self, p: _Pass) -> None:
-        if Channel.SLACK in p.failed or Channel.SLACK in p.blocked or p.thread is None:
-            return
-        subject = p.subject
-        settings = subject.settings
-        if settings is None or settings.slack is None or settings.slack.token_secret_ref is None:
-            return
-        if isinstance(subject.view, PlanView) and p.thread.run != subject.view.run:
-            return
-        try:
-            self._refresh_root(p, self._bot(p, Channel.SLACK), force=False)
-        except DeliveryError as err:
-            p.root_error = err
-            p.root_retry = self._root_failed(subject, err)
-            self._metrics.failed.labels(str(Channel.SLACK), err.reason).inc()
-            log.warning("%s: root message not updated: %s", subject.ref, err.message)
-
-    def _refresh_root(self, p: _Pass, bot: SlackBot, *, force: bool) -> None:
-        assert p.thread is not None
-        if not force and not self._root_due(p.subject, p.thread):
-            return
-        msg = root_message(p.subject, self.config.cluster_name)
-        rk = p.thread.root_key or root_key(p.subject, p.thread.run)
-        try:
-            bot.update(p.thread.channel, p.thread.thread_ts, msg, metadata(rk, p.subject))
-        except DeliveryError as err:
-            if not err.permanent:
-                raise
-            # The root is gone or not ours to edit: stop trying, keep threading.
-            log.warning("%s: root message cannot be updated: %s", p.subject.ref, err.message)
-        self._metrics.sent.labels(str(Channel.SLACK), "RootUpdated").inc()
-        self._root_was_shown(p.subject)
-        p.thread = replace_thread(p.thread, rendered_hash=msg.hash)
-        p.thread_changed = True
-
     # ------------------------------------------------------------------ recording
 
-    def _record(self, p: _Pass) -> float | None:
+    def _record(self, p: DeliveryPass) -> float | None:
         cfg = self.config
         subject = p.subject
         now = self._clock.now()
         errors = [r.error for r in p.results.values() if r.error is not None]
         if p.root_error is not None:
             errors.append(p.root_error)
-        # A conflict means another writer (the reconciler, another replica) wrote first:
-        # what was delivered must still be recorded, so conflicts are retried for as long as
-        # this pass holds its claim (jittered, so replicas writing in lockstep drift apart);
-        # giving up would leave delivered messages claimed, hence unsent and unrecorded,
-        # until the claim expires. Other store errors get ``write_attempts`` tries.
-        errors_left = cfg.write_attempts
-        attempt = 0
-        written: Subject | None
-        while True:
-            attempt += 1
-            state = _merge(subject.state, p, now, cfg)
-            if state == subject.state:
-                written = subject
-                break
-            try:
-                written = self._store.write_state(subject, state)
-                break
-            except Conflict:
-                if self._clock.monotonic() >= p.deadline:
-                    written = None
-                    break
-                if attempt > cfg.write_attempts:
-                    time.sleep(random.uniform(0, min(0.5, 0.02 * attempt)))
-                try:
-                    subject = self._store.read(subject.ref)
-                except ObjectGone:
-                    return None
-                except StoreError:
-                    errors_left -= 1
-                    time.sleep(min(2.0, 0.2 * attempt))
-            except ObjectGone:
-                return None
-            except StoreError as exc:
-                log.warning("cannot record notifications of %s: %s", subject.ref, exc)
-                errors_left -= 1
-                time.sleep(min(2.0, 0.2 * attempt))
-            if errors_left <= 0:
-                written = None
-                break
+        try:
+            written = self._write_outcome(p, now)
+        except NotFound:
+            return None
         if written is None:
             # The claim expires by itself and the entries are looked up before reposting.
             log.error("gave up recording notifications of %s; they will be checked and "
@@ -728,7 +475,54 @@ class Dispatcher:
             delay = p.root_retry if delay is None else min(delay, p.root_retry)
         return delay
 
-    def _announce_failures(self, subject: Subject, p: _Pass,
+    def _write_outcome(self, p: DeliveryPass, now: datetime) -> Subject | None:
+        """Write this pass's outcome merged into the stored state; None when it could not be
+        written. A conflict means another writer (the reconciler, another replica) wrote
+        first: what was delivered must still be recorded (else it stays claimed, hence
+        unsent and unrecorded, until the claim expires), so a conflict is retried in place
+        at once, re-reading and re-merging, with a short jittered backoff (replicas writing
+        in lockstep drift apart). Each conflict is another writer's success, so the bound is
+        a generous count, not the pass's delivery deadline: a pass that used its time up
+        delivering must not then give up on its first conflict (that left two replicas'
+        messages claimed, hence unrecorded, for the claim's two minutes). Merging by key is
+        right even after the claim expired: what was delivered is recorded as sent. Other
+        store errors get ``write_attempts`` tries. Raises NotFound when the object is
+        gone."""
+        cfg = self.config
+        subject = p.subject
+        store_errors = 0
+
+        def write() -> Subject:
+            nonlocal subject, store_errors
+            state = _merge(subject.state, p, now, cfg)
+            if state == subject.state:
+                return subject
+            try:
+                return self._store.write_state(subject, state)
+            except Conflict:
+                try:
+                    subject = self._store.read(subject.ref)
+                except Transient:
+                    store_errors += 1
+                raise
+            except Transient as exc:
+                store_errors += 1
+                log.warning("cannot record notifications of %s: %s", subject.ref, exc)
+                raise
+
+        def give_up(state: RetryCallState) -> bool:
+            return (store_errors >= cfg.write_attempts
+                    or state.attempt_number >= _RECORD_CONFLICT_ATTEMPTS)
+
+        try:
+            return Retrying(
+                retry=retry_if_exception_type((Conflict, Transient)),
+                wait=_CONFLICT_WAIT, stop=give_up, reraise=True,
+            )(write)
+        except (Conflict, Transient):
+            return None
+
+    def _announce_failures(self, subject: Subject, p: DeliveryPass,
                            errors: list[DeliveryError]) -> None:
         first = [
             r.error for key, r in p.results.items()
@@ -752,10 +546,6 @@ class NullNotifier:
         return True
 
 
-def replace_thread(thread: SlackThread, **changes: object) -> SlackThread:
-    return thread.model_copy(update=changes)
-
-
 def _claim(state: NotificationState, keys: list[str], now: datetime, ttl: float
            ) -> NotificationState:
     until = now + timedelta(seconds=ttl)
@@ -767,27 +557,15 @@ def _claim(state: NotificationState, keys: list[str], now: datetime, ttl: float
     ]})
 
 
-def _backoff(cfg: DispatcherConfig, attempts: int, err: DeliveryError) -> float:
-    if err.permanent:
-        delay = cfg.backoff_max
-    else:
-        delay = min(cfg.backoff_max, cfg.backoff_base * 2 ** max(0, attempts - 1))
-    if err.retry_after is not None:
-        delay = max(delay, err.retry_after)
-    return delay
-
-
-def _merge(fresh: NotificationState, p: _Pass, now: datetime, cfg: DispatcherConfig
+def _merge(fresh: NotificationState, p: DeliveryPass, now: datetime, cfg: DispatcherConfig
            ) -> NotificationState:
     """FRESH (the state as stored now) with this pass's outcome applied by key."""
-    sent = list(fresh.sent)
-    outbox: list[OutgoingMessage] = []
+    updates: dict[str, OutgoingMessage | None] = {}
     failures = 0
     last_error: str | None = None
     for e in fresh.outbox:
         r = p.results.get(e.key)
         if r is None:
-            outbox.append(e)
             continue
         before = p.original.get(e.key, e)
         if r.error is not None:
@@ -796,46 +574,36 @@ def _merge(fresh: NotificationState, p: _Pass, now: datetime, cfg: DispatcherCon
         if r.complete:
             if r.gave_up:
                 last_error = f"gave up on {e.key} after {e.attempts} attempts: {last_error}"
-            if e.key not in sent:
-                sent.append(e.key)
+            updates[e.key] = None
             continue
         if r.error is not None:
-            nxt: datetime | None = now + timedelta(seconds=_backoff(cfg, e.attempts, r.error))
+            nxt: datetime | None = now + timedelta(seconds=backoff(cfg, e.attempts, r.error))
             err_text: str | None = f"{r.error.channel}: {r.error.message}"
         else:
             # Held behind an earlier entry, or the pass ran out of time: not a failure, due
             # again as soon as what held it is.
             nxt = None
             err_text = e.last_error
-        outbox.append(e.model_copy(update={
+        updates[e.key] = e.model_copy(update={
             "attempts": e.attempts if r.attempted else before.attempts,
             "next_attempt_at": nxt,
             "delivered": sorted(r.delivered),
             "last_error": redact(err_text) if err_text else None,
-        }))
-    for key, r in p.results.items():
-        if r.complete and key not in sent and not any(e.key == key for e in fresh.outbox):
-            sent.append(key)
-    slack = fresh.slack
-    if p.thread_changed:
-        ours = p.thread
-        theirs = fresh.slack
-        if ours is None or theirs is None or theirs.run <= ours.run:
-            slack = ours
-    incident = p.incident if p.incident_changed else fresh.incident
-    state_error = fresh.last_error
+        })
+    state_error: str | Keep | None = KEEP
     if last_error is not None:
         state_error = redact(last_error)
     elif p.root_error is not None:
         state_error = redact(f"root message: {p.root_error.message}")
-    return fresh.model_copy(update={
-        "slack": slack,
-        "incident": incident,
-        "outbox": outbox,
-        "sent": sent[-MAX_SENT_KEYS:],
-        "failures": fresh.failures + failures + (1 if p.root_error is not None else 0),
-        "last_error": state_error,
-    })
+    return merge_notifications(
+        fresh,
+        update=lambda e: updates.get(e.key, e),
+        done=[key for key, r in p.results.items() if r.complete],
+        slack=p.thread if p.thread_changed else KEEP,
+        incident=p.incident if p.incident_changed else KEEP,
+        failures=failures + (1 if p.root_error is not None else 0),
+        last_error=state_error,
+    )
 
 
 __all__ = ["Dispatcher", "DispatcherConfig", "NullNotifier", "SystemClock"]

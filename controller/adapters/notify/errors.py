@@ -1,12 +1,20 @@
-"""The notifier's small error taxonomy; third-party exceptions are mapped to these at the
-edge (``slack.py``, ``mail.py``, ``incident.py``, ``store.py``) and never escape."""
+"""The notifier's errors, in the product's taxonomy (``controller.errors``).
+
+Third-party exceptions are mapped at the edge (``slack.py``, ``mail.py``, ``incident.py``,
+``store.py``) and never escape. The store raises the product's own errors: ``Conflict``
+(resourceVersion precondition failed), ``NotFound`` (the object is gone) and ``Transient``
+(the API server could not be read or written). Two are the notifier's own:
+``DeliveryError`` (a channel did not take a message) and ``SecretUnavailable`` (a
+``Permanent`` error: a referenced Secret or key is missing).
+"""
 
 from __future__ import annotations
 
 from controller.adapters.notify.redact import redact
+from controller.errors import ControllerError, Permanent
 
 
-class DeliveryError(Exception):
+class DeliveryError(ControllerError):
     """A channel did not take a message.
 
     ``reason`` is a CamelCase word from a small fixed set (a metrics label): RateLimited,
@@ -26,29 +34,15 @@ class DeliveryError(Exception):
         retry_after: float | None = None,
         permanent: bool = False,
     ) -> None:
+        super().__init__(f"{channel}: {redact(message)}", reason)
         self.channel = channel
-        self.reason = reason
         self.message = redact(message)
         self.retry_after = retry_after
         self.permanent = permanent
-        super().__init__(f"{channel}: {self.message}")
 
 
-class StoreError(Exception):
-    """The API server could not be read or written (transient: try again later)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(redact(message))
-
-
-class Conflict(StoreError):
-    """The object changed since it was read (resourceVersion precondition failed)."""
-
-
-class ObjectGone(StoreError):
-    """The object no longer exists."""
-
-
-class SecretUnavailable(Exception):
+class SecretUnavailable(Permanent):
     """A referenced Secret or key is missing or unreadable; the message names the reference,
     never a value."""
+
+    reason = "SecretUnavailable"

@@ -12,7 +12,7 @@ from typing import Any
 
 from controller.adapters.egress import DeadlineExceeded, EgressRefused, ResponseTooLarge, fetch
 from controller.adapters.notify.errors import DeliveryError
-from controller.adapters.notify.routing import Channel
+from controller.adapters.notify.routing import ChannelName
 
 FIELD = "notifications.incident.url"
 
@@ -33,12 +33,12 @@ class IncidentWebhook:
                                    "Accept": "application/json", "User-Agent": "rolloutctl"},
                           max_bytes=64 * 1024, truncate=True)
         except EgressRefused as exc:
-            raise DeliveryError(Channel.INCIDENT, "EgressRefused", f"{what}: {exc}",
+            raise DeliveryError(ChannelName.INCIDENT, "EgressRefused", f"{what}: {exc}",
                                 permanent=True) from None
         except (DeadlineExceeded, TimeoutError):
-            raise DeliveryError(Channel.INCIDENT, "Timeout", f"{what}: timed out") from None
+            raise DeliveryError(ChannelName.INCIDENT, "Timeout", f"{what}: timed out") from None
         except (OSError, http.client.HTTPException, ResponseTooLarge, ValueError) as exc:
-            raise DeliveryError(Channel.INCIDENT, "Unreachable",
+            raise DeliveryError(ChannelName.INCIDENT, "Unreachable",
                                 f"{what}: cannot connect ({type(exc).__name__})") from None
         status = reply.status
         if 200 <= status < 300:
@@ -46,17 +46,17 @@ class IncidentWebhook:
         kind = f"HTTP {status // 100}xx"
         if status == 429:
             after = reply.headers.get("Retry-After")
-            raise DeliveryError(Channel.INCIDENT, "RateLimited", f"{what}: rate limited ({kind})",
-                                retry_after=_seconds(after))
+            raise DeliveryError(ChannelName.INCIDENT, "RateLimited",
+                                f"{what}: rate limited ({kind})", retry_after=_seconds(after))
         if status >= 500:
-            raise DeliveryError(Channel.INCIDENT, "ServerError", f"{what}: {kind}")
+            raise DeliveryError(ChannelName.INCIDENT, "ServerError", f"{what}: {kind}")
         if status in (401, 403):
-            raise DeliveryError(Channel.INCIDENT, "AuthFailed", f"{what}: {kind}",
+            raise DeliveryError(ChannelName.INCIDENT, "AuthFailed", f"{what}: {kind}",
                                 permanent=True)
         if 300 <= status < 400:
-            raise DeliveryError(Channel.INCIDENT, "Rejected",
+            raise DeliveryError(ChannelName.INCIDENT, "Rejected",
                                 f"{what}: a redirect, which is not followed", permanent=True)
-        raise DeliveryError(Channel.INCIDENT, "Rejected", f"{what}: {kind}", permanent=True)
+        raise DeliveryError(ChannelName.INCIDENT, "Rejected", f"{what}: {kind}", permanent=True)
 
 
 def _seconds(value: str | None) -> float | None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from controller.adapters.egress import EgressRefused, connect_checked
 from controller.adapters.notify.errors import DeliveryError
-from controller.adapters.notify.routing import Channel
+from controller.adapters.notify.routing import ChannelName
 from controller.api.notifications import SmtpSettings, SmtpTls
 
 FIELD = "notifications.email.smtp.host"
@@ -89,36 +89,36 @@ class SmtpMailer:
                     smtp.login(settings.username, password)
                 refused = smtp.send_message(msg)
         except EgressRefused as exc:
-            raise DeliveryError(Channel.EMAIL, "EgressRefused", str(exc),
+            raise DeliveryError(ChannelName.EMAIL, "EgressRefused", str(exc),
                                 permanent=True) from None
         except smtplib.SMTPAuthenticationError as exc:
-            raise DeliveryError(Channel.EMAIL, "AuthFailed",
+            raise DeliveryError(ChannelName.EMAIL, "AuthFailed",
                                 f"{what}: login refused ({exc.smtp_code})",
                                 permanent=True) from None
         except smtplib.SMTPNotSupportedError:
-            raise DeliveryError(Channel.EMAIL, "Rejected",
+            raise DeliveryError(ChannelName.EMAIL, "Rejected",
                                 f"{what}: the server does not support what the settings ask "
                                 "(STARTTLS or AUTH)", permanent=True) from None
         except smtplib.SMTPRecipientsRefused:
-            raise DeliveryError(Channel.EMAIL, "Rejected", f"{what}: all recipients refused",
+            raise DeliveryError(ChannelName.EMAIL, "Rejected", f"{what}: all recipients refused",
                                 permanent=True) from None
         except smtplib.SMTPResponseException as exc:
             transient = 400 <= exc.smtp_code < 500
-            raise DeliveryError(Channel.EMAIL, "ServerError" if transient else "Rejected",
+            raise DeliveryError(ChannelName.EMAIL, "ServerError" if transient else "Rejected",
                                 f"{what}: SMTP {exc.smtp_code}") from None
         except TimeoutError:
-            raise DeliveryError(Channel.EMAIL, "Timeout", f"{what}: timed out") from None
+            raise DeliveryError(ChannelName.EMAIL, "Timeout", f"{what}: timed out") from None
         except ssl.SSLError as exc:
-            raise DeliveryError(Channel.EMAIL, "Rejected",
+            raise DeliveryError(ChannelName.EMAIL, "Rejected",
                                 f"{what}: TLS failed ({exc.reason or type(exc).__name__})",
                                 permanent=True) from None
         except (smtplib.SMTPException, OSError) as exc:
-            raise DeliveryError(Channel.EMAIL, "Unreachable",
+            raise DeliveryError(ChannelName.EMAIL, "Unreachable",
                                 f"{what}: {type(exc).__name__}") from None
         finally:
             if smtp is not None:
                 smtp.release()
         if refused:
             # Some recipients took it: retrying would send it twice to them.
-            raise DeliveryError(Channel.EMAIL, "Rejected",
+            raise DeliveryError(ChannelName.EMAIL, "Rejected",
                                 f"{what}: {len(refused)} recipients refused", permanent=True)

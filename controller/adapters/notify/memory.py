@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from controller.adapters.notify.errors import Conflict, ObjectGone, SecretUnavailable, StoreError
+from controller.adapters.notify.errors import SecretUnavailable
 from controller.adapters.notify.redact import redact, remember_secret
 from controller.adapters.notify.store import state_patch
 from controller.adapters.notify.subject import Kind, ObjectRef, Subject, subject_from_object
@@ -28,6 +28,7 @@ from controller.api.notifications import (
 )
 from controller.api.plan import ReplicaRoute, RolloutPlanSpec, Target, Traffic, WorkloadRef
 from controller.api.types import API_VERSION
+from controller.errors import Conflict, NotFound, Transient
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -110,7 +111,7 @@ class InMemoryNotificationStore:
         with self._lock:
             obj = self._objects.get(ref)
             if obj is None:
-                raise ObjectGone(f"{ref} not found")
+                raise NotFound(f"{ref} not found")
             return subject_from_object(ref.kind, copy.deepcopy(obj))
 
     def write_state(self, subject: Subject, state: NotificationState) -> Subject:
@@ -119,10 +120,10 @@ class InMemoryNotificationStore:
         with self._lock:
             if self._failing_writes > 0:
                 self._failing_writes -= 1
-                raise StoreError(f"write {subject.ref}: ConnectionRefusedError")
+                raise Transient(f"write {subject.ref}: ConnectionRefusedError")
             obj = self._objects.get(subject.ref)
             if obj is None:
-                raise ObjectGone(f"{subject.ref} not found")
+                raise NotFound(f"{subject.ref} not found")
             if obj["metadata"]["resourceVersion"] != subject.resource_version:
                 self.conflicts += 1
                 raise Conflict(f"write {subject.ref}: the object changed (409)")

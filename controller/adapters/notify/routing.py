@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from controller.adapters.notify.subject import Kind, Subject
+from controller.adapters.notify.subject import Kind
 from controller.api.decisions import (
     DECISIONS,
     DecisionType,
@@ -15,7 +15,10 @@ from controller.api.decisions import (
 from controller.api.notifications import OutgoingMessage, Severity
 
 
-class Channel(StrEnum):
+class ChannelName(StrEnum):
+    """A channel's name: a metrics label and what ``delivered`` lists (the channels
+    themselves are in ``channels.py``)."""
+
     SLACK = "slack"  # the run's thread (or the incoming webhook)
     SLACK_CRITICAL = "slackCritical"  # a top-level copy in criticalChannel
     EMAIL = "email"
@@ -32,8 +35,8 @@ EMAIL_TYPES = frozenset(str(t) for t, d in DECISIONS.items() if d.email)
 POLICY_THREAD_STARTERS = frozenset(str(t) for t, d in DECISIONS.items() if d.starts_thread)
 
 __all__ = [
-    "ALARM_TYPES", "EMAIL_TYPES", "KNOWN_TYPES", "POLICY_THREAD_STARTERS", "Channel",
-    "IncidentAction", "channels_for", "incident_action", "is_alarming", "metric_type",
+    "ALARM_TYPES", "EMAIL_TYPES", "KNOWN_TYPES", "POLICY_THREAD_STARTERS", "ChannelName",
+    "IncidentAction", "incident_action", "is_alarming", "metric_type",
     "wants_email",
 ]
 
@@ -64,32 +67,3 @@ def incident_action(kind: Kind, entry: OutgoingMessage) -> IncidentAction | None
         return None
     return info.incident
 
-
-def channels_for(subject: Subject, entry: OutgoingMessage) -> list[Channel]:
-    """The channels ENTRY should reach, in delivery order, before considering whether an
-    incident is open (a resolve without an open incident is dropped by the dispatcher)."""
-    settings = subject.settings
-    if settings is None:
-        return []
-    allowed = subject.freeze_channels  # policies may restrict (freezeReleases.notify)
-    out: list[Channel] = []
-    if settings.slack is not None and (allowed is None or "slack" in allowed):
-        out.append(Channel.SLACK)
-        if (
-            is_alarming(entry)
-            and settings.slack.critical_channel
-            and settings.slack.critical_channel != settings.slack.channel
-            and settings.slack.token_secret_ref is not None
-        ):
-            out.append(Channel.SLACK_CRITICAL)
-    if settings.email is not None and wants_email(entry) and (
-        allowed is None or "email" in allowed
-    ):
-        out.append(Channel.EMAIL)
-    if (
-        settings.incident is not None
-        and incident_action(subject.ref.kind, entry) is not None
-        and (subject.ref.kind is Kind.ROLLOUT_PLAN or subject.open_incident)
-    ):
-        out.append(Channel.INCIDENT)
-    return out

@@ -28,7 +28,7 @@ from controller.adapters.egress import TRUSTED, EgressRefused, fetch
 from controller.adapters.notify.errors import DeliveryError
 from controller.adapters.notify.redact import redacting_logger
 from controller.adapters.notify.render import METADATA_EVENT_TYPE, Rendered
-from controller.adapters.notify.routing import Channel
+from controller.adapters.notify.routing import ChannelName
 
 DEFAULT_BASE_URL = "https://slack.com/api/"
 
@@ -193,7 +193,7 @@ class SlackBot:
         try:
             self._client.auth_test()
         except Exception as exc:
-            raise map_error(Channel.SLACK, "auth.test", exc) from None
+            raise map_error(ChannelName.SLACK, "auth.test", exc) from None
         self._checked = True
 
     def post(
@@ -204,7 +204,7 @@ class SlackBot:
         *,
         thread_ts: str | None = None,
         broadcast: bool = False,
-        as_channel: str = Channel.SLACK,
+        as_channel: str = ChannelName.SLACK,
     ) -> tuple[str, str]:
         """``chat.postMessage``; returns (channel id, ts)."""
         try:
@@ -233,7 +233,7 @@ class SlackBot:
                 channel=channel_id, ts=ts, text=msg.text, blocks=msg.blocks, metadata=meta
             )
         except Exception as exc:
-            raise map_error(Channel.SLACK, "chat.update", exc) from None
+            raise map_error(ChannelName.SLACK, "chat.update", exc) from None
 
     def thread_keys(self, channel_id: str, thread_ts: str) -> set[str]:
         """The dedup keys of every message in a thread (root included)."""
@@ -249,7 +249,7 @@ class SlackBot:
 
     def find(
         self, channel: str, key: str, oldest: float, *, uid: str,
-        as_channel: str = Channel.SLACK,
+        as_channel: str = ChannelName.SLACK,
     ) -> tuple[str, str] | None:
         """(channel id, ts) of a top-level message carrying KEY for the object UID posted
         after OLDEST (unix seconds), or None. Keys are unique per object only (``run.seq``):
@@ -264,7 +264,7 @@ class SlackBot:
                 return channel_id, str(message["ts"])
         return None
 
-    def channel_id(self, channel: str, *, as_channel: str = Channel.SLACK) -> str:
+    def channel_id(self, channel: str, *, as_channel: str = ChannelName.SLACK) -> str:
         """Channel ids are what the history methods take; names are resolved once."""
         if _CHANNEL_ID.match(channel):
             return channel
@@ -287,7 +287,7 @@ class SlackBot:
 
     def _pages(
         self, what: str, method: str, *, item: str = "messages",
-        as_channel: str = Channel.SLACK, **kwargs: Any,
+        as_channel: str = ChannelName.SLACK, **kwargs: Any,
     ) -> Iterator[dict[str, Any]]:
         cursor: str | None = None
         for _ in range(50):  # at most 50 pages of 200
@@ -359,28 +359,30 @@ class SlackWebhook:
                     time.sleep(after)
                     status, text, headers = self._send(payload)
         except EgressRefused as exc:
-            raise DeliveryError(Channel.SLACK, "EgressRefused", f"{what}: {exc}",
+            raise DeliveryError(ChannelName.SLACK, "EgressRefused", f"{what}: {exc}",
                                 permanent=True) from None
         except (OSError, http.client.HTTPException, ValueError) as exc:
-            raise map_error(Channel.SLACK, what, exc) from None
+            raise map_error(ChannelName.SLACK, what, exc) from None
         resp = _Answer(status, text, headers)
         status = resp.status_code
         if 200 <= status < 300:
             return
         if status == 429:
-            raise DeliveryError(Channel.SLACK, "RateLimited", f"{what}: rate limited (HTTP 429)",
+            raise DeliveryError(ChannelName.SLACK, "RateLimited",
+                                f"{what}: rate limited (HTTP 429)",
                                 retry_after=_retry_after(resp.headers))
         if status >= 500:
-            raise DeliveryError(Channel.SLACK, "ServerError", f"{what}: HTTP {status // 100}xx")
+            raise DeliveryError(ChannelName.SLACK, "ServerError", f"{what}: HTTP {status // 100}xx")
         if 300 <= status < 400:
-            raise DeliveryError(Channel.SLACK, "Rejected",
+            raise DeliveryError(ChannelName.SLACK, "Rejected",
                                 f"{what}: a redirect, which is not followed", permanent=True)
         body = resp.body if isinstance(resp.body, str) else ""
         code = body if _ERROR_CODE.match(body) else "rejected"
         if status in (401, 403, 404, 410):
-            raise DeliveryError(Channel.SLACK, "AuthFailed",
+            raise DeliveryError(ChannelName.SLACK, "AuthFailed",
                                 f"{what}: HTTP {status // 100}xx ({code})", permanent=True)
-        raise DeliveryError(Channel.SLACK, "Rejected", f"{what}: HTTP {status // 100}xx ({code})")
+        raise DeliveryError(ChannelName.SLACK, "Rejected",
+                            f"{what}: HTTP {status // 100}xx ({code})")
 
 
 WEBHOOK_FIELD = "notifications.slack.webhookSecretRef"

@@ -19,11 +19,12 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from controller.adapters.kube.client import REQUEST_TIMEOUT
-from controller.adapters.notify.errors import Conflict, ObjectGone, SecretUnavailable, StoreError
+from controller.adapters.notify.errors import SecretUnavailable
 from controller.adapters.notify.redact import redact, redacting_logger, remember_secret
 from controller.adapters.notify.subject import Kind, ObjectRef, Subject, subject_from_object
 from controller.api.notifications import NotificationState, SecretKeyRef
 from controller.api.types import GROUP, VERSION
+from controller.errors import Conflict, ControllerError, NotFound, Transient
 from controller.ports import NotificationStore
 
 log = redacting_logger("controller.adapters.notify")
@@ -75,7 +76,7 @@ class KubeNotificationStore:
         except ApiException as exc:
             raise _store_error(exc, f"read {ref}") from None
         except (HTTPError, OSError) as exc:
-            raise StoreError(f"read {ref}: {type(exc).__name__}") from None
+            raise Transient(f"read {ref}: {type(exc).__name__}") from None
         return subject_from_object(ref.kind, _as_dict(obj))
 
     def write_state(self, subject: Subject, state: NotificationState) -> Subject:
@@ -93,7 +94,7 @@ class KubeNotificationStore:
         except ApiException as exc:
             raise _store_error(exc, f"write status.notifications of {ref}") from None
         except (HTTPError, OSError) as exc:
-            raise StoreError(f"write {ref}: {type(exc).__name__}") from None
+            raise Transient(f"write {ref}: {type(exc).__name__}") from None
         return subject_from_object(ref.kind, _as_dict(obj))
 
     def read_secret(self, namespace: str, ref: SecretKeyRef) -> str:
@@ -109,9 +110,9 @@ class KubeNotificationStore:
                 raise SecretUnavailable(f"{where} not found") from None
             if exc.status == 403:
                 raise SecretUnavailable(f"not allowed to read {where}") from None
-            raise StoreError(f"read {where}: HTTP {exc.status}") from None
+            raise Transient(f"read {where}: HTTP {exc.status}") from None
         except (HTTPError, OSError, ValueError) as exc:
-            raise StoreError(f"read {where}: {type(exc).__name__}") from None
+            raise Transient(f"read {where}: {type(exc).__name__}") from None
         encoded = data.get(ref.key)
         if not isinstance(encoded, str):
             raise SecretUnavailable(f"{where} has no key {ref.key!r}")
@@ -156,16 +157,16 @@ class KubeNotificationStore:
 
 def _as_dict(obj: object) -> dict[str, Any]:
     if not isinstance(obj, dict):
-        raise StoreError(f"unexpected answer from the API server: {type(obj).__name__}")
+        raise Transient(f"unexpected answer from the API server: {type(obj).__name__}")
     return obj
 
 
-def _store_error(exc: ApiException, what: str) -> StoreError:
+def _store_error(exc: ApiException, what: str) -> ControllerError:
     if exc.status == 409:
         return Conflict(f"{what}: the object changed (409)")
     if exc.status == 404:
-        return ObjectGone(f"{what}: not found")
-    return StoreError(f"{what}: HTTP {exc.status} {exc.reason or ''}".strip())
+        return NotFound(f"{what}: not found")
+    return Transient(f"{what}: HTTP {exc.status} {exc.reason or ''}".strip())
 
 
 __all__ = [

@@ -35,6 +35,18 @@ class ObjectRef:
     def __str__(self) -> str:
         return f"{self.kind}/{self.namespace}/{self.name}"
 
+    @property
+    def key(self) -> str:
+        """The work-queue key, ``namespace/Kind/name``: the namespace first, so the queue's
+        per-namespace bound applies to notifications too."""
+        return f"{self.namespace}/{self.kind}/{self.name}"
+
+    @classmethod
+    def from_key(cls, key: str) -> ObjectRef:
+        """The inverse of :attr:`key`; ValueError for anything else."""
+        namespace, kind, name = key.split("/", 2)
+        return cls(Kind(kind), namespace, name)
+
 
 @dataclass(frozen=True, slots=True)
 class GateView:

@@ -12,6 +12,7 @@ from kubernetes import client
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from controller.constants import LEASE_NAME
 from controller.runtime.manager import Manager
 from tests.harness.builders import plan_doc
 from tests.harness.fixtures import TestCluster
@@ -174,7 +175,7 @@ def test_a_lease_in_a_missing_namespace_makes_the_replica_unready_with_the_reaso
         url = manager.http_url
         assert url is not None
         expected = (503, "leader election: cannot create Lease "
-                         "no-such-namespace/rolloutctl-leader: namespace not found\n")
+                         f"no-such-namespace/{LEASE_NAME}: namespace not found\n")
         assert eventually(lambda: get(url + "/readyz")[::2] == expected)
         answers = set()
         until = time.monotonic() + 2.5  # more than one retry period: no flapping to ready

@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 from controller.adapters.kube.lease import KubeLeaseStore
 from controller.runtime.leader import LeaderElector
 from controller.runtime.manager import Manager
+from tests.harness import python_env
 from tests.harness.builders import plan_doc
 from tests.harness.fixtures import TestCluster
 
@@ -161,7 +162,7 @@ def test_sigterm_releases_the_lease_and_a_standby_leads_within_a_second_of_the_e
     script.write_text(SCRIPT)
     proc = subprocess.Popen(
         [sys.executable, str(script), str(cluster.kubeconfig), namespace, "doomed"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=python_env(),
     )
     standby_api = cluster.api_client()
     standby = LeaderElector(KubeLeaseStore(standby_api, namespace, LEASE), "standby")

@@ -1,14 +1,16 @@
-"""rolloutctl side by side with Argo Rollouts and Flagger: time to restore.
+"""rolloutctl side by side with Argo Rollouts and Flagger: restore times, false rollbacks, cost.
 
     python -m bench.peers [--runs 3] [--faults 1.0,0.05] [--systems rolloutctl,argo,flagger]
-                          [--quick] [--cluster DIR]
+                          [--spike-runs N] [--low-traffic-rps 0.5] [--outage-minutes 10]
+                          [--scale 10,100] [--quick] [--cluster DIR]
 
 One local control plane (``controller.testing.cluster``), one live Prometheus scraping
 every demo service (1 s scrape interval), and per system its own namespace, its own pair
 of demo services (stable and canary, the sandbox's ``DemoApp``, labelled
 ``service=checkout[-argo|-flagger]``) and its own traffic (50 requests a second, split by
 what that system sets in the API server). The three controllers run at the same time, each
-started by PID with the admin kubeconfig:
+started by PID with the admin identity, each talking to the API server and to Prometheus
+through its own counting proxy (``bench/peers/proxy.py``: requests per system):
 
 - rolloutctl: ``rolloutctl run`` with a RolloutPlan and SLOPolicy as
   ``python -m bench.rollback_latency --default-plan`` uses them (analysis every 60 s,
@@ -22,15 +24,32 @@ started by PID with the admin kubeconfig:
   and ``flagger-metric-templates.yaml`` (analysis every minute, threshold 5). Restored: the
   HTTPRoute Flagger drives has canary weight 0.
 
-Each run releases a new version, waits for the canary to carry 10 % of the traffic, lets it
-run healthy for ``--settle`` seconds (20 s) plus a random 0-60 s (``--spread``: the fault
-lands anywhere in the peers' 1-minute measurement cycle), then raises the canary's error rate to the
-fault (100 %, then 5 %) and measures fault -> restored, seen by polling the API server
-every 0.25 s. Prints every run, the median per system and fault, the ratio rolloutctl/peer,
-and each controller's CPU (average cores over the whole invocation) and peak RSS with one
-canary each. ``--quick``: one run, the 100 % fault only.
+In order, in one invocation:
 
-The peers are built on demand by ``tools/build-peers.sh`` (a cold build takes long).
+1. Time to restore (``--runs``, ``--faults``), the three systems in parallel threads: each
+   run releases a new version, waits for the canary to carry 10 % of the traffic, lets it
+   run healthy for ``--settle`` seconds (20 s) plus a random 0-60 s (``--spread``: the
+   fault lands anywhere in the peers' 1-minute measurement cycle), then raises the canary's
+   error rate to the fault (100 %, then 5 %) and measures fault -> restored, seen by polling
+   the API server every 0.25 s. ``--spike-runs``: a 60 s spike of 3 % errors, rolled back?
+2. Too little traffic to judge (``--low-traffic-rps``, 0.5: 3 requests a minute reach the
+   canary at 10 %; 0 skips): holds of 1 m, a healthy canary, watched
+   ``--low-traffic-watch`` seconds from the first step: promoted, rolled back or waiting?
+3. A Prometheus outage mid-step (``--outage-minutes``, default 10; 0 skips), once for the
+   three systems at the same time: every canary at its first step (holds of 1 h), then
+   Prometheus is stopped by its PID (and the proxies in front of it stop listening:
+   "connection refused"), started again after the outage on the same port and data
+   directory, and watched ``--outage-after`` seconds more. Each state change is printed.
+4. Cost at scale (``--scale 10,100``, cumulative; 500 is heavy on 2 cores): N more
+   canaries per system in its namespace, at their first step (rolloutctl: plans with holds
+   of 1 h; Argo: Rollouts of 1 replica; Flagger: Canaries held at 10 % by a
+   confirm-traffic-increase webhook), then ``--scale-window`` seconds measured for the
+   three at once: CPU (cores), peak RSS, API requests and Prometheus queries per minute
+   (each system's, counted by its proxies), with the ratios rolloutctl / peer.
+
+Prints every run and state change, the medians, the outcomes and the ratios.
+``--quick``: one run, the 100 % fault only. The peers are built on demand by
+``tools/build-peers.sh`` (a cold build takes long). Never run in CI.
 """
 
 from __future__ import annotations

@@ -887,6 +887,16 @@ def add_nodes(cl: cluster_mod.Cluster, pods: int) -> None:
             raise RuntimeError(f"creating Node kwok-node-{i}: HTTP {status}: {body}")
 
 
+def widen_service_ips(cl: cluster_mod.Cluster) -> None:
+    """One more ServiceCIDR (10.1.0.0/16): the local control plane's /24 holds ~250
+    ClusterIPs, and Flagger makes three Services per Canary."""
+    status, body = cl.request("POST", "/apis/networking.k8s.io/v1/servicecidrs", {
+        "apiVersion": "networking.k8s.io/v1", "kind": "ServiceCIDR",
+        "metadata": {"name": "peers-scale"}, "spec": {"cidrs": ["10.1.0.0/16"]}})
+    if status not in (201, 409):
+        raise RuntimeError(f"creating the ServiceCIDR: HTTP {status}: {body}")
+
+
 def counters(cl: cluster_mod.Cluster, prometheus: PrometheusServer) -> dict[str, float]:
     _, text = cl.request("GET", "/metrics")
     api = parse_samples(text, ["apiserver_request_total{"])
@@ -911,6 +921,7 @@ def scale(systems: list[System], sizes: list[int], window: float, timeout: float
     overall: dict[int, dict[str, float]] = {}
     for s in systems:  # the scale canaries' queries read the demo canary's series: 10 %
         s.weight_override = 10
+    widen_service_ips(cl)
     for n in sizes:
         print(f"== cost at scale: {n} canaries per system at their first step", flush=True)
         add_nodes(cl, 2 * sum(max(0, n - len(s.scale_names)) for s in systems) + 20)

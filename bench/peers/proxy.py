@@ -141,8 +141,8 @@ class CountingProxy:
         server.owner = self
         self.port = server.server_address[1]
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, daemon=True,
-                                        name=f"proxy-{self.name}")
+        self._thread = threading.Thread(target=server.serve_forever, args=(0.1,),
+                                        daemon=True, name=f"proxy-{self.name}")
         self._thread.start()
         return self
 

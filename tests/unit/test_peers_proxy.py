@@ -49,7 +49,7 @@ class _Upstream(BaseHTTPRequestHandler):
 def proxy() -> Iterator[CountingProxy]:
     upstream = ThreadingHTTPServer(("127.0.0.1", 0), _Upstream)
     upstream.daemon_threads = True
-    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    threading.Thread(target=upstream.serve_forever, args=(0.05,), daemon=True).start()
     _Upstream.release.clear()
     p = CountingProxy("test", f"http://127.0.0.1:{upstream.server_address[1]}").start()
     yield p

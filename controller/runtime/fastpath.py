@@ -178,6 +178,11 @@ class FastLoop:
             if fast_path_wants(t.plan, t.policy, fast):
                 self.enqueue(t.key)
                 queued.append(t.key)
+                # one line per plan queued (rare: a rule fired or an episode is open);
+                # bench.rollback_latency reads "measured at" to split its latency
+                log.info("fast path: %s needs a pass (measured at %s, round %.3f s)", t.key,
+                         now.isoformat(timespec="milliseconds"),
+                         (self.clock.now() - now).total_seconds())
         self.rounds += 1
         return queued
 

@@ -3,7 +3,7 @@
 The episode rule (``verdicts``: a critical alert's short window and the recent window both
 above the alert's factor) normally waits for a second evaluation in a row, so that one odd
 answer never rolls a canary back. That costs one fast interval. It is skipped when the
-recent window shows a burn that no healthy canary produces, however the answer came about:
+recent window shows a burn that no healthy canary produces:
 
 - the recent window's bad ratio is at least ``SEVERE_MULTIPLE`` times the alert's threshold
   (4 x 14.4 x 0.1 % = 5.76 % of requests for a 99.9 % objective), or half of all requests
@@ -11,14 +11,19 @@ recent window shows a burn that no healthy canary produces, however the answer c
 - and at least ``SEVERE_MIN_BAD`` requests failed in it.
 
 The short window must still burn above the factor with ``minSamples`` events (the episode's
-own condition): the budget is being spent at the alert's rate, not only now. A canary that
-meets its objective (0.1 % errors at 99.9 %) fails 5 of the at most 86 requests that would
-make 5 failures 5.76 % with a probability under 4e-8 (Poisson, mean 0.086); with more
-requests it needs proportionally more failures, which is rarer still. A single 60-second
-spike of 3 % errors (30x, about 2x the 14.4x factor) is never severe; 5 % errors (50x) keep
-the second evaluation; a canary failing every request is severe as soon as the recent
-window holds a little over half a second of it (at the 10 s recent window of a 1 s fast
-interval), about 3 seconds at the default 30 s.
+own condition): the budget is being spent at the alert's rate, not only now.
+
+Why this is safe. The second evaluation re-reads windows that overlap the first almost
+entirely (one fast interval of a 10-30 s recent window and a minutes-long short window), so
+it confirms a real burst as surely as the first saw it: what it filters is an answer that
+does not survive one more interval, not chance. Chance is bounded by the counts: a canary
+that meets a 99.9 % objective fails the 3 requests that make up 5.76 % of at most 52 with
+a probability under 3e-5 (Poisson, mean 0.052), and the 5-minute short window must burn
+above 14.4x as well (at 5 requests a second: 22 failures where 1.5 are expected). A single
+60-second spike of 3 % errors (30x: about 2x the factor) is never severe; 5 % errors (50x)
+keep the second evaluation. ``SEVERE_MIN_BAD`` is 3 because a canary at the first step of a
+small service sees 2-4 requests a second (the sandbox's does): a total failure puts that
+many failures in the first scrape that holds it.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ SEVERE_MULTIPLE = 4.0
 #: ... or this bad ratio, whichever is lower (a 95 % objective's 14.4x is 72 %)
 SEVERE_MAX_RATIO = 0.5
 #: failed requests the recent window must hold
-SEVERE_MIN_BAD = 5.0
+SEVERE_MIN_BAD = 3.0
 
 
 def severe_ratio(factor: float, objective_percent: float) -> float:

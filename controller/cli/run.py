@@ -102,11 +102,12 @@ def run(
     http_max_connections: Annotated[int, typer.Option(
         envvar="ROLLOUTCTL_HTTP_MAX_CONNECTIONS", min=1,
         help="Connections the metrics/health server serves at once")] = 64,
-    fast_interval: Annotated[float, typer.Option(
+    fast_interval: Annotated[float | None, typer.Option(
         envvar="ROLLOUTCTL_FAST_INTERVAL", min=0,
         help="Seconds between fast-path checks of every plan at a step (fast burn and "
-        "errorRatioCeiling, one query per SLO template); set it to the Prometheus scrape "
-        "interval; 0 turns the fast path off")] = 10.0,
+        "errorRatioCeiling, one query per SLO template); default: the scrape interval the "
+        "Prometheus servers in use report for their targets (/api/v1/targets), clamped to "
+        "1-10 s, 10 s until known; 0 turns the fast path off")] = None,
 ) -> None:
     """Run the controller: watch RolloutPlans and SLOPolicies and drive them."""
     if log_format not in ("json", "text"):
@@ -126,7 +127,12 @@ def run(
     from controller.adapters.kube.objects import ObjectStore
     from controller.adapters.kube.workloads import Workloads
     from controller.adapters.metrics.analysis import measure_gates, probe_specs
-    from controller.adapters.metrics.fastpath import FastTarget, measure_fast
+    from controller.adapters.metrics.fastpath import (
+        DEFAULT_FAST_INTERVAL,
+        FastTarget,
+        ScrapeIntervals,
+        measure_fast,
+    )
     from controller.adapters.metrics.probe import ProbeRegistry
     from controller.adapters.metrics.prometheus import PrometheusSource
     from controller.adapters.notify import (
@@ -185,9 +191,14 @@ def run(
             return sources[key]
 
     probes = ProbeRegistry(max_per_namespace=max_probes_per_namespace)
-    # the recent window: three fast intervals (30 s at the default 10 s), at least 10 s
-    recent_seconds = max(10.0, 3 * (fast_interval or 10.0))
-    board = FastBoard() if fast_interval > 0 else None
+    # the fast interval: explicit, or learned from Prometheus (10 s until then); the recent
+    # window is three fast intervals (30 s at 10 s), at least 10 s, and follows it
+    fast_now = [fast_interval if fast_interval is not None else DEFAULT_FAST_INTERVAL]
+
+    def recent_seconds() -> float:
+        return max(10.0, 3 * (fast_now[0] or DEFAULT_FAST_INTERVAL))
+
+    board = FastBoard() if fast_now[0] > 0 else None
     config = DispatcherConfig(cluster_name=cluster_name, identity=me)
     if slack_base_url:
         config = dataclasses.replace(config, slack_base_url=slack_base_url)
@@ -214,11 +225,11 @@ def run(
         router_for=lambda plan: router_for(plan, api),
         measure_gates=lambda plan, policy, ctx, window, run_s: measure_gates(
             source_for(policy), plan, policy, ctx, window, run_s,
-            probes.for_owner(plan.key, probe_specs(plan, policy, ctx)), recent_seconds),
+            probes.for_owner(plan.key, probe_specs(plan, policy, ctx)), recent_seconds()),
         policy_lookup=lambda ns, name: policies.get(f"{ns}/{name}"),
         clock=clock, telemetry=telemetry, events=events, submit=dispatcher.submit,
         slots=slots, leading=manager.leading, fast_board=board,
-        fast_max_age=max(10.0, 3 * fast_interval),
+        fast_max_age=recent_seconds(),
         platform_policies=lambda ns: [
             p for p in policies.objects()
             if p["metadata"].get("namespace") == ns and is_platform_policy(p)],
@@ -232,6 +243,8 @@ def run(
         plan_reconciler, workers, is_own_write=store.is_own_write, policy_view=policy_view)
     fast_loop = None
     if board is not None:
+        in_use: dict[str, PrometheusSource] = {}  # the sources the last round queried
+
         def measure_fast_targets(targets: list[FastTarget], at: datetime
                                  ) -> dict[str, Any]:
             out: dict[str, Any] = {}
@@ -239,15 +252,24 @@ def run(
             for t in targets:
                 src = source_for(t.policy)
                 by_source.setdefault(id(src), (src, []))[1].append(t)
+            in_use.clear()
             for src, group in by_source.values():
-                out.update(measure_fast(src, group, at, recent_seconds))
+                in_use[src.url] = src
+                out.update(measure_fast(src, group, at, recent_seconds()))
             return out
+
+        def now_every(seconds: float) -> None:
+            fast_now[0] = seconds
+            plan_reconciler.fast_max_age = recent_seconds()
 
         fast_loop = FastLoop(
             plans=plans.objects, policy_lookup=lambda ns, name: policies.get(f"{ns}/{name}"),
             measure=measure_fast_targets, target=FastTarget, board=board,
-            enqueue=plans_queue.add, clock=clock, interval=fast_interval,
-            leading=manager.leading, registry=registry)
+            enqueue=plans_queue.add, clock=clock, interval=fast_now[0],
+            leading=manager.leading, registry=registry,
+            learn=(ScrapeIntervals(lambda: list(in_use.values()), clock.monotonic)
+                   if fast_interval is None else None),
+            on_interval=now_every)
     manager.add_policies_controller(policy_reconciler, max(1, min(2, workers)))
     log.info("rolloutctl controller %s starting (pid %d, namespaces: %s, leader election: %s)",
              me, os.getpid(), ", ".join(namespace) if namespace else "all", leader_elect)

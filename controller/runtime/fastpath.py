@@ -1,7 +1,8 @@
 """The fast path: what must never wait for a plan's next analysis, checked every few seconds.
 
-Every ``interval`` (``rolloutctl run --fast-interval``, default 10 s; set it to your
-Prometheus scrape interval) and only while leading, the loop takes every plan at a step
+Every ``interval`` (``rolloutctl run --fast-interval``; by default the scrape interval the
+Prometheus servers in use report for their targets, clamped to 1-10 s, and 10 s until they
+have told it) and only while leading, the loop takes every plan at a step
 from the informer's cache, measures all of them with one grouped query per SLO template and
 window (``adapters.metrics.fastpath``), and leaves each plan's measurement on the
 :class:`FastBoard`. It queues a plan's key only when the engine says the measurement needs a
@@ -77,6 +78,8 @@ class FastLoop:
         interval: float,
         leading: Callable[[], bool] = lambda: True,
         registry: CollectorRegistry | None = None,
+        learn: Callable[[], float | None] | None = None,
+        on_interval: Callable[[float], None] | None = None,
     ) -> None:
         self.plans = plans
         self.policy_lookup = policy_lookup
@@ -87,6 +90,10 @@ class FastLoop:
         self.clock = clock
         self.interval = interval
         self.leading = leading
+        # without an explicit --fast-interval: the interval learned after each round
+        # (adapters.metrics.fastpath.ScrapeIntervals; None: keep the current one)
+        self.learn = learn
+        self.on_interval = on_interval
         self._parsed: dict[tuple[str, str], Any] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -205,12 +212,31 @@ class FastLoop:
                 log.error("fast path round failed: %s", type(exc).__name__)
             if self._round_seconds is not None:
                 self._round_seconds.observe(self.clock.monotonic() - started)
+            self.relearn()
             next_at += self.interval
             delay = next_at - self.clock.monotonic()
             if delay < 0:  # fell behind: skip the missed rounds
                 next_at = self.clock.monotonic()
                 delay = 0.0
             self._stop.wait(delay)
+
+    def relearn(self) -> None:
+        """Take the learned interval, if any, and tell ``on_interval`` when it changed."""
+        if self.learn is None:
+            return
+        try:
+            learned = self.learn()
+        except Exception as exc:  # the interval stays as it is
+            log.warning("fast path: could not learn the scrape interval: %s",
+                        type(exc).__name__)
+            return
+        if learned is None or learned == self.interval:
+            return
+        log.info("fast path: every %g s (was %g s), from the scrape interval Prometheus "
+                 "reports for its targets", learned, self.interval)
+        self.interval = learned
+        if self.on_interval is not None:
+            self.on_interval(learned)
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()

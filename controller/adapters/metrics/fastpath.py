@@ -24,7 +24,7 @@ cannot be rewritten that way is measured per plan (``measure_all``), as analyses
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -42,10 +42,50 @@ from controller.engine.measurements import (
 )
 from controller.ports import QueryContext
 
-__all__ = ["FastTarget", "GroupedQuery", "group_query", "measure_fast"]
+__all__ = ["FastTarget", "GroupedQuery", "ScrapeIntervals", "fast_interval_from", "group_query",
+           "measure_fast", "typical_scrape_interval"]
+
+#: the fast interval when no Prometheus in use has told its scrape interval
+DEFAULT_FAST_INTERVAL = 10.0
+#: a learned scrape interval is clamped to this range (a 1-minute scrape still gets a
+#: check every 10 s: the recent window then holds the last scrape)
+FAST_INTERVAL_RANGE = (1.0, 10.0)
 
 _MATCHER_RE = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)\s*=\s*"\{\{\s*(\w+)\s*\}\}"')
 _PER_PLAN = ("service", "namespace", "revision")
+
+
+class IntervalSource(Protocol):
+    url: str
+
+    def scrape_intervals(self) -> list[float] | None: ...
+
+
+class ScrapeIntervals:
+    """The default fast interval, learned from the Prometheus servers the fast path queries
+    (``fast_interval_from``). Each is asked once, then every ``every`` seconds; a call costs
+    nothing in between. None until a server in use has been asked."""
+
+    def __init__(self, sources: Callable[[], Iterable[IntervalSource]],
+                 monotonic: Callable[[], float], every: float = 600.0) -> None:
+        self.sources = sources
+        self.monotonic = monotonic
+        self.every = every
+        self._typical: dict[str, tuple[float, float | None]] = {}  # url -> (asked, typical)
+
+    def __call__(self) -> float | None:
+        now = self.monotonic()
+        urls = []
+        for source in self.sources():
+            urls.append(source.url)
+            asked = self._typical.get(source.url)
+            if asked is None or now - asked[0] >= self.every:
+                intervals = source.scrape_intervals()
+                typical = typical_scrape_interval(intervals) if intervals else None
+                self._typical[source.url] = (now, typical)
+        if not urls:
+            return None
+        return fast_interval_from([self._typical[u][1] for u in urls])
 
 
 class VectorSource(Protocol):
@@ -268,3 +308,27 @@ def _measurement(g: tuple[GroupedQuery, GroupedQuery],
     return Measurement(MeasurementStatus.OK, value=min(1.0, bad / total), samples=total,
                        numerator=bad, denominator=total,
                        query=f"{num_q.expr}\n{total_q.expr}")
+
+
+def typical_scrape_interval(intervals: Sequence[float]) -> float | None:
+    """The scrape interval most of one Prometheus's active targets have (the smaller one
+    on a tie), or None without any: a few special jobs do not set it."""
+    counts: dict[float, int] = {}
+    for seconds in intervals:
+        if seconds > 0 and seconds == seconds:
+            counts[seconds] = counts.get(seconds, 0) + 1
+    if not counts:
+        return None
+    return min(counts, key=lambda v: (-counts[v], v))
+
+
+def fast_interval_from(typical: Sequence[float | None]) -> float:
+    """The default fast interval from each Prometheus in use's typical scrape interval:
+    the largest of them (an SLOPolicy's Prometheus can slow the fast path down to the
+    default, never speed it up for every plan), clamped to ``FAST_INTERVAL_RANGE``;
+    ``DEFAULT_FAST_INTERVAL`` when none is known."""
+    known = [t for t in typical if t is not None]
+    if not known:
+        return DEFAULT_FAST_INTERVAL
+    low, high = FAST_INTERVAL_RANGE
+    return min(high, max(low, max(known)))

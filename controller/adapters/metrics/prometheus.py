@@ -347,6 +347,24 @@ class PrometheusSource:
                 out[expr] = split[i] if split is not None else None
         return [out.get(e) for e in exprs]
 
+    def scrape_intervals(self) -> list[float] | None:
+        """The scrape interval of each active target (``/api/v1/targets``: ``scrapeInterval``),
+        or None when Prometheus does not say (an error, an older version). The fast path
+        learns its default cadence from it (``fastpath.fast_interval_from``)."""
+        from controller.api.types import parse_duration
+
+        try:
+            targets = self._client.get_targets(state="active").get("activeTargets") or ()
+        except Exception:  # any failure: the caller keeps its default
+            return None
+        out = []
+        for t in targets:
+            try:
+                out.append(parse_duration(str(t["scrapeInterval"])))
+            except (KeyError, TypeError, ValueError):
+                continue
+        return out
+
     def _plan(self, slo: SLO, track: Track, window_seconds: float, ctx: QueryContext
               ) -> _Planned | Measurement:
         try:

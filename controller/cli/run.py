@@ -267,9 +267,8 @@ def run(
             measure=measure_fast_targets, target=FastTarget, board=board,
             enqueue=plans_queue.add, clock=clock, interval=fast_now[0],
             leading=manager.leading, registry=registry,
-            learn=(ScrapeIntervals(lambda: list(in_use.values()), clock.monotonic)
-                   if fast_interval is None else None),
-            on_interval=now_every)
+            learn=ScrapeIntervals(lambda: list(in_use.values()), clock.monotonic),
+            on_interval=now_every, fixed_interval=fast_interval is not None)
     manager.add_policies_controller(policy_reconciler, max(1, min(2, workers)))
     log.info("rolloutctl controller %s starting (pid %d, namespaces: %s, leader election: %s)",
              me, os.getpid(), ", ".join(namespace) if namespace else "all", leader_elect)

@@ -14,16 +14,19 @@ The short window must still burn above the factor with ``minSamples`` events (th
 own condition): the budget is being spent at the alert's rate, not only now.
 
 Why this is safe. The second evaluation re-reads windows that overlap the first almost
-entirely (one fast interval of a 10-30 s recent window and a minutes-long short window), so
-it confirms a real burst as surely as the first saw it: what it filters is an answer that
-does not survive one more interval, not chance. Chance is bounded by the counts: a canary
-that meets a 99.9 % objective fails the 3 requests that make up 5.76 % of at most 52 with
-a probability under 3e-5 (Poisson, mean 0.052), and the 5-minute short window must burn
-above 14.4x as well (at 5 requests a second: 22 failures where 1.5 are expected). A single
-60-second spike of 3 % errors (30x: about 2x the factor) is never severe; 5 % errors (50x)
-keep the second evaluation. ``SEVERE_MIN_BAD`` is 3 because a canary at the first step of a
-small service sees 2-4 requests a second (the sandbox's does): a total failure puts that
-many failures in the first scrape that holds it.
+entirely (one fast interval of a 10-30 s recent window and a minutes-long short window): the
+failures the first saw are still there, so it confirms a burst as surely as the first saw
+it. What it filters is an answer that does not survive one more interval, not chance; a
+burn of 4x the threshold made of real failed requests is no such answer. Chance is bounded
+by the counts, as it is for the confirmed rule: a canary that meets a 99.9 % objective
+fails the 2 requests that make up 5.76 % of at most 34 with a probability under 6e-4 (mean
+0.034), and the short window must burn above the factor with ``minSamples`` events too (a
+5-minute window at 5 requests a second: 22 failures where 1.5 are expected). One failed
+request is never severe. A single 60-second spike of 3 % errors (30x: about 2x the factor)
+is never severe; 5 % errors (50x) keep the second evaluation. ``SEVERE_MIN_BAD`` is 2, not
+more, because a canary at the first step of a small service sees 1-4 requests a second
+(the sandbox's does): waiting for more failures is waiting for traffic, the very delay
+this rule removes.
 """
 
 from __future__ import annotations
@@ -35,8 +38,8 @@ from controller.engine.measurements import Measurement
 SEVERE_MULTIPLE = 4.0
 #: ... or this bad ratio, whichever is lower (a 95 % objective's 14.4x is 72 %)
 SEVERE_MAX_RATIO = 0.5
-#: failed requests the recent window must hold
-SEVERE_MIN_BAD = 3.0
+#: failed requests the recent window must hold (one failed request is never severe)
+SEVERE_MIN_BAD = 2.0
 
 
 def severe_ratio(factor: float, objective_percent: float) -> float:

@@ -78,8 +78,9 @@ class FastLoop:
         interval: float,
         leading: Callable[[], bool] = lambda: True,
         registry: CollectorRegistry | None = None,
-        learn: Callable[[], float | None] | None = None,
+        learn: Callable[[], Any] | None = None,
         on_interval: Callable[[float], None] | None = None,
+        fixed_interval: bool = False,
     ) -> None:
         self.plans = plans
         self.policy_lookup = policy_lookup
@@ -90,10 +91,15 @@ class FastLoop:
         self.clock = clock
         self.interval = interval
         self.leading = leading
-        # without an explicit --fast-interval: the interval learned after each round
-        # (adapters.metrics.fastpath.ScrapeIntervals; None: keep the current one)
+        # without an explicit --fast-interval: the cadence learned after each round
+        # (adapters.metrics.fastpath.ScrapeIntervals: an object with ``interval`` and
+        # ``phase``, or None to keep the current one)
         self.learn = learn
         self.on_interval = on_interval
+        self.phase: float | None = None  # rounds at Unix times = phase (mod interval)
+        # an explicit --fast-interval wins: only the phase is learned, when the scrape
+        # interval is that interval
+        self.fixed_interval = fixed_interval
         self._parsed: dict[tuple[str, str], Any] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -204,6 +210,7 @@ class FastLoop:
         next_at = self.clock.monotonic()
         while not self._stop.is_set():
             started = self.clock.monotonic()
+            started_wall = self.clock.now().timestamp()
             try:
                 queued = self.tick()
                 if self._queued is not None and queued:
@@ -213,6 +220,11 @@ class FastLoop:
             if self._round_seconds is not None:
                 self._round_seconds.observe(self.clock.monotonic() - started)
             self.relearn()
+            aligned = self.delay_to_phase(started_wall)
+            if aligned is not None:
+                next_at = self.clock.monotonic() + aligned
+                self._stop.wait(aligned)
+                continue
             next_at += self.interval
             delay = next_at - self.clock.monotonic()
             if delay < 0:  # fell behind: skip the missed rounds
@@ -220,8 +232,18 @@ class FastLoop:
                 delay = 0.0
             self._stop.wait(delay)
 
+    def delay_to_phase(self, started_wall: float) -> float | None:
+        """Seconds until the next round on the learned phase, at least half an interval
+        after the round that started at STARTED_WALL (Unix seconds); None without one."""
+        if self.phase is None:
+            return None
+        earliest = started_wall + 0.5 * self.interval
+        at = earliest + (self.phase - earliest) % self.interval
+        return max(0.0, at - self.clock.now().timestamp())
+
     def relearn(self) -> None:
-        """Take the learned interval, if any, and tell ``on_interval`` when it changed."""
+        """Take the learned cadence, if any, and tell ``on_interval`` when the interval
+        changed."""
         if self.learn is None:
             return
         try:
@@ -230,13 +252,25 @@ class FastLoop:
             log.warning("fast path: could not learn the scrape interval: %s",
                         type(exc).__name__)
             return
-        if learned is None or learned == self.interval:
+        if learned is None:
+            return
+        interval, phase = float(learned.interval), learned.phase
+        if self.fixed_interval:
+            if interval != self.interval:
+                phase = None
+            interval = self.interval
+        if phase != self.phase and (phase is None or self.phase is None
+                                    or abs(phase - self.phase) > 0.01):
+            log.info("fast path: rounds at %s", "any phase" if phase is None else
+                     f"{phase:.3f} s past every {interval:g} s (just after the scrapes)")
+            self.phase = phase
+        if interval == self.interval:
             return
         log.info("fast path: every %g s (was %g s), from the scrape interval Prometheus "
-                 "reports for its targets", learned, self.interval)
-        self.interval = learned
+                 "reports for its targets", interval, self.interval)
+        self.interval = interval
         if self.on_interval is not None:
-            self.on_interval(learned)
+            self.on_interval(interval)
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()

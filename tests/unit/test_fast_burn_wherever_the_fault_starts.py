@@ -312,7 +312,7 @@ def test_a_50x_burn_still_waits_for_the_second_evaluation() -> None:
     assert len(run.burning) >= 2  # the episode's first evaluation did not act
 
 
-def test_severe_needs_the_multiple_of_the_threshold_and_three_failures() -> None:
+def test_severe_needs_the_multiple_of_the_threshold_and_two_failures() -> None:
     from controller.engine.severe_burn import is_severe, severe_ratio
 
     def recent(bad: float, total: float) -> Measurement:
@@ -323,8 +323,8 @@ def test_severe_needs_the_multiple_of_the_threshold_and_three_failures() -> None
     assert is_severe(recent(6, 100), 14.4, 99.9)
     assert not is_severe(recent(5, 100), 14.4, 99.9)  # 5 %: 50x, under 4 x 14.4x
     assert not is_severe(recent(3, 100), 14.4, 99.9)  # a 3 % spike: 30x
-    assert not is_severe(recent(2, 10), 14.4, 99.9)  # 20 %, but 2 failures are too few
-    assert is_severe(recent(3, 13), 14.4, 99.9)  # the sandbox's first failing scrape
+    assert not is_severe(recent(1, 10), 14.4, 99.9)  # 10 %, but one failed request
+    assert is_severe(recent(2, 16), 14.4, 99.9)  # the sandbox's canary: 1.6 requests/s
     # a loose objective: 4 x 14.4 x 5 % would be 288 %; half of all requests is severe
     assert severe_ratio(14.4, 95) == 0.5
     assert is_severe(recent(50, 100), 14.4, 95) and not is_severe(recent(49, 100), 14.4, 95)

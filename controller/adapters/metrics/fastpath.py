@@ -42,8 +42,8 @@ from controller.engine.measurements import (
 )
 from controller.ports import QueryContext
 
-__all__ = ["FastTarget", "GroupedQuery", "ScrapeIntervals", "fast_interval_from", "group_query",
-           "measure_fast", "typical_scrape_interval"]
+__all__ = ["Cadence", "FastTarget", "GroupedQuery", "ScrapeIntervals", "best_phase",
+           "fast_interval_from", "group_query", "measure_fast", "typical_scrape_interval"]
 
 #: the fast interval when no Prometheus in use has told its scrape interval
 DEFAULT_FAST_INTERVAL = 10.0
@@ -58,34 +58,66 @@ _PER_PLAN = ("service", "namespace", "revision")
 class IntervalSource(Protocol):
     url: str
 
-    def scrape_intervals(self) -> list[float] | None: ...
+    def scrape_timing(self) -> list[tuple[float, float | None]] | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Cadence:
+    """When the fast path measures: every ``interval`` seconds, at Unix times congruent to
+    ``phase`` modulo the interval (just after the targets' scrapes are in), or at any phase."""
+
+    interval: float
+    phase: float | None = None
 
 
 class ScrapeIntervals:
-    """The default fast interval, learned from the Prometheus servers the fast path queries
-    (``fast_interval_from``). Each is asked once, then every ``every`` seconds; a call costs
-    nothing in between. None until a server in use has been asked."""
+    """The default cadence, learned from the Prometheus servers the fast path queries: the
+    interval from ``fast_interval_from``, and when that is the scrape interval itself, the
+    phase that puts each round just after the scrapes are in (``best_phase``): a round
+    started just before a scrape lands would see the failure a whole interval later.
+    Each server is asked once, then every ``every`` seconds; a call costs nothing in
+    between. None until a server in use has been asked."""
 
     def __init__(self, sources: Callable[[], Iterable[IntervalSource]],
                  monotonic: Callable[[], float], every: float = 600.0) -> None:
         self.sources = sources
         self.monotonic = monotonic
         self.every = every
-        self._typical: dict[str, tuple[float, float | None]] = {}  # url -> (asked, typical)
+        # url -> (asked at, typical interval, the ready times of its targets at it)
+        self._seen: dict[str, tuple[float, float | None, list[float]]] = {}
 
-    def __call__(self) -> float | None:
+    def __call__(self) -> Cadence | None:
         now = self.monotonic()
         urls = []
         for source in self.sources():
             urls.append(source.url)
-            asked = self._typical.get(source.url)
-            if asked is None or now - asked[0] >= self.every:
-                intervals = source.scrape_intervals()
-                typical = typical_scrape_interval(intervals) if intervals else None
-                self._typical[source.url] = (now, typical)
+            seen = self._seen.get(source.url)
+            if seen is None or now - seen[0] >= self.every:
+                timing = source.scrape_timing() or []
+                typical = typical_scrape_interval([i for i, _ in timing])
+                ready = [r for i, r in timing if i == typical and r is not None]
+                self._seen[source.url] = (now, typical, ready)
         if not urls:
             return None
-        return fast_interval_from([self._typical[u][1] for u in urls])
+        interval = fast_interval_from([self._seen[u][1] for u in urls])
+        ready = [r for u in urls if self._seen[u][1] == interval for r in self._seen[u][2]]
+        return Cadence(interval, best_phase(ready, interval) if ready else None)
+
+
+def best_phase(ready: Sequence[float], interval: float, margin: float = 0.1) -> float:
+    """The phase (Unix seconds modulo INTERVAL) of a round that waits least, on average,
+    for the latest scrape of each target to be in (READY: when one was), plus MARGIN of the
+    interval for clocks that differ a little. With one target, just after its scrapes; with
+    targets spread over the interval, any phase is as good."""
+    step = max(1, len(ready) // 200)
+    points = [r % interval for r in ready[::step]]
+    best, cost = 0.0, float("inf")
+    for p in points:
+        c = (p + margin * interval) % interval
+        total = sum((c - q) % interval for q in points)
+        if total < cost:
+            best, cost = c, total
+    return best
 
 
 class VectorSource(Protocol):

@@ -28,7 +28,7 @@ Every canary then gets a new pod template, the releases spread over one analysis
   nothing in steady state that the controller causes);
 - the control plane's and Prometheus's CPU over the same window.
 
-``--fast-intervals 10,0`` measures each size's windows once per value of ``rolloutctl run
+``--fast-intervals default,0`` measures each size's windows once per value of ``rolloutctl run
 --fast-interval`` (0: the fast path off), restarting only the controller between them (same
 cluster, plans and Prometheus; 2 minutes of warm-up), and prints the queries/min ratio.
 
@@ -90,7 +90,9 @@ class SizeResult:
     def label(self) -> str:
         if not self.fast:
             return f"{self.plans:,} plans"
-        return f"{self.plans:,}, fast {'off' if float(self.fast) == 0 else self.fast + ' s'}"
+        if self.fast == "default":
+            return f"{self.plans:,}, fast default"
+        return f"{self.plans:,}, fast {'off' if fast_off(self.fast) else self.fast + ' s'}"
 
     def median(self, get: Callable[[WindowFigures], float]) -> float:
         values = [get(w) for w in self.windows if not math.isnan(get(w))]
@@ -133,7 +135,8 @@ def run_size(plans: int, args: argparse.Namespace, work: Path) -> list[SizeResul
         modes = args.fast_intervals or [""]
 
         def extra(mode: str) -> list[str]:
-            return [*args.controller_arg, *(["--fast-interval", mode] if mode else [])]
+            flag = mode not in ("", "default")
+            return [*args.controller_arg, *(["--fast-interval", mode] if flag else [])]
 
         controller = start_controller(
             cl.kubeconfig, work / f"controller-{plans}", extra=extra(modes[0]),
@@ -196,6 +199,14 @@ def run_size(plans: int, args: argparse.Namespace, work: Path) -> list[SizeResul
             shutil.rmtree(cdir, ignore_errors=True)
 
 
+def fast_off(mode: str) -> bool:
+    """A --fast-intervals value that turns the fast path off ("0", "0.0")."""
+    try:
+        return float(mode) == 0
+    except ValueError:
+        return False  # "" or "default": the controller's default, on
+
+
 def seconds(value: float) -> str:
     """A latency; beyond the histogram's largest bucket (60 s) only a floor is known."""
     return "> 60 s" if math.isinf(value) else f"{value:.3f} s"
@@ -253,18 +264,18 @@ def print_table(results: list[SizeResult], args: argparse.Namespace) -> None:
             print(f"SATURATED at {r.plans:,} plans: {done:.0f} reconciles/min for "
                   f"{due:.0f} analyses due per minute; the controller falls behind (its CPU "
                   "figure is then what it managed to get, not what the load needs)")
-    on = [r for r in results if r.fast and float(r.fast) > 0]
-    off = [r for r in results if r.fast and float(r.fast) == 0]
+    on = [r for r in results if r.fast and not fast_off(r.fast)]
+    off = [r for r in results if fast_off(r.fast)]
     for a in on:
         b = next((r for r in off if r.plans == a.plans), None)
         if b is None:
             continue
         qa, qb = (r.median(lambda w: w.prometheus_queries_per_min) for r in (a, b))
         ca, cb = (r.median(lambda w: w.cpu_cores) for r in (a, b))
-        print(f"{a.plans:,} plans, fast path at {a.fast} s against off (same run): Prometheus "
+        print(f"{a.plans:,} plans, fast path {a.fast} against off (same run): Prometheus "
               f"queries/min {qa:.0f} / {qb:.0f} = {qa / qb:.2f}x (goal <= 2x); controller CPU "
               f"{ca:.3f} / {cb:.3f} cores")
-    judged = next((r for r in results if r.plans == 1000 and (not r.fast or float(r.fast) > 0)),
+    judged = next((r for r in results if r.plans == 1000 and not fast_off(r.fast)),
                   results[-1])
     saturated = judged.median(lambda w: w.reconciles_per_min) < 0.9 * judged.plans * 60 / (
         parse_duration(args.interval))
@@ -298,8 +309,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="an extra argument for rolloutctl run (repeatable)")
     parser.add_argument("--fast-intervals", type=lambda t: [v.strip() for v in t.split(",")],
                         default=None, help="comma-separated rolloutctl run --fast-interval "
-                        "values (0: off), each measured in turn with a new controller on the "
-                        "same cluster and plans, e.g. 10,0 (default: the controller's default)")
+                        "values (0: off; default: no flag, the controller learns it), each "
+                        "measured in turn with a new controller on the same cluster and plans, "
+                        "e.g. default,0")
     parser.add_argument("--profile", type=Path, help="run the controller under yappi and "
                         "write its profile to this directory (CPU figures are then inflated)")
     args = parser.parse_args(argv)

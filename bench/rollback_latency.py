@@ -195,6 +195,11 @@ def main() -> None:
             print("  fault -> " + "; ".join(
                 f"{name}: p50 {median(split[name]):.2f} s, p99 {percentile(split[name], 99):.2f} s"
                 for name in STAGES if split.get(name)))
+        seen = split.get("sample -> weight 0", [])
+        if seen:
+            print(f"  first failing sample in Prometheus -> weight 0 (what the controller and the "
+                  f"scrape cadence add, not the wait for a canary request to fail): p50 "
+                  f"{median(seen):.2f} s, p99 {percentile(seen, 99):.2f} s")
     on, off = figures.get("fast path on"), figures.get("fast path off")
     if on and off and on[1] and off[1]:
         print(f"fast path on / off, end to end: p50 {median(on[1]) / median(off[1]):.3f}, "
@@ -302,14 +307,16 @@ def run_mode(stack: Stack, routes: RouteWatch, runs: int, settle: Callable[[], f
             burning = [_ts(g.get("burningSince")) for g in status.get("gates") or ()]
             first_pass = min((b for b in burning if b is not None and b >= fault),
                              default=None)
-            at = {"sample": sample, "measured": fast_measured_after(log, key, fault),
-                  "first pass": first_pass, "decided": decided, "weight 0": zero}
-            split = "  ".join(f"{name} +{at[name] - fault:.2f}" for name in STAGES
-                              if at[name] is not None)
+            at: dict[str, float | None] = {
+                "sample": sample, "measured": fast_measured_after(log, key, fault),
+                "first pass": first_pass, "decided": decided, "weight 0": zero}
+            after = {name: t - fault for name, t in at.items() if t is not None}
+            split = "  ".join(f"{name} +{after[name]:.2f}" for name in STAGES if name in after)
             if stages is not None:
-                for name in STAGES:
-                    if at[name] is not None:
-                        stages.setdefault(name, []).append(at[name] - fault)  # type: ignore[operator]
+                for name, seconds in after.items():
+                    stages.setdefault(name, []).append(seconds)
+                if sample is not None:
+                    stages.setdefault("sample -> weight 0", []).append(zero - sample)
             print(f"run {n + 1:2d}: controller {1000 * (zero - decided):7.1f} ms   "
                   f"end to end {zero - fault:6.2f} s   ({decision['reason']}: "
                   f"{decision['message'][:90]})\n        fault -> {split}", flush=True)

@@ -122,7 +122,19 @@ class FastLoop:
         once per generation, and a status written at every analysis (1,000 plans: about
         170 per round at a 60 s interval) costs a few fields, not the whole history."""
         meta = obj.get("metadata") or {}
-        key = ("spec", f"{meta.get('namespace')}/{meta.get('name')}")
+        name = f"{meta.get('namespace')}/{meta.get('name')}"
+        # the object unchanged since the last round (most plans: a status is written once
+        # per analysis): the plan built then
+        rv = str(meta.get("resourceVersion"))
+        built = self._parsed.get(("plan", name))
+        if built is not None and built[0] == rv and rv != "None":
+            return built[1]  # type: ignore[no-any-return]
+        plan = self._build_plan(obj, name, meta)
+        self._parsed[("plan", name)] = (rv, plan)
+        return plan
+
+    def _build_plan(self, obj: Object, name: str, meta: Object) -> RolloutPlan | None:
+        key = ("spec", name)
         version = f"{meta.get('generation')}/{meta.get('uid')}"
         cached = self._parsed.get(key)
         if cached is None or cached[0] != version:

@@ -53,6 +53,7 @@ from pathlib import Path
 from bench.machine import describe
 from controller.api.types import parse_duration
 from controller.testing import cluster as cluster_mod
+from controller.testing.egress import LOCAL_EGRESS
 from controller.testing.fixtures import crd_files, install_crds
 from controller.testing.prometheus import PrometheusServer
 from controller.testing.scale_world import (
@@ -135,8 +136,11 @@ def run_size(plans: int, args: argparse.Namespace, work: Path) -> list[SizeResul
         modes = args.fast_intervals or [""]
 
         def extra(mode: str) -> list[str]:
+            # the policies' Prometheus is on 127.0.0.1, like the API server: allowed here
+            # as the sandbox allows it (the egress policy refuses it by default)
             flag = mode not in ("", "default")
-            return [*args.controller_arg, *(["--fast-interval", mode] if flag else [])]
+            return ["--egress-allow", LOCAL_EGRESS, *args.controller_arg,
+                    *(["--fast-interval", mode] if flag else [])]
 
         controller = start_controller(
             cl.kubeconfig, work / f"controller-{plans}", extra=extra(modes[0]),

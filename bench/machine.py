@@ -28,6 +28,16 @@ def describe() -> str:
             f"Python {platform.python_version()}")
 
 
+def load() -> str:
+    """The machine's load averages (1, 5, 15 minutes) against its cores: other work shares
+    the CPU with a benchmark."""
+    try:
+        one, five, fifteen = os.getloadavg()
+    except OSError:
+        return "load unknown"
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} cores"
+
+
 def percentile(values: list[float], p: float) -> float:
     """Nearest-rank percentile (p in 0..100)."""
     if not values:

@@ -39,7 +39,7 @@ from typing import Any
 
 from kubernetes import client, watch
 
-from bench.machine import describe, median, percentile
+from bench.machine import describe, load, median, percentile
 from tests.harness import cluster as cluster_mod
 from tests.harness.fixtures import crd_files, install_crds
 from tests.harness.stack import Stack, rollout_plan, slo_policy
@@ -116,7 +116,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="rollback-bench-"))
     own = args.cluster is None
     cdir = Path(args.cluster) if args.cluster else work / "cluster"
-    print(f"starting the local control plane in {cdir} ...", flush=True)
+    print(f"starting the local control plane in {cdir} ... ({load()})", flush=True)
     cl = cluster_mod.load_cluster(cdir) or cluster_mod.start_cluster(cdir)
     api = cl.api_client()
     install_crds(api, crd_files()[0])
@@ -124,6 +124,7 @@ def main() -> None:
     client.CoreV1Api(api).create_namespace({"metadata": {"name": namespace}})
     stack = Stack(cl.kubeconfig, api, namespace, work / "stack", rps=100)
     figures: dict[str, tuple[list[float], list[float]]] = {}
+    stage_figures: dict[str, dict[str, list[float]]] = {}
     modes = [("fast path on", args.fast_interval, args.runs)]
     if args.default_plan:
         modes.append(("fast path off", "0",
@@ -169,7 +170,8 @@ def main() -> None:
             run_mode(stack, routes, runs,
                      lambda r=rng, w=spread: settle + r.uniform(0, w),  # type: ignore[misc]
                      controller_side, end_to_end,
-                     offset=sum(len(v[1]) for v in figures.values()))
+                     offset=sum(len(v[1]) for v in figures.values()), log=ctl.log,
+                     stages=stage_figures.setdefault(mode, {}))
             ctl.kill(signal.SIGTERM)
             ctl.process.wait(30)
         routes.stop()
@@ -177,7 +179,7 @@ def main() -> None:
         stack.stop()
         if own:
             cl.stop()
-    print(f"machine: {describe()}")
+    print(f"machine: {describe()}; {load()}")
     print(f"analysis interval {args.interval}; fault: every canary request fails"
           + (f"; errorRatioCeiling {args.ceiling}" if args.ceiling else ""))
     for mode, (controller_side, end_to_end) in figures.items():
@@ -188,6 +190,16 @@ def main() -> None:
               f"p99 {1000 * percentile(controller_side, 99):.0f} ms; end to end (fault -> "
               f"weight 0): p50 {median(end_to_end):.2f} s, "
               f"p99 {percentile(end_to_end, 99):.2f} s")
+        split = stage_figures.get(mode) or {}
+        if split:
+            print("  fault -> " + "; ".join(
+                f"{name}: p50 {median(split[name]):.2f} s, p99 {percentile(split[name], 99):.2f} s"
+                for name in STAGES if split.get(name)))
+        seen = split.get("sample -> weight 0", [])
+        if seen:
+            print(f"  first failing sample in Prometheus -> weight 0 (what the controller and the "
+                  f"scrape cadence add, not the wait for a canary request to fail): p50 "
+                  f"{median(seen):.2f} s, p99 {percentile(seen, 99):.2f} s")
     on, off = figures.get("fast path on"), figures.get("fast path off")
     if on and off and on[1] and off[1]:
         print(f"fast path on / off, end to end: p50 {median(on[1]) / median(off[1]):.3f}, "
@@ -195,8 +207,75 @@ def main() -> None:
               f"(goal: p99 on <= 2 scrape intervals + 1 s = 3 s)")
 
 
+STAGES = ("sample", "measured", "first pass", "decided", "weight 0")
+
+
+def first_failing_sample(prometheus_url: str, service: str, fault: float) -> float | None:
+    """The timestamp of the first scrape after FAULT in which the canary's 5xx counter
+    grew (or appeared): when Prometheus first held the failure."""
+    import json
+    import urllib.parse
+    import urllib.request
+
+    expr = f'http_requests_total{{service="{service}",track="canary",code=~"5.."}}[60s]'
+    query = urllib.parse.urlencode({"query": expr, "time": f"{fault + 30:.3f}"})
+    try:
+        with urllib.request.urlopen(f"{prometheus_url}/api/v1/query?{query}",
+                                    timeout=10) as r:
+            result = json.load(r)["data"]["result"]
+    except (OSError, ValueError, KeyError):
+        return None
+    first: float | None = None
+    for series in result:
+        before: float | None = None
+        for ts, value in series.get("values") or ():
+            t, v = float(ts), float(value)
+            grew = v > before if before is not None else t >= fault
+            if t >= fault and grew:
+                first = t if first is None else min(first, t)
+                break
+            before = v
+    return first
+
+
+def fast_measured_after(log: Path | None, key: str, after: float) -> float | None:
+    """The measurement time of the first fast-path round after AFTER that queued KEY
+    (from the controller's log line "fast path: KEY needs a pass (measured at ...)")."""
+    import json
+
+    if log is None:
+        return None
+    marker = f"fast path: {key} needs a pass (measured at "
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        if marker not in line:
+            continue
+        try:
+            msg = json.loads(line)["msg"]
+        except (ValueError, KeyError):
+            continue
+        at = datetime.fromisoformat(msg.split(marker, 1)[1].split(",", 1)[0]).timestamp()
+        if at >= after:
+            return at
+    return None
+
+
+def _ts(text: str | None) -> float | None:
+    if not text:
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
 def run_mode(stack: Stack, routes: RouteWatch, runs: int, settle: Callable[[], float],
-             controller_side: list[float], end_to_end: list[float], offset: int = 0) -> None:
+             controller_side: list[float], end_to_end: list[float], offset: int = 0,
+             log: Path | None = None, stages: dict[str, list[float]] | None = None) -> None:
+    """STAGES: seconds from the fault to each stage of each run, when known:
+    the first failing sample in Prometheus, the fast round that measured it and queued the
+    plan, the first pass that saw the episode (the gate's burningSince), the rollback
+    decision, the HTTPRoute at weight 0."""
     assert stack.canary_app is not None
     if runs:
         for n in range(runs):
@@ -222,9 +301,25 @@ def run_mode(stack: Stack, routes: RouteWatch, runs: int, settle: Callable[[], f
             assert zero is not None
             controller_side.append(zero - decided)
             end_to_end.append(zero - fault)
+            key = f"{stack.namespace}/{stack.service}"
+            sample = (first_failing_sample(stack.prometheus.url, stack.service, fault)
+                      if stack.prometheus is not None else None)
+            burning = [_ts(g.get("burningSince")) for g in status.get("gates") or ()]
+            first_pass = min((b for b in burning if b is not None and b >= fault),
+                             default=None)
+            at: dict[str, float | None] = {
+                "sample": sample, "measured": fast_measured_after(log, key, fault),
+                "first pass": first_pass, "decided": decided, "weight 0": zero}
+            after = {name: t - fault for name, t in at.items() if t is not None}
+            split = "  ".join(f"{name} +{after[name]:.2f}" for name in STAGES if name in after)
+            if stages is not None:
+                for name, seconds in after.items():
+                    stages.setdefault(name, []).append(seconds)
+                if sample is not None:
+                    stages.setdefault("sample -> weight 0", []).append(zero - sample)
             print(f"run {n + 1:2d}: controller {1000 * (zero - decided):7.1f} ms   "
                   f"end to end {zero - fault:6.2f} s   ({decision['reason']}: "
-                  f"{decision['message'][:90]})", flush=True)
+                  f"{decision['message'][:90]})\n        fault -> {split}", flush=True)
 
 
 def _bad() -> str:

@@ -28,6 +28,10 @@ Every canary then gets a new pod template, the releases spread over one analysis
   nothing in steady state that the controller causes);
 - the control plane's and Prometheus's CPU over the same window.
 
+``--fast-intervals default,0`` measures each size's windows once per value of ``rolloutctl run
+--fast-interval`` (0: the fast path off), restarting only the controller between them (same
+cluster, plans and Prometheus; 2 minutes of warm-up), and prints the queries/min ratio.
+
 Prints each window, then the medians per size next to the goals (1,000 plans at 60 s:
 queue p99 <= 1 s, CPU <= 0.5 core, RSS <= 300 MiB), the machine and its load.
 """
@@ -49,6 +53,7 @@ from pathlib import Path
 from bench.machine import describe
 from controller.api.types import parse_duration
 from tests.harness import cluster as cluster_mod
+from tests.harness.egress import LOCAL_EGRESS
 from tests.harness.fixtures import crd_files, install_crds
 from tests.harness.prometheus import PrometheusServer
 from tests.harness.scale_world import (
@@ -80,13 +85,22 @@ class SizeResult:
     setup_seconds: float
     objects_ready_seconds: float
     all_analysed_seconds: float
+    fast: str = ""  # the controller's --fast-interval in these windows ("": its default)
+
+    @property
+    def label(self) -> str:
+        if not self.fast:
+            return f"{self.plans:,} plans"
+        if self.fast == "default":
+            return f"{self.plans:,}, fast default"
+        return f"{self.plans:,}, fast {'off' if fast_off(self.fast) else self.fast + ' s'}"
 
     def median(self, get: Callable[[WindowFigures], float]) -> float:
         values = [get(w) for w in self.windows if not math.isnan(get(w))]
         return statistics.median(values) if values else math.nan
 
 
-def run_size(plans: int, args: argparse.Namespace, work: Path) -> SizeResult:
+def run_size(plans: int, args: argparse.Namespace, work: Path) -> list[SizeResult]:
     interval = parse_duration(args.interval)
     started = time.monotonic()
     cdir = work / f"cluster-{plans}"
@@ -119,8 +133,17 @@ def run_size(plans: int, args: argparse.Namespace, work: Path) -> SizeResult:
         log(f"{plans} plans, {2 * plans} Deployments, {plans} HTTPRoutes created and stable "
             f"ready in {objects_ready:.0f} s; measuring the API server's baseline for 60 s")
         baseline = measure_baseline(cl, 60.0)
+        modes = args.fast_intervals or [""]
+
+        def extra(mode: str) -> list[str]:
+            # the policies' Prometheus is on 127.0.0.1, like the API server: allowed here
+            # as the sandbox allows it (the egress policy refuses it by default)
+            flag = mode not in ("", "default")
+            return ["--egress-allow", LOCAL_EGRESS, *args.controller_arg,
+                    *(["--fast-interval", mode] if flag else [])]
+
         controller = start_controller(
-            cl.kubeconfig, work / f"controller-{plans}", extra=args.controller_arg,
+            cl.kubeconfig, work / f"controller-{plans}", extra=extra(modes[0]),
             profile=args.profile / f"controller-{plans}.pstat" if args.profile else None)
         controller.wait_ready(timeout=600)
         log(f"controller pid {controller.pid} ready (metrics on :{controller.metrics_port}); "
@@ -130,23 +153,41 @@ def run_size(plans: int, args: argparse.Namespace, work: Path) -> SizeResult:
         all_analysed = time.monotonic() - started
         log(f"all analysed ({summary.describe()}); warming up for {interval:g} s")
         time.sleep(interval)
-        pids = {"controller": controller.pid, **cl.pids}
-        if prometheus.pid is not None:
-            pids["prometheus"] = prometheus.pid
-        sampler = ProcessSampler(pids)
-        windows: list[WindowFigures] = []
-        for n in range(args.runs):
-            if not controller.alive():
-                raise RuntimeError(f"the controller exited:\n{controller.log_tail()}")
-            window = Window(controller, cl, prometheus.url, sampler, baseline)
-            window.start()
-            time.sleep(parse_duration(args.duration))
-            figures = window.finish()
-            windows.append(figures)
-            summary = world.summary()
-            print_window(plans, n + 1, figures, summary)
-        return SizeResult(plans, windows, summary, time.monotonic() - started, objects_ready,
-                          all_analysed)
+        results: list[SizeResult] = []
+        for m, mode in enumerate(modes):
+            if m > 0:
+                # the same cluster, plans and Prometheus; only the controller is new
+                controller.kill(signal.SIGTERM)
+                controller = start_controller(
+                    cl.kubeconfig, work / f"controller-{plans}-{m}", extra=extra(mode),
+                    identity=f"scale-{m}")
+                controller.wait_ready(timeout=600)
+                warm = max(interval, 120.0)  # its start-up pass over every plan first
+                log(f"controller pid {controller.pid} (--fast-interval {mode}) ready; "
+                    f"warming up for {warm:g} s")
+                time.sleep(warm)
+            pids = {"controller": controller.pid, **cl.pids}
+            if prometheus.pid is not None:
+                pids["prometheus"] = prometheus.pid
+            if sampler is not None:
+                sampler.stop()
+            sampler = ProcessSampler(pids)
+            windows: list[WindowFigures] = []
+            for n in range(args.runs):
+                if not controller.alive():
+                    raise RuntimeError(f"the controller exited:\n{controller.log_tail()}")
+                window = Window(controller, cl, prometheus.url, sampler, baseline)
+                window.start()
+                time.sleep(parse_duration(args.duration))
+                figures = window.finish()
+                windows.append(figures)
+                summary = world.summary()
+                if mode:
+                    print(f"  --fast-interval {mode}:", flush=True)
+                print_window(plans, n + 1, figures, summary)
+            results.append(SizeResult(plans, windows, summary, time.monotonic() - started,
+                                      objects_ready, all_analysed, mode))
+        return results
     finally:
         if sampler is not None:
             sampler.stop()
@@ -160,6 +201,14 @@ def run_size(plans: int, args: argparse.Namespace, work: Path) -> SizeResult:
         cluster_mod.stop_cluster(cdir)
         if not args.keep:
             shutil.rmtree(cdir, ignore_errors=True)
+
+
+def fast_off(mode: str) -> bool:
+    """A --fast-intervals value that turns the fast path off ("0", "0.0")."""
+    try:
+        return float(mode) == 0
+    except ValueError:
+        return False  # "" or "default": the controller's default, on
 
 
 def seconds(value: float) -> str:
@@ -189,7 +238,7 @@ def print_table(results: list[SizeResult], args: argparse.Namespace) -> None:
     print(f"machine: {describe()}")
     print(f"analysis interval {args.interval}; medians of {args.runs} windows of "
           f"{args.duration} each; controller: rolloutctl run, 4 workers, leader election on")
-    head = f"{'':34}" + "".join(f"{r.plans:>12,} plans" for r in results) + "   goal (1,000)"
+    head = f"{'':34}" + "".join(f"{r.label:>18}" for r in results) + "   goal (1,000)"
     print(head)
     rows: list[tuple[str, Callable[[WindowFigures], float], str, str]] = [
         ("queue latency p99 (s)", lambda w: w.queue_p99, "{:.3f}", f"<= {GOAL_QUEUE_P99:g} s"),
@@ -219,7 +268,19 @@ def print_table(results: list[SizeResult], args: argparse.Namespace) -> None:
             print(f"SATURATED at {r.plans:,} plans: {done:.0f} reconciles/min for "
                   f"{due:.0f} analyses due per minute; the controller falls behind (its CPU "
                   "figure is then what it managed to get, not what the load needs)")
-    judged = next((r for r in results if r.plans == 1000), results[-1])
+    on = [r for r in results if r.fast and not fast_off(r.fast)]
+    off = [r for r in results if fast_off(r.fast)]
+    for a in on:
+        b = next((r for r in off if r.plans == a.plans), None)
+        if b is None:
+            continue
+        qa, qb = (r.median(lambda w: w.prometheus_queries_per_min) for r in (a, b))
+        ca, cb = (r.median(lambda w: w.cpu_cores) for r in (a, b))
+        print(f"{a.plans:,} plans, fast path {a.fast} against off (same run): Prometheus "
+              f"queries/min {qa:.0f} / {qb:.0f} = {qa / qb:.2f}x (goal <= 2x); controller CPU "
+              f"{ca:.3f} / {cb:.3f} cores")
+    judged = next((r for r in results if r.plans == 1000 and not fast_off(r.fast)),
+                  results[-1])
     saturated = judged.median(lambda w: w.reconciles_per_min) < 0.9 * judged.plans * 60 / (
         parse_duration(args.interval))
     ok = {
@@ -250,6 +311,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--keep", action="store_true", help="keep the clusters' directories")
     parser.add_argument("--controller-arg", action="append", default=[],
                         help="an extra argument for rolloutctl run (repeatable)")
+    parser.add_argument("--fast-intervals", type=lambda t: [v.strip() for v in t.split(",")],
+                        default=None, help="comma-separated rolloutctl run --fast-interval "
+                        "values (0: off; default: no flag, the controller learns it), each "
+                        "measured in turn with a new controller on the same cluster and plans, "
+                        "e.g. default,0")
     parser.add_argument("--profile", type=Path, help="run the controller under yappi and "
                         "write its profile to this directory (CPU figures are then inflated)")
     args = parser.parse_args(argv)
@@ -262,7 +328,7 @@ def main(argv: list[str] | None = None) -> None:
     results: list[SizeResult] = []
     try:
         for n in sizes:
-            results.append(run_size(n, args, work))
+            results.extend(run_size(n, args, work))
     finally:
         if results:
             print_table(results, args)

@@ -88,7 +88,9 @@ class Config:
     max_workers_per_namespace: int | None = None  # None: all workers but one
     max_probes_per_namespace: int = 20
     http_max_connections: int = 64
-    fast_interval: float = 10.0  # 0: no fast path
+    #: None: learned from the Prometheus servers in use (their targets' scrape interval,
+    #: clamped to 1-10 s; 10 s until known); 0: no fast path
+    fast_interval: float | None = None
 
     def workers_per_namespace(self) -> int | None:
         """``--max-workers-per-namespace``, by default all workers but one (so one tenant
@@ -97,10 +99,11 @@ class Config:
             return self.max_workers_per_namespace
         return max(1, self.workers - 1) if self.workers > 1 else None
 
-    def recent_seconds(self) -> float:
-        """The fast-burn rule's recent window: three fast intervals (30 s at the default
-        10 s), at least 10 s."""
-        return max(10.0, 3 * (self.fast_interval or 10.0))
+    def first_fast_interval(self) -> float:
+        """The fast interval to start with: the explicit one, or 10 s until learned."""
+        from controller.adapters.metrics.fastpath import DEFAULT_FAST_INTERVAL
+
+        return self.fast_interval if self.fast_interval is not None else DEFAULT_FAST_INTERVAL
 
     def check(self) -> None:
         """Raise :class:`ConfigError` for a setting the controller cannot run with."""
@@ -115,7 +118,7 @@ class Config:
                               ("--max-workers-per-namespace", self.max_workers_per_namespace)):
             if value is not None and value < 1:
                 raise ConfigError(option, f"must be at least 1, not {value}")
-        if self.fast_interval < 0:
+        if self.fast_interval is not None and self.fast_interval < 0:
             raise ConfigError("--fast-interval", "must be 0 (off) or more seconds")
         if self.metrics_address is not None:
             _check_bind_address(self.metrics_address)
@@ -350,8 +353,14 @@ def _controllers(parts: _Parts) -> tuple[PlanReconciler, PolicyReconciler, FastL
     telemetry = Telemetry(parts.registry)
     store = ObjectStore(api)
     events = EventRecorder(api, instance=parts.identity)
-    recent_seconds = config.recent_seconds()
-    board = FastBoard() if config.fast_interval > 0 else None
+    # the fast interval: explicit, or learned from Prometheus (10 s until then); the recent
+    # window is three fast intervals (30 s at 10 s), at least 10 s, and follows it
+    fast_now = [config.first_fast_interval()]
+
+    def recent_seconds() -> float:
+        return max(10.0, 3 * (fast_now[0] or 10.0))
+
+    board = FastBoard() if fast_now[0] > 0 else None
     plan_reconciler = PlanReconciler(
         # Deployments are read fresh on every pass: a decision must never rest on a cached
         # copy that predates the controller's own last write (the cache still triggers).
@@ -359,13 +368,13 @@ def _controllers(parts: _Parts) -> tuple[PlanReconciler, PolicyReconciler, FastL
         router_for=lambda plan: router_for(plan, api),
         measure_gates=lambda plan, policy, ctx, window, run_s: measure_gates(
             sources.for_policy(policy), plan, policy, ctx, window, run_s,
-            probes.for_owner(plan.key, probe_specs(plan, policy, ctx)), recent_seconds),
+            probes.for_owner(plan.key, probe_specs(plan, policy, ctx)), recent_seconds()),
         policy_lookup=parts.policy, clock=clock, telemetry=telemetry, events=events,
         submit=parts.dispatcher.submit,
         slots=Slots(config.max_concurrent_rollouts, seed=parts.plans_in_run,
                     per_namespace=config.max_concurrent_rollouts_per_namespace),
         leading=manager.leading, fast_board=board,
-        fast_max_age=max(10.0, 3 * config.fast_interval),
+        fast_max_age=recent_seconds(),
         platform_policies=lambda ns: [
             p for p in manager.cache("slopolicies").objects()
             if p["metadata"].get("namespace") == ns and is_platform_policy(p)],
@@ -381,16 +390,25 @@ def _controllers(parts: _Parts) -> tuple[PlanReconciler, PolicyReconciler, FastL
     manager.add_policies_controller(policy_reconciler, max(1, min(2, config.workers)))
     fast_loop = None
     if board is not None:
-        fast_loop = _fast_loop(parts, board, plans_queue.add, clock, recent_seconds)
+        def now_every(seconds: float) -> None:
+            fast_now[0] = seconds
+            plan_reconciler.fast_max_age = recent_seconds()
+
+        fast_loop = _fast_loop(parts, board, plans_queue.add, clock, recent_seconds,
+                               fast_now[0], now_every)
     return plan_reconciler, policy_reconciler, fast_loop
 
 
 def _fast_loop(parts: _Parts, board: FastBoard, enqueue: Callable[[str], None], clock: Clock,
-               recent_seconds: float) -> FastLoop:
-    """The fast path: every ``--fast-interval`` seconds, one query per SLO template and
-    Prometheus for every plan at a step; a plan whose figures call for it is queued."""
-    from controller.adapters.metrics.fastpath import FastTarget, measure_fast
+               recent_seconds: Callable[[], float], interval: float,
+               on_interval: Callable[[float], None]) -> FastLoop:
+    """The fast path: every fast interval (``--fast-interval``, or learned from the scrape
+    interval of the Prometheus servers the last round queried), one query per SLO template
+    and Prometheus for every plan at a step; a plan whose figures call for it is queued."""
+    from controller.adapters.metrics.fastpath import FastTarget, ScrapeIntervals, measure_fast
     from controller.runtime.fastpath import FastLoop
+
+    in_use: dict[str, PrometheusSource] = {}  # the sources the last round queried
 
     def measure_fast_targets(targets: list[FastTarget], at: datetime) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -398,12 +416,16 @@ def _fast_loop(parts: _Parts, board: FastBoard, enqueue: Callable[[str], None], 
         for t in targets:
             src = parts.sources.for_policy(t.policy)
             by_source.setdefault(id(src), (src, []))[1].append(t)
+        in_use.clear()
         for src, group in by_source.values():
-            out.update(measure_fast(src, group, at, recent_seconds))
+            in_use[src.url] = src
+            out.update(measure_fast(src, group, at, recent_seconds()))
         return out
 
     return FastLoop(
         plans=parts.manager.cache("rolloutplans").objects, policy_lookup=parts.policy,
         measure=measure_fast_targets, target=FastTarget, board=board, enqueue=enqueue,
-        clock=clock, interval=parts.config.fast_interval, leading=parts.manager.leading,
-        registry=parts.registry)
+        clock=clock, interval=interval, leading=parts.manager.leading,
+        registry=parts.registry,
+        learn=ScrapeIntervals(lambda: list(in_use.values()), clock.monotonic),
+        on_interval=on_interval, fixed_interval=parts.config.fast_interval is not None)

@@ -13,6 +13,7 @@ MetricsSource      gate analysis, simulator                       metrics.promet
 BudgetSource       PolicyReconciler (budgets and burn rates)      metrics.prometheus
 BatchingSource     gate analysis (many measurements in one go)    metrics.prometheus
 VectorSource       the fast path (one query per SLO template)     metrics.prometheus
+IntervalSource     the fast path's cadence (scrape interval)      metrics.prometheus
 RangeSource        dashboard charts                               metrics.series
 TrafficRouter      reconciler                                     traffic.*
 PlanStore          reconcilers (read, whole-status writes)        kube.objects.ObjectStore
@@ -55,6 +56,7 @@ __all__ = [
     "Clock",
     "EventSink",
     "Host",
+    "IntervalSource",
     "LeaseRecord",
     "LeaseStore",
     "LiveView",
@@ -370,3 +372,12 @@ class LiveView(Protocol):
     def refresh(self, p: DeliveryPass) -> None:
         """Never raises: a failure is recorded in P (``root_error``, ``root_retry``)."""
         ...
+
+
+class IntervalSource(Protocol):
+    """A Prometheus server as the fast path's cadence sees it: its targets' scrape
+    interval and when their last scrape was in (``metrics.prometheus.PrometheusSource``)."""
+
+    url: str
+
+    def scrape_timing(self) -> list[tuple[float, float | None]] | None: ...

@@ -105,11 +105,12 @@ def run(
         envvar="ROLLOUTCTL_HTTP_MAX_CONNECTIONS", min=1,
         help="Connections the metrics/health server serves at once")
     ] = DEFAULT.http_max_connections,
-    fast_interval: Annotated[float, typer.Option(
+    fast_interval: Annotated[float | None, typer.Option(
         envvar="ROLLOUTCTL_FAST_INTERVAL", min=0,
         help="Seconds between fast-path checks of every plan at a step (fast burn and "
-        "errorRatioCeiling, one query per SLO template); set it to the Prometheus scrape "
-        "interval; 0 turns the fast path off")] = DEFAULT.fast_interval,
+        "errorRatioCeiling, one query per SLO template); default: the scrape interval the "
+        "Prometheus servers in use report for their targets (/api/v1/targets), clamped to "
+        "1-10 s, 10 s until known; 0 turns the fast path off")] = DEFAULT.fast_interval,
 ) -> None:
     """Run the controller: watch RolloutPlans and SLOPolicies and drive them."""
     if log_format not in ("json", "text"):

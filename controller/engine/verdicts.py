@@ -21,20 +21,21 @@ Fast burn (``FastBurn``) is any of:
    (``burningSince`` holds the first; any evaluation without it clears it). The short window
    proves the budget spent (as much as the factor spends over the short window), the recent
    window that it is still being spent now, the second evaluation that it is no one-off
-   answer. A late fault is no longer diluted by the step's healthy past in the long window;
+   answer. A burn too severe to be noise acts at its first evaluation (``severe_burn``).
+   A late fault is no longer diluted by the step's healthy past in the long window;
 3. ``analysis.errorRatioCeiling``: the canary's bad ratio over the recent window above the
    ceiling (at least ``RECENT_MIN_EVENTS`` events), at once.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from controller.api.plan import Analysis, Gate, GateKind, GateReason, GateStatus, Verdict
 from controller.api.policy import SLO, AlertSeverity, SLIKind
 from controller.api.types import Duration
-from controller.engine import budget
+from controller.engine import budget, severe_burn
 from controller.engine.measurements import GateMeasurement, Measurement, MeasurementStatus
 
 MIN_PROBES = 3
@@ -103,7 +104,7 @@ def judge(
     """The gate's verdict at ``now`` from this pass's measurement."""
     episode = burning(gate, slo, m, analysis.min_samples)
     burning_since = _burning_since(episode, previous, now)
-    confirmed = episode if episode is not None and _confirmed(burning_since, now) else None
+    confirmed = _acting(episode, burning_since, now, m, slo)
     verdict, reason, message, evidence = _verdict(
         gate, slo, m, analysis.min_samples, _ceiling(analysis), confirmed)
     failing_since = None
@@ -143,7 +144,7 @@ def judge_fast(
     gate keeps the verdict of its last analysis and only ``burningSince`` follows."""
     episode = burning(gate, slo, m, analysis.min_samples)
     burning_since = _burning_since(episode, previous, now)
-    confirmed = episode if episode is not None and _confirmed(burning_since, now) else None
+    confirmed = _acting(episode, burning_since, now, m, slo)
     fired = _fast_fail(slo, m, _ceiling(analysis), confirmed) if slo is not None else None
     if fired is None:
         if burning_since == previous.burning_since:
@@ -174,6 +175,7 @@ class Episode:
     recent_burn: float
     short_seconds: float
     recent_seconds: float
+    at_once: bool = False  # severe: acted at its first evaluation (``severe_burn``)
 
 
 def burning(gate: Gate, slo: SLO | None, m: GateMeasurement | None,
@@ -225,6 +227,20 @@ def _confirmed(burning_since: datetime | None, now: datetime) -> bool:
     return burning_since is not None and (now - burning_since).total_seconds() >= 0.5
 
 
+def _acting(episode: Episode | None, burning_since: datetime | None, now: datetime,
+            m: GateMeasurement | None, slo: SLO | None) -> Episode | None:
+    """The episode, when it fails the gate: confirmed at a second evaluation in a row, or
+    at once when the recent window is severe (``severe_burn``)."""
+    if episode is None:
+        return None
+    if _confirmed(burning_since, now):
+        return episode
+    if (m is not None and slo is not None and slo.objective is not None
+            and severe_burn.is_severe(m.recent, episode.factor, slo.objective)):
+        return replace(episode, at_once=True)
+    return None
+
+
 def _over_ceiling(m: GateMeasurement, ceiling: float) -> tuple[float, str] | None:
     r = m.recent
     if r is None or not r.ok or (r.samples or 0) < RECENT_MIN_EVENTS:
@@ -238,10 +254,12 @@ def _over_ceiling(m: GateMeasurement, ceiling: float) -> tuple[float, str] | Non
 
 
 def _episode_message(e: Episode, since: str = "") -> str:
+    when = (f"; {severe_burn.SEVERE_MULTIPLE:g}x the threshold or more: severe, at once"
+            if e.at_once else " at two evaluations in a row")
     return (f"fast burn: {e.short_burn:.1f}x over "
             f"{Duration.of_seconds(round(e.short_seconds))} and {e.recent_burn:.1f}x over the "
-            f"last {Duration.of_seconds(round(e.recent_seconds))} exceed {e.factor:g}x at two "
-            f"evaluations in a row{since}")
+            f"last {Duration.of_seconds(round(e.recent_seconds))} exceed {e.factor:g}x"
+            f"{when}{since}")
 
 
 def _fast_fail(slo: SLO, m: GateMeasurement, ceiling: float | None,

@@ -1,7 +1,8 @@
 """The fast path: what must never wait for a plan's next analysis, checked every few seconds.
 
-Every ``interval`` (``rolloutctl run --fast-interval``, default 10 s; set it to your
-Prometheus scrape interval) and only while leading, the loop takes every plan at a step
+Every ``interval`` (``rolloutctl run --fast-interval``; by default the scrape interval the
+Prometheus servers in use report for their targets, clamped to 1-10 s, and 10 s until they
+have told it) and only while leading, the loop takes every plan at a step
 from the informer's cache, measures all of them with one grouped query per SLO template and
 window (``adapters.metrics.fastpath``), and leaves each plan's measurement on the
 :class:`FastBoard`. It queues a plan's key only when the engine says the measurement needs a
@@ -77,6 +78,9 @@ class FastLoop:
         interval: float,
         leading: Callable[[], bool] = lambda: True,
         registry: CollectorRegistry | None = None,
+        learn: Callable[[], Any] | None = None,
+        on_interval: Callable[[float], None] | None = None,
+        fixed_interval: bool = False,
     ) -> None:
         self.plans = plans
         self.policy_lookup = policy_lookup
@@ -87,6 +91,15 @@ class FastLoop:
         self.clock = clock
         self.interval = interval
         self.leading = leading
+        # without an explicit --fast-interval: the cadence learned after each round
+        # (adapters.metrics.fastpath.ScrapeIntervals: an object with ``interval`` and
+        # ``phase``, or None to keep the current one)
+        self.learn = learn
+        self.on_interval = on_interval
+        self.phase: float | None = None  # rounds at Unix times = phase (mod interval)
+        # an explicit --fast-interval wins: only the phase is learned, when the scrape
+        # interval is that interval
+        self.fixed_interval = fixed_interval
         self._parsed: dict[tuple[str, str], Any] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -109,7 +122,19 @@ class FastLoop:
         once per generation, and a status written at every analysis (1,000 plans: about
         170 per round at a 60 s interval) costs a few fields, not the whole history."""
         meta = obj.get("metadata") or {}
-        key = ("spec", f"{meta.get('namespace')}/{meta.get('name')}")
+        name = f"{meta.get('namespace')}/{meta.get('name')}"
+        # the object unchanged since the last round (most plans: a status is written once
+        # per analysis): the plan built then
+        rv = str(meta.get("resourceVersion"))
+        built = self._parsed.get(("plan", name))
+        if built is not None and built[0] == rv and rv != "None":
+            return built[1]  # type: ignore[no-any-return]
+        plan = self._build_plan(obj, name, meta)
+        self._parsed[("plan", name)] = (rv, plan)
+        return plan
+
+    def _build_plan(self, obj: Object, name: str, meta: Object) -> RolloutPlan | None:
+        key = ("spec", name)
         version = f"{meta.get('generation')}/{meta.get('uid')}"
         cached = self._parsed.get(key)
         if cached is None or cached[0] != version:
@@ -178,6 +203,11 @@ class FastLoop:
             if fast_path_wants(t.plan, t.policy, fast):
                 self.enqueue(t.key)
                 queued.append(t.key)
+                # one line per plan queued (rare: a rule fired or an episode is open);
+                # bench.rollback_latency reads "measured at" to split its latency
+                log.info("fast path: %s needs a pass (measured at %s, round %.3f s)", t.key,
+                         now.isoformat(timespec="milliseconds"),
+                         (self.clock.now() - now).total_seconds())
         self.rounds += 1
         return queued
 
@@ -192,6 +222,7 @@ class FastLoop:
         next_at = self.clock.monotonic()
         while not self._stop.is_set():
             started = self.clock.monotonic()
+            started_wall = self.clock.now().timestamp()
             try:
                 queued = self.tick()
                 if self._queued is not None and queued:
@@ -200,12 +231,58 @@ class FastLoop:
                 log.error("fast path round failed: %s", type(exc).__name__)
             if self._round_seconds is not None:
                 self._round_seconds.observe(self.clock.monotonic() - started)
+            self.relearn()
+            aligned = self.delay_to_phase(started_wall)
+            if aligned is not None:
+                next_at = self.clock.monotonic() + aligned
+                self._stop.wait(aligned)
+                continue
             next_at += self.interval
             delay = next_at - self.clock.monotonic()
             if delay < 0:  # fell behind: skip the missed rounds
                 next_at = self.clock.monotonic()
                 delay = 0.0
             self._stop.wait(delay)
+
+    def delay_to_phase(self, started_wall: float) -> float | None:
+        """Seconds until the next round on the learned phase, at least half an interval
+        after the round that started at STARTED_WALL (Unix seconds); None without one."""
+        if self.phase is None:
+            return None
+        earliest = started_wall + 0.5 * self.interval
+        at = earliest + (self.phase - earliest) % self.interval
+        return max(0.0, at - self.clock.now().timestamp())
+
+    def relearn(self) -> None:
+        """Take the learned cadence, if any, and tell ``on_interval`` when the interval
+        changed."""
+        if self.learn is None:
+            return
+        try:
+            learned = self.learn()
+        except Exception as exc:  # the interval stays as it is
+            log.warning("fast path: could not learn the scrape interval: %s",
+                        type(exc).__name__)
+            return
+        if learned is None:
+            return
+        interval, phase = float(learned.interval), learned.phase
+        if self.fixed_interval:
+            if interval != self.interval:
+                phase = None
+            interval = self.interval
+        if phase != self.phase and (phase is None or self.phase is None
+                                    or abs(phase - self.phase) > 0.01):
+            log.info("fast path: rounds at %s", "any phase" if phase is None else
+                     f"{phase:.3f} s past every {interval:g} s (just after the scrapes)")
+            self.phase = phase
+        if interval == self.interval:
+            return
+        log.info("fast path: every %g s (was %g s), from the scrape interval Prometheus "
+                 "reports for its targets", interval, self.interval)
+        self.interval = interval
+        if self.on_interval is not None:
+            self.on_interval(interval)
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()

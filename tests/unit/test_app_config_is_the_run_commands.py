@@ -41,8 +41,9 @@ def test_the_default_worker_share_of_one_namespace_is_all_workers_but_one() -> N
     assert Config(workers=4).workers_per_namespace() == 3
     assert Config(workers=1).workers_per_namespace() is None
     assert Config(workers=4, max_workers_per_namespace=4).workers_per_namespace() == 4
-    assert Config(fast_interval=0).recent_seconds() == 30.0
-    assert Config(fast_interval=2).recent_seconds() == 10.0
+    assert Config().first_fast_interval() == 10.0  # until learned from Prometheus
+    assert Config(fast_interval=0).first_fast_interval() == 0.0
+    assert Config(fast_interval=2).first_fast_interval() == 2.0
 
 
 @pytest.mark.parametrize(("config", "option"), [

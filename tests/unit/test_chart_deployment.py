@@ -77,6 +77,7 @@ def test_by_default_it_watches_every_namespace_with_leader_election(
     assert params["namespace"] in (None, [], ())
     assert params["leader_elect"] is True and params["lease_name"] == "rolloutctl-controller"
     assert params["prometheus_url"] is None and params["max_concurrent_rollouts"] is None
+    assert params["fast_interval"] is None  # learned from Prometheus's scrape interval
     assert one(docs, "Deployment")["spec"]["replicas"] == 2
 
 
@@ -154,3 +155,10 @@ def test_the_image_is_the_charts_app_version_unless_pinned(tmp_path: Path) -> No
                                          "digest": digest}})
     assert container(pinned)["image"] == f"registry.local/rc@{digest}"
     assert not by_kind(pinned, "ServiceMonitor")
+
+
+def test_a_fast_interval_of_0_turns_the_fast_path_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    params = run_params(render(tmp_path, {"fastIntervalSeconds": 0}), monkeypatch)
+    assert params["fast_interval"] == 0.0

@@ -265,10 +265,14 @@ def test_a_healthy_fast_measurement_needs_no_pass() -> None:
 
 def test_an_error_ratio_above_the_ceiling_rolls_back_at_the_first_fast_evaluation() -> None:
     fault = STEP + 15 * MIN + 1
+    run = replay(Canary(after(fault, 1.0)), fault + 5 * MIN, p=plan(ceiling="20%"))
+    assert run.reason == "FastBurn" and run.rollback_at is not None
+    assert run.rollback_at - fault <= FAST  # 9 s of failures: 30 % of the recent window
+    assert "exceeds the ceiling 20%" in run.message  # the ceiling is named first
+    # 30 %: the recent window must reach 20 %; the severe episode rule may get there first
     run = replay(Canary(after(fault, 0.3)), fault + 5 * MIN, p=plan(ceiling="20%"))
     assert run.reason == "FastBurn" and run.rollback_at is not None
-    assert run.rollback_at - fault <= FAST + RECENT  # the recent window must reach 20 %
-    assert "exceeds the ceiling 20%" in run.message
+    assert run.rollback_at - fault <= FAST + RECENT
 
 
 def test_below_the_ceiling_and_without_a_burn_nothing_happens() -> None:
@@ -286,3 +290,52 @@ def test_a_ceiling_of_0_is_refused_naming_the_field() -> None:
     doc = b.plan_doc(analysis={"errorRatioCeiling": "150%"})
     _, problems = check_plan(doc)
     assert [p.path for p in problems] == ["spec.analysis.errorRatioCeiling"]
+
+
+# -- a burn too severe to be noise acts at its first evaluation ------------------------------
+
+
+def test_a_canary_failing_every_request_rolls_back_at_its_first_burning_evaluation() -> None:
+    fault = STEP + 15 * MIN + 1
+    run = replay(Canary(after(fault, 1.0)), fault + 5 * MIN)
+    assert run.reason == "FastBurn" and run.rollback_at is not None, run
+    # the first fast evaluation after the fault (9 s of it: 30 % of the recent window)
+    assert run.rollback_at - fault <= FAST
+    assert run.burning == [run.rollback_at] and run.fast_passes == 1
+    assert "severe, at once" in run.message
+
+
+def test_a_50x_burn_still_waits_for_the_second_evaluation() -> None:
+    fault = STEP + 15 * MIN + 1
+    run = replay(Canary(after(fault, 0.05)), fault + 10 * MIN)
+    assert run.reason == "FastBurn" and "at two evaluations in a row" in run.message, run
+    assert len(run.burning) >= 2  # the episode's first evaluation did not act
+
+
+def test_severe_needs_the_multiple_of_the_threshold_and_two_failures() -> None:
+    from controller.engine.severe_burn import is_severe, severe_ratio
+
+    def recent(bad: float, total: float) -> Measurement:
+        return Measurement(MeasurementStatus.OK, value=bad / total, samples=total,
+                           numerator=bad, denominator=total)
+
+    assert severe_ratio(14.4, 99.9) == pytest.approx(0.0576)
+    assert is_severe(recent(6, 100), 14.4, 99.9)
+    assert not is_severe(recent(5, 100), 14.4, 99.9)  # 5 %: 50x, under 4 x 14.4x
+    assert not is_severe(recent(3, 100), 14.4, 99.9)  # a 3 % spike: 30x
+    assert not is_severe(recent(1, 10), 14.4, 99.9)  # 10 %, but one failed request
+    assert is_severe(recent(2, 16), 14.4, 99.9)  # the sandbox's canary: 1.6 requests/s
+    # a loose objective: 4 x 14.4 x 5 % would be 288 %; half of all requests is severe
+    assert severe_ratio(14.4, 95) == 0.5
+    assert is_severe(recent(50, 100), 14.4, 95) and not is_severe(recent(49, 100), 14.4, 95)
+    assert not is_severe(Measurement(MeasurementStatus.NO_DATA), 14.4, 99.9)
+    assert not is_severe(None, 14.4, 99.9)
+
+
+def test_a_severe_recent_window_without_a_burning_short_window_is_no_fast_burn() -> None:
+    # every request failing for 5 s, once, in a step at 20 requests a second: 100 failures,
+    # 17 % of the 30 s recent window (severe), but 1.7 % of the 5-minute window: 17x > 14.4x
+    # fires the episode; at 3 s (60 failures, 1 %: 10x) the short window holds it back
+    blip = STEP + 15 * MIN + 5
+    run = replay(Canary(between(blip, blip + 3, 1.0)), blip + 10 * MIN)
+    assert run.rollback_at is None and run.burning == [], run

@@ -24,7 +24,7 @@ cannot be rewritten that way is measured per plan (``measure_all``), as analyses
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -40,12 +40,78 @@ from controller.engine.measurements import (
     MeasurementStatus,
     Track,
 )
-from controller.ports import QueryContext, VectorSource
+from controller.ports import IntervalSource, QueryContext, VectorSource
 
-__all__ = ["FastTarget", "GroupedQuery", "group_query", "measure_fast"]
+__all__ = ["Cadence", "FastTarget", "GroupedQuery", "ScrapeIntervals", "best_phase",
+           "fast_interval_from", "group_query", "measure_fast", "typical_scrape_interval"]
+
+#: the fast interval when no Prometheus in use has told its scrape interval
+DEFAULT_FAST_INTERVAL = 10.0
+#: a learned scrape interval is clamped to this range (a 1-minute scrape still gets a
+#: check every 10 s: the recent window then holds the last scrape)
+FAST_INTERVAL_RANGE = (1.0, 10.0)
 
 _MATCHER_RE = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)\s*=\s*"\{\{\s*(\w+)\s*\}\}"')
 _PER_PLAN = ("service", "namespace", "revision")
+
+
+@dataclass(frozen=True, slots=True)
+class Cadence:
+    """When the fast path measures: every ``interval`` seconds, at Unix times congruent to
+    ``phase`` modulo the interval (just after the targets' scrapes are in), or at any phase."""
+
+    interval: float
+    phase: float | None = None
+
+
+class ScrapeIntervals:
+    """The default cadence, learned from the Prometheus servers the fast path queries: the
+    interval from ``fast_interval_from``, and when that is the scrape interval itself, the
+    phase that puts each round just after the scrapes are in (``best_phase``): a round
+    started just before a scrape lands would see the failure a whole interval later.
+    Each server is asked once, then every ``every`` seconds; a call costs nothing in
+    between. None until a server in use has been asked."""
+
+    def __init__(self, sources: Callable[[], Iterable[IntervalSource]],
+                 monotonic: Callable[[], float], every: float = 600.0) -> None:
+        self.sources = sources
+        self.monotonic = monotonic
+        self.every = every
+        # url -> (asked at, typical interval, the ready times of its targets at it)
+        self._seen: dict[str, tuple[float, float | None, list[float]]] = {}
+
+    def __call__(self) -> Cadence | None:
+        now = self.monotonic()
+        urls = []
+        for source in self.sources():
+            urls.append(source.url)
+            seen = self._seen.get(source.url)
+            if seen is None or now - seen[0] >= self.every:
+                timing = source.scrape_timing() or []
+                typical = typical_scrape_interval([i for i, _ in timing])
+                ready = [r for i, r in timing if i == typical and r is not None]
+                self._seen[source.url] = (now, typical, ready)
+        if not urls:
+            return None
+        interval = fast_interval_from([self._seen[u][1] for u in urls])
+        ready = [r for u in urls if self._seen[u][1] == interval for r in self._seen[u][2]]
+        return Cadence(interval, best_phase(ready, interval) if ready else None)
+
+
+def best_phase(ready: Sequence[float], interval: float, margin: float = 0.1) -> float:
+    """The phase (Unix seconds modulo INTERVAL) of a round that waits least, on average,
+    for the latest scrape of each target to be in (READY: when one was), plus MARGIN of the
+    interval for clocks that differ a little. With one target, just after its scrapes; with
+    targets spread over the interval, any phase is as good."""
+    step = max(1, len(ready) // 200)
+    points = [r % interval for r in ready[::step]]
+    best, cost = 0.0, float("inf")
+    for p in points:
+        c = (p + margin * interval) % interval
+        total = sum((c - q) % interval for q in points)
+        if total < cost:
+            best, cost = c, total
+    return best
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,13 +230,21 @@ def measure_fast(source: VectorSource, targets: Sequence[FastTarget], at: dateti
     # (template, total template, good?, seconds) -> grouped queries; then per target
     groups: dict[tuple[str, str, bool, int], tuple[GroupedQuery, GroupedQuery] | None] = {}
     plans: list[tuple[FastTarget, str, SLO, list[tuple[int, float]]]] = []
+    counted: dict[int, tuple[str, str, bool] | None] = {}  # id(SLO) -> its count templates
+
+    def count_templates(slo: SLO) -> tuple[str, str, bool] | None:
+        # the policies are parsed once per version: many plans share one SLO object
+        found = counted.get(id(slo), counted)
+        if found is counted:
+            found = counted[id(slo)] = _count_templates(slo)
+        return found  # type: ignore[return-value]
     for t in targets:
         ceiling = t.plan.spec.analysis.error_ratio_ceiling is not None
         for gate in t.plan.spec.gates:
             if gate.kind != GateKind.SLO or gate.slo_name is None:
                 continue
             slo = t.policy.spec.slo(gate.slo_name)
-            if slo is None or slo.objective is None or _count_templates(slo) is None:
+            if slo is None or slo.objective is None or count_templates(slo) is None:
                 continue
             started = t.plan.status.run_started_at
             run = (at - started).total_seconds() if started is not None else float("inf")
@@ -178,7 +252,7 @@ def measure_fast(source: VectorSource, targets: Sequence[FastTarget], at: dateti
             if not windows:
                 continue
             plans.append((t, gate.name, slo, windows))
-            num, total, good = _count_templates(slo)  # type: ignore[misc]
+            num, total, good = count_templates(slo)  # type: ignore[misc]
             for _, secs in windows:
                 gk = (num, total, good, window_seconds_of(secs))
                 if gk not in groups:
@@ -194,7 +268,7 @@ def measure_fast(source: VectorSource, targets: Sequence[FastTarget], at: dateti
 
     out: dict[str, list[GateMeasurement]] = {}
     for t, gate_name, slo, windows in plans:
-        num, total, good = _count_templates(slo)  # type: ignore[misc]
+        num, total, good = count_templates(slo)  # type: ignore[misc]
         by_window: dict[int, Measurement] = {}
         fallback: list[tuple[SLO, Track, float]] = []
         for _, secs in windows:
@@ -260,3 +334,27 @@ def _measurement(g: tuple[GroupedQuery, GroupedQuery],
     return Measurement(MeasurementStatus.OK, value=min(1.0, bad / total), samples=total,
                        numerator=bad, denominator=total,
                        query=f"{num_q.expr}\n{total_q.expr}")
+
+
+def typical_scrape_interval(intervals: Sequence[float]) -> float | None:
+    """The scrape interval most of one Prometheus's active targets have (the smaller one
+    on a tie), or None without any: a few special jobs do not set it."""
+    counts: dict[float, int] = {}
+    for seconds in intervals:
+        if seconds > 0 and seconds == seconds:
+            counts[seconds] = counts.get(seconds, 0) + 1
+    if not counts:
+        return None
+    return min(counts, key=lambda v: (-counts[v], v))
+
+
+def fast_interval_from(typical: Sequence[float | None]) -> float:
+    """The default fast interval from each Prometheus in use's typical scrape interval:
+    the largest of them (an SLOPolicy's Prometheus can slow the fast path down to the
+    default, never speed it up for every plan), clamped to ``FAST_INTERVAL_RANGE``;
+    ``DEFAULT_FAST_INTERVAL`` when none is known."""
+    known = [t for t in typical if t is not None]
+    if not known:
+        return DEFAULT_FAST_INTERVAL
+    low, high = FAST_INTERVAL_RANGE
+    return min(high, max(low, max(known)))

@@ -385,6 +385,36 @@ class PrometheusSource:
                 out[expr] = split[i] if split is not None else None
         return [out.get(e) for e in exprs]
 
+    def scrape_timing(self) -> list[tuple[float, float | None]] | None:
+        """Each active target's scrape interval and when its last scrape's samples were in
+        (``/api/v1/targets``: ``scrapeInterval``; ``lastScrape`` + ``lastScrapeDuration``, as
+        Unix seconds, None if not scraped yet), or None when Prometheus does not say (an
+        error, an older version). The fast path learns its default cadence from it
+        (``fastpath.ScrapeIntervals``)."""
+        from datetime import datetime
+
+        from controller.api.types import parse_duration
+
+        try:
+            targets = self._client.get_targets(state="active").get("activeTargets") or ()
+        except Exception:  # any failure: the caller keeps its default
+            return None
+        out: list[tuple[float, float | None]] = []
+        for t in targets:
+            try:
+                interval = parse_duration(str(t["scrapeInterval"]))
+            except (KeyError, TypeError, ValueError):
+                continue
+            ready: float | None = None
+            try:
+                last = datetime.fromisoformat(str(t["lastScrape"])).timestamp()
+                if last > 0:
+                    ready = last + float(t.get("lastScrapeDuration") or 0.0)
+            except (KeyError, TypeError, ValueError, OverflowError, OSError):
+                ready = None
+            out.append((interval, ready))
+        return out
+
     def _plan(self, slo: SLO, track: Track, window_seconds: float, ctx: QueryContext
               ) -> _Planned | Measurement:
         try:

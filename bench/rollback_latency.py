@@ -30,59 +30,18 @@ import argparse
 import random
 import signal
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
-from kubernetes import client, watch
+from kubernetes import client
 
 from bench.machine import describe, load, median, percentile
 from tests.harness import cluster as cluster_mod
 from tests.harness.fixtures import crd_files, install_crds
+from tests.harness.routes import RouteWatch
 from tests.harness.stack import Stack, rollout_plan, slo_policy
-
-
-class RouteWatch:
-    """Wall-clock times at which the canary's weight on the HTTPRoute changed."""
-
-    def __init__(self, api: client.ApiClient, namespace: str, name: str) -> None:
-        self.api, self.namespace, self.name = api, namespace, name
-        self.changes: list[tuple[float, int]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        custom = client.CustomObjectsApi(self.api)
-        while not self._stop.is_set():
-            w = watch.Watch()
-            try:
-                for event in w.stream(custom.list_namespaced_custom_object,
-                                      "gateway.networking.k8s.io", "v1", self.namespace,
-                                      "httproutes", field_selector=f"metadata.name={self.name}",
-                                      timeout_seconds=60, _request_timeout=70):
-                    seen = time.time()
-                    obj: dict[str, Any] = event["object"]
-                    refs = obj["spec"]["rules"][0]["backendRefs"]
-                    weight = int(next(r.get("weight", 1) for r in refs
-                                      if r["name"].endswith("-canary")))
-                    if not self.changes or self.changes[-1][1] != weight:
-                        self.changes.append((seen, weight))
-                    if self._stop.is_set():
-                        break
-            except Exception:
-                time.sleep(0.2)
-            finally:
-                w.stop()
-
-    def zero_after(self, t: float) -> float | None:
-        return next((at for at, weight in self.changes if at >= t and weight == 0), None)
-
-    def stop(self) -> None:
-        self._stop.set()
 
 
 def parse_seconds(text: str) -> float:
@@ -156,7 +115,7 @@ def main() -> None:
         stack.apply(slo_policy("platform", stack.service, stack.prometheus.url,
                                extra={"slos": [slo]}))
         stack.apply(plan)
-        routes = RouteWatch(api, namespace, stack.service)
+        routes = RouteWatch(api, namespace, stack.service).start()
         for mode, fast_interval, runs in modes:
             controller_side, end_to_end = figures.setdefault(mode, ([], []))
             ctl = stack.start_controller(f"bench-{len(figures)}",
@@ -294,11 +253,8 @@ def run_mode(stack: Stack, routes: RouteWatch, runs: int, settle: Callable[[], f
             decision = next(d for d in reversed(status["decisions"])
                             if d["type"] == "RollbackStarted")
             decided = datetime.fromisoformat(decision["at"].replace("Z", "+00:00")).timestamp()
-            zero = routes.zero_after(fault)
-            if zero is None:
-                stack.wait_for(lambda f=fault: routes.zero_after(f) is not None, 10, "the watch")
-                zero = routes.zero_after(fault)
-            assert zero is not None
+            zero = routes.wait_zero_after(fault)
+            assert zero is not None, f"no weight 0 seen by the watch: {routes.seen[-5:]}"
             controller_side.append(zero - decided)
             end_to_end.append(zero - fault)
             key = f"{stack.namespace}/{stack.service}"

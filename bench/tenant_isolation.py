@@ -25,10 +25,11 @@ from typing import Any
 from kubernetes import client
 
 from bench.machine import describe, median
-from bench.rollback_latency import RouteWatch, _bad, _total
+from bench.rollback_latency import _bad, _total
 from tests.harness import cluster as cluster_mod
 from tests.harness.drip import DrippingServer
 from tests.harness.fixtures import crd_files, install_crds
+from tests.harness.routes import RouteWatch
 from tests.harness.stack import Stack, rollout_plan, slo_policy
 
 INTERVAL = "1s"
@@ -72,10 +73,7 @@ def measure_b(stack: Stack, routes: RouteWatch, runs: int, label: str) -> list[f
         fault = time.time()
         stack.canary_app.configure(error_rate=1.0)
         stack.wait_for(lambda: stack.status().get("phase") == "RolledBack", 180, "the rollback")
-        zero = routes.zero_after(fault)
-        if zero is None:
-            stack.wait_for(lambda f=fault: routes.zero_after(f) is not None, 10, "the watch")
-            zero = routes.zero_after(fault)
+        zero = routes.wait_zero_after(fault)
         assert zero is not None
         decision = next(d for d in reversed(stack.status()["decisions"])
                         if d["type"] == "RollbackStarted")
@@ -118,7 +116,7 @@ def main() -> None:
                              window=f"{WINDOW}s", rollback_after="10m", min_samples=5))
         ctl = b.start_controller("bench", extra=["--namespace", ns_a])
         ctl.wait_ready()
-        routes = RouteWatch(api, ns_b, b.service)
+        routes = RouteWatch(api, ns_b, b.service).start()
         alone = measure_b(b, routes, args.runs, "without A")
 
         print(f"tenant A: {args.tenant_a_plans} plans and a policy against {drip.url} "

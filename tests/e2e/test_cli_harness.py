@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import os
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import watch
 
 from tests.harness.fixtures import TestCluster
+from tests.harness.routes import RouteWatch
 from tests.harness.stack import Stack, rollout_plan, rolloutctl_binary, slo_policy
 
 SERVICE = "checkout"
@@ -80,59 +78,9 @@ def explain(stack: Stack, done: subprocess.CompletedProcess[str]) -> str:
             f"controller logs:\n{logs}")
 
 
-class RouteWatcher:
-    """Watches the HTTPRoute (what ``kubectl get httproute -w`` shows) and remembers each
-    change of the canary weight: every write reaches a watch, however briefly it lasted,
-    where a poll could miss a weight the controller held for a few milliseconds."""
-
-    GROUP = ("gateway.networking.k8s.io", "v1")
-
-    def __init__(self, stack: Stack) -> None:
-        self.stack = stack
-        self.seen: list[int] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._version = ""
-
-    def _get(self) -> dict[str, Any]:
-        route: dict[str, Any] = self.stack.custom.get_namespaced_custom_object(
-            *self.GROUP, self.stack.namespace, "httproutes", self.stack.service)
-        return route
-
-    def _record(self, route: dict[str, Any]) -> None:
-        refs = route["spec"]["rules"][0]["backendRefs"]
-        weight = int(next(r.get("weight", 1) for r in refs
-                          if r["name"] == f"{self.stack.service}-canary"))
-        if not self.seen or self.seen[-1] != weight:
-            self.seen.append(weight)
-        self._version = route["metadata"]["resourceVersion"]
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                for event in watch.Watch().stream(
-                        self.stack.custom.list_namespaced_custom_object, *self.GROUP,
-                        self.stack.namespace, "httproutes",
-                        field_selector=f"metadata.name={self.stack.service}",
-                        resource_version=self._version, timeout_seconds=1):
-                    if event["type"] in ("ADDED", "MODIFIED"):
-                        self._record(event["object"])
-            except Exception:  # a transient watch error: watch again from the last version
-                self._stop.wait(0.05)
-
-    def __enter__(self) -> RouteWatcher:
-        self._record(self._get())
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        # every write made before now reaches the watch: wait until it has seen the latest
-        latest = self._get()["metadata"]["resourceVersion"]
-        deadline = time.monotonic() + 10
-        while self._version != latest and time.monotonic() < deadline:
-            self._stop.wait(0.05)
-        self._stop.set()
-        self._thread.join(timeout=5)
+def route_watch(stack: Stack) -> RouteWatch:
+    """The stack's HTTPRoute, watched (what ``kubectl get httproute -w`` shows)."""
+    return RouteWatch(stack.api, stack.namespace, stack.service)
 
 
 def skip_without_rolloutctl() -> None:

@@ -16,10 +16,10 @@ from tests.harness.stack import Stack, rollout_plan
 
 from .test_cli_harness import (
     AT_25,
-    RouteWatcher,
     explain,
     plan_at_25,
     rolloutctl,
+    route_watch,
     running_stack,
     start_controller,
 )
@@ -88,7 +88,7 @@ def test_drill_restore_returns_to_25_and_dry_run_changes_nothing(stack: Stack) -
     assert "drill" not in (after["spec"].get("requests") or {})
     assert stack.route_weight() == 25
 
-    with RouteWatcher(stack) as route:
+    with route_watch(stack) as route:
         done = rolloutctl(stack, "drill", "checkout", "--restore", "--max-duration", "60s")
     assert done.returncode == 0, explain(stack, done)
     assert list(timings(done.stdout)) == ["requested", "rollback started", "canary weight 0",
@@ -109,7 +109,7 @@ def test_a_plan_not_mid_run_gets_the_synthetic_drill(stack: Stack) -> None:
     start_controller(stack)
     stack.wait_for(lambda: stack.status().get("reason") == "NoNewRevision", 90,
                    "the plan to see nothing to roll out")
-    with RouteWatcher(stack) as route:
+    with route_watch(stack) as route:
         done = rolloutctl(stack, "drill", "checkout", "--max-duration", "60s")
     assert done.returncode == 0, explain(stack, done)
     assert "synthetic (no run in progress)" in done.stdout

@@ -47,7 +47,7 @@ from typing import Any, cast
 from unittest import mock
 
 from hypothesis import strategies as st
-from kubernetes import client, watch
+from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
@@ -68,6 +68,7 @@ from tests.harness.cluster import free_port, new_api_client, restart_apiserver
 from tests.harness.demo_app import DemoApp
 from tests.harness.egress import LOCAL_EGRESS
 from tests.harness.prometheus import PrometheusServer
+from tests.harness.routes import RouteWatch
 from tests.harness.slack_stub import SlackStub
 from tests.harness.stack import (
     ControllerProcess,
@@ -842,46 +843,6 @@ def prometheus_outage(env: Env, short: bool = False) -> ScenarioResult:
 # ============================================================================ 4. Slack down
 
 
-class WeightWatch:
-    """Wall-clock times at which an HTTPRoute's canary weight changed (a watch)."""
-
-    def __init__(self, api: ApiClient, namespace: str, name: str) -> None:
-        self.api, self.namespace, self.name = api, namespace, name
-        self.changes: list[tuple[float, int]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="weight-watch")
-        self._thread.start()
-
-    def _run(self) -> None:
-        custom: Any = client.CustomObjectsApi(self.api)
-        while not self._stop.is_set():
-            w = watch.Watch()  # type: ignore[no-untyped-call]
-            try:
-                for event in w.stream(  # type: ignore[no-untyped-call]
-                        custom.list_namespaced_custom_object,
-                                      "gateway.networking.k8s.io", "v1", self.namespace,
-                                      "httproutes", field_selector=f"metadata.name={self.name}",
-                                      timeout_seconds=30, _request_timeout=40):
-                    seen = time.time()
-                    refs = event["object"]["spec"]["rules"][0]["backendRefs"]
-                    weight = int(next(r.get("weight", 1) for r in refs
-                                      if r["name"].endswith("-canary")))
-                    if not self.changes or self.changes[-1][1] != weight:
-                        self.changes.append((seen, weight))
-                    if self._stop.is_set():
-                        break
-            except Exception:
-                time.sleep(0.2)
-            finally:
-                w.stop()  # type: ignore[no-untyped-call]
-
-    def zero_after(self, t: float) -> float | None:
-        return next((at for at, weight in self.changes if at >= t and weight == 0), None)
-
-    def stop(self) -> None:
-        self._stop.set()
-
-
 def slack_down(env: Env, short: bool = False) -> ScenarioResult:
     """A bad canary's rollback, timed from the fault to canary weight 0, with Slack healthy,
     answering 500 and rate-limiting (429); then every message is delivered, each once."""
@@ -892,14 +853,14 @@ def slack_down(env: Env, short: bool = False) -> ScenarioResult:
     stack = fleet.stacks[0]
     slack = fleet.slack
     assert slack is not None and stack.canary_app is not None
-    routes: WeightWatch | None = None
+    routes: RouteWatch | None = None
     try:
         stack.apply(fleet.plan(stack, hold="1h", interval="1s", window="5s",
                                rollback_after="10m", min_samples=5))
         ctl = fleet.start_controller("c0")
         ctl.wait_ready(90)
         wait_until(lambda: stack.status().get("reason") == "NoNewRevision", 90)
-        routes = WeightWatch(fleet.api, stack.namespace, stack.service)
+        routes = RouteWatch(fleet.api, stack.namespace, stack.service).start()
         e2e: dict[str, list[float]] = {m: [] for m in modes}
         ctl_side: dict[str, list[float]] = {m: [] for m in modes}
         delivered_after: dict[str, list[float]] = {m: [] for m in modes}
@@ -925,12 +886,14 @@ def slack_down(env: Env, short: bool = False) -> ScenarioResult:
                 rolled = wait_until(partial(rolled_back, stack, run), 120)
                 if rolled is None:
                     raise TimeoutError(f"run {run} did not roll back\n{fleet.logs()}")
-                zero = wait_until(partial(routes.zero_after, fault), 10)
+                zero = routes.wait_zero_after(fault)
                 st = stack.status()
                 decision = next(d for d in reversed(st["decisions"])
                                 if d["type"] == DecisionType.ROLLBACK_STARTED)
                 if zero is None:
-                    result.problems.append(f"{mode} run {run}: no weight 0 seen by the watch")
+                    result.problems.append(f"{mode} run {run}: no weight 0 seen by the watch "
+                                           f"(weights seen: {routes.seen[-5:]})")
+                    slack.heal()
                     continue
                 e2e[mode].append(zero - fault)
                 ctl_side[mode].append(zero - wall(decision["at"]))

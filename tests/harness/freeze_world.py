@@ -33,6 +33,7 @@ from kubernetes.client import ApiClient, AppsV1Api, CustomObjectsApi
 
 from tests.harness.demo_app import DemoApp
 from tests.harness.prometheus import PrometheusServer, Series, backfill
+from tests.harness.routes import canary_weight
 from tests.harness.stack import (
     BAD,
     TOTAL,
@@ -179,8 +180,7 @@ def route_weight(stack: Stack, target: str) -> int:
     route = cast(dict[str, Any], CustomObjectsApi(stack.api).get_namespaced_custom_object(
         "gateway.networking.k8s.io", "v1", stack.namespace, "httproutes", target,
         _request_timeout=REQUEST_TIMEOUT))
-    refs = route["spec"]["rules"][0]["backendRefs"]
-    return int(next(r.get("weight", 1) for r in refs if r["name"] == f"{target}-canary"))
+    return canary_weight(route, f"{target}-canary")
 
 
 def canary_replicas(stack: Stack, target: str) -> int:

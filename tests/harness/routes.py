@@ -21,6 +21,12 @@ from kubernetes.client.exceptions import ApiException
 GROUP = ("gateway.networking.k8s.io", "v1")
 
 
+def canary_weight(route: dict[str, Any], canary: str) -> int:
+    """The weight of the backend CANARY in an HTTPRoute (1 when unset, as Gateway API says)."""
+    refs = route["spec"]["rules"][0]["backendRefs"]
+    return int(next(r.get("weight", 1) for r in refs if r["name"] == canary))
+
+
 class RouteWatch:
     """Each change of the canary backend's weight on one HTTPRoute, with the wall-clock time
     the watch saw it. Use it as a context manager (the exit waits for the latest version) or
@@ -95,8 +101,7 @@ class RouteWatch:
         return route
 
     def _record(self, route: dict[str, Any], at: float | None = None) -> None:
-        refs = route["spec"]["rules"][0]["backendRefs"]
-        weight = int(next((r.get("weight", 1) for r in refs if r["name"] == self.canary), 0))
+        weight = canary_weight(route, self.canary)
         version = int(route["metadata"]["resourceVersion"])
         with self._seen:
             if version > self._version:
@@ -114,17 +119,12 @@ class RouteWatch:
                         "httproutes", field_selector=f"metadata.name={self.name}",
                         resource_version=str(self._version), timeout_seconds=5,
                         _request_timeout=15):
-                    at = time.time()
-                    kind, obj = event["type"], event["object"]
-                    if kind in ("ADDED", "MODIFIED"):
-                        self._record(obj, at)
-                    elif kind == "ERROR" and isinstance(obj, dict) and obj.get("code") == 410:
-                        self._record(self._get(), at)  # too old: relist
-                        break
+                    if event["type"] in ("ADDED", "MODIFIED"):
+                        self._record(event["object"], time.time())
                     if self._stop.is_set():
                         return
-            except ApiException as e:
-                if e.status == 410:
+            except ApiException as e:  # the client raises an ERROR event as ApiException
+                if e.status == 410:  # our version is too old: relist
                     self._record(self._get())
                 else:
                     self._stop.wait(0.05)

@@ -50,6 +50,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.harness import python_env
 from tests.harness.cluster import Cluster, free_port
+from tests.harness.routes import canary_weight
 from tests.harness.stack import ControllerProcess, deployment, http_route, rolloutctl_binary
 from tests.harness.traces import DEFAULT_BUCKETS, DEFAULT_LATENCY
 
@@ -345,9 +346,7 @@ class ScaleWorld:
                 "gateway.networking.k8s.io", "v1", ns, "httproutes", _request_timeout=60)
             for r in routes["items"]:
                 name = r["metadata"]["name"]
-                refs = r["spec"]["rules"][0]["backendRefs"]
-                out[f"{ns}/{name}"] = int(next(x.get("weight", 1) for x in refs
-                                               if x["name"] == f"{name}-canary"))
+                out[f"{ns}/{name}"] = canary_weight(r, f"{name}-canary")
         return out
 
     def summary(self) -> PlanSummary:

@@ -29,6 +29,7 @@ from controller.api.plan import GatewayAPIRoute
 from tests.harness.demo_app import DemoApp
 from tests.harness.egress import LOCAL_EGRESS
 from tests.harness.prometheus import PrometheusServer
+from tests.harness.routes import canary_weight
 from tests.harness.traffic import TrafficGenerator
 
 BAD = ('sum(rate(http_requests_total{service="{{service}}",track="{{track}}",code=~"5.."}'
@@ -259,9 +260,7 @@ class Stack:
     def route_weight(self) -> int:
         route = self.custom.get_namespaced_custom_object(
             "gateway.networking.k8s.io", "v1", self.namespace, "httproutes", self.service)
-        refs = route["spec"]["rules"][0]["backendRefs"]
-        return int(next(r.get("weight", 1) for r in refs
-                        if r["name"] == f"{self.service}-canary"))
+        return canary_weight(route, f"{self.service}-canary")
 
     def deployment(self, name: str) -> dict[str, Any]:
         d = self.apps.read_namespaced_deployment(name, self.namespace)

@@ -20,6 +20,13 @@ class _Upstream(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:
+        if self.path.startswith("/cut"):  # a body cut short: 100 bytes announced, 5 sent
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"64\r\nhello")
+            self.close_connection = True
+            return
         if "watch=true" in self.path:  # a watch: one event now, the next when released
             self.send_response(200)
             self.send_header("Transfer-Encoding", "chunked")
@@ -81,6 +88,16 @@ def test_a_watch_event_reaches_the_client_before_the_stream_ends(proxy: Counting
     _Upstream.release.set()
     assert response.readline() == b'{"type":"DELETED"}\n'
     assert proxy.snapshot() == {("WATCH", "/api/v1/pods"): 1}
+
+
+def test_an_upstream_cut_mid_body_ends_the_response_quietly(
+        proxy: CountingProxy, capsys: pytest.CaptureFixture[str]) -> None:
+    response = _request(proxy, "GET", "/cut?watch=true")
+    with pytest.raises(http.client.IncompleteRead):
+        response.read()  # returns once the proxy has closed the connection
+    assert proxy.errors == 1
+    assert "Exception occurred" not in capsys.readouterr().err
+    assert _request(proxy, "GET", "/api/v1/query").status == 200
 
 
 def test_paused_refuses_connections_and_resumes_on_the_same_port(proxy: CountingProxy) -> None:

@@ -76,8 +76,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(b"0\r\n\r\n")
         except OSError:  # the client went away (a watch closed): done
             pass
-        except http.client.HTTPException:  # the upstream went away mid-body (the control
-            owner.errors += 1              # plane stopping at the end of a run): done
+        except http.client.HTTPException:
+            # the upstream went away mid-body (the control plane stopping at the end of a
+            # run): an upstream error, and done
+            owner.errors += 1
         finally:
             conn.close()
             self.close_connection = True

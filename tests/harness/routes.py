@@ -23,8 +23,11 @@ GROUP = ("gateway.networking.k8s.io", "v1")
 
 def canary_weight(route: dict[str, Any], canary: str) -> int:
     """The weight of the backend CANARY in an HTTPRoute (1 when unset, as Gateway API says)."""
-    refs = route["spec"]["rules"][0]["backendRefs"]
-    return int(next(r.get("weight", 1) for r in refs if r["name"] == canary))
+    for ref in route["spec"]["rules"][0]["backendRefs"]:
+        if ref["name"] == canary:
+            return int(ref.get("weight", 1))
+    raise LookupError(f"HTTPRoute {route['metadata']['name']}: no backend {canary} in its "
+                      "first rule")
 
 
 class RouteWatch:
